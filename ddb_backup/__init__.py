@@ -1,0 +1,64 @@
+"""ddb-backup: verified, resumable backup and restore of DynamoDB tables.
+
+The asyncio core; the Lambda handlers (``handlers/``) and the command line
+(``ddb_backup.cli``) only translate between the outside world and it.
+"""
+
+from ddb_backup.aws import AwsClients, aws_clients
+from ddb_backup.config import BackupConfig, RestoreConfig
+from ddb_backup.errors import (
+    AwsError,
+    BackupNotFoundError,
+    CheckpointError,
+    ChecksumMismatchError,
+    ConfigError,
+    CorruptDataError,
+    DataFileMissingError,
+    DdbBackupError,
+    ExportError,
+    ItemCountMismatchError,
+    KeySchemaMismatchError,
+    ManifestError,
+    PitrDisabledError,
+    TableError,
+    TableNotFoundError,
+    UnsafeNameError,
+    UnsupportedFormatError,
+    VerificationError,
+)
+from ddb_backup.manifest import BackupManifest, DataFile, TableBackup, TableSchema
+from ddb_backup.storage import LocalStorage, S3Storage, Storage
+
+__all__ = [
+    "AwsClients",
+    "AwsError",
+    "BackupConfig",
+    "BackupManifest",
+    "BackupNotFoundError",
+    "CheckpointError",
+    "ChecksumMismatchError",
+    "ConfigError",
+    "CorruptDataError",
+    "DataFile",
+    "DataFileMissingError",
+    "DdbBackupError",
+    "ExportError",
+    "ItemCountMismatchError",
+    "KeySchemaMismatchError",
+    "LocalStorage",
+    "ManifestError",
+    "PitrDisabledError",
+    "RestoreConfig",
+    "S3Storage",
+    "Storage",
+    "TableBackup",
+    "TableError",
+    "TableNotFoundError",
+    "TableSchema",
+    "UnsafeNameError",
+    "UnsupportedFormatError",
+    "VerificationError",
+    "aws_clients",
+]
+
+__version__ = "0.1.0"

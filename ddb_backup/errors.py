@@ -1,0 +1,156 @@
+"""Every error ddb-backup raises on purpose.
+
+Foreign errors (botocore ``ClientError``, ``zlib.error``, JSON decode errors,
+pydantic ``ValidationError``) are translated where they enter the core, with
+``raise ... from exc``, and carry the context an operator needs (table, S3 key,
+line number) but never an attribute value.
+
+Exception tree::
+
+    DdbBackupError
+    ├── ConfigError                  bad settings or environment variable
+    ├── UnsafeNameError              a table name, date or key that could escape its prefix
+    ├── BackupNotFoundError          no (complete) backup for a date / table
+    ├── ManifestError                manifest missing, not JSON, or invalid
+    ├── CheckpointError              resume token / checkpoint refused
+    ├── TableError                   DynamoDB table unusable
+    │   ├── PitrDisabledError        point-in-time recovery is off
+    │   ├── TableNotFoundError       target table does not exist
+    │   └── KeySchemaMismatchError   target keys differ from the backup's
+    ├── ExportError                  an export failed or cannot be located
+    ├── VerificationError            a data file is not what the manifest says
+    │   ├── DataFileMissingError
+    │   ├── ChecksumMismatchError
+    │   ├── ItemCountMismatchError
+    │   └── CorruptDataError         bad gzip, a line that is not JSON / not an item
+    ├── UnsupportedFormatError       e.g. ION exports
+    └── AwsError                     a translated botocore ClientError / connection error
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AwsError",
+    "BackupNotFoundError",
+    "CheckpointError",
+    "ChecksumMismatchError",
+    "ConfigError",
+    "CorruptDataError",
+    "DataFileMissingError",
+    "DdbBackupError",
+    "ExportError",
+    "ItemCountMismatchError",
+    "KeySchemaMismatchError",
+    "ManifestError",
+    "PitrDisabledError",
+    "TableError",
+    "TableNotFoundError",
+    "UnsafeNameError",
+    "UnsupportedFormatError",
+    "VerificationError",
+]
+
+
+class DdbBackupError(Exception):
+    """Base class of every error raised on purpose by ddb-backup."""
+
+
+class ConfigError(DdbBackupError):
+    """A setting or environment variable is missing or malformed."""
+
+
+class UnsafeNameError(DdbBackupError, ValueError):
+    """A name that would escape its S3 prefix (``../``, absolute, encoded tricks)."""
+
+
+class BackupNotFoundError(DdbBackupError):
+    """No usable backup was found."""
+
+
+class ManifestError(DdbBackupError):
+    """A manifest (ours, the legacy one, or AWS's) is missing or invalid."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(f"{message} (s3 key: {key})" if key else message)
+        self.key = key
+
+
+class CheckpointError(DdbBackupError):
+    """A checkpoint or resume token does not belong to this restore."""
+
+
+class TableError(DdbBackupError):
+    """A DynamoDB table cannot be used as asked."""
+
+    def __init__(self, message: str, *, table: str) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class PitrDisabledError(TableError):
+    """Point-in-time recovery must be enabled before a table can be exported."""
+
+
+class TableNotFoundError(TableError):
+    """The table does not exist."""
+
+
+class KeySchemaMismatchError(TableError):
+    """The table's key schema differs from the backup's."""
+
+
+class ExportError(DdbBackupError):
+    """A DynamoDB export failed, or its S3 folder cannot be found."""
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class VerificationError(DdbBackupError):
+    """A data file does not match what its manifest promises."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.reason = message
+
+
+class DataFileMissingError(VerificationError):
+    """A data file listed by the manifest is not in S3."""
+
+
+class ChecksumMismatchError(VerificationError):
+    """The MD5 of a data file differs from the manifest's."""
+
+
+class ItemCountMismatchError(VerificationError):
+    """A data file holds another number of items than the manifest says."""
+
+
+class CorruptDataError(VerificationError):
+    """A data file is not valid gzip, or a line is not a DynamoDB item."""
+
+
+class UnsupportedFormatError(DdbBackupError):
+    """The export is in a format this tool refuses (checked before any write)."""
+
+
+class AwsError(DdbBackupError):
+    """An AWS call failed; ``code`` is AWS's error code when there is one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        code: str | None = None,
+        table: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        where = ", ".join(f"{k}={v}" for k, v in (("table", table), ("key", key)) if v)
+        super().__init__(f"{operation} failed: {message}" + (f" ({where})" if where else ""))
+        self.operation = operation
+        self.code = code
+        self.table = table
+        self.key = key

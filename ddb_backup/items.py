@@ -1,0 +1,116 @@
+"""DynamoDB JSON items as they stand in an export, checked and converted.
+
+A *wire item* is the ``{"attr": {"S": "..."}, ...}`` mapping of an export
+line, binary values still base64 text. It is what BatchWriteItem's JSON body
+carries too, so the fast path can send it as is; the generic botocore path
+needs :func:`to_botocore` (base64 text to bytes, once, never twice).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from ddb_backup.errors import CorruptDataError
+
+__all__ = [
+    "MAX_ITEM_BYTES",
+    "WireItem",
+    "item_key",
+    "parse_item_line",
+    "to_botocore",
+    "wire_item_size",
+]
+
+WireItem = dict[str, Any]
+
+#: DynamoDB's item size limit.
+MAX_ITEM_BYTES = 400 * 1024
+
+_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "L", "M"})
+
+
+def parse_item_line(line: bytes, *, key: str, line_no: int) -> WireItem:
+    """Parse one export line (``{"Item": {...}}``) and check it is an item."""
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptDataError(f"line {line_no} is not JSON", key=key) from exc
+    item = doc.get("Item") if isinstance(doc, dict) else None
+    if not isinstance(item, dict) or not item:
+        raise CorruptDataError(f"line {line_no} is not an item", key=key)
+    for value in item.values():
+        if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _TYPES):
+            # The attribute name is data too (it could be a secret's label): not logged.
+            raise CorruptDataError(
+                f"line {line_no} has an attribute that is not DynamoDB JSON", key=key
+            )
+    return item
+
+
+def item_key(item: WireItem, key_names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The item's primary key as a hashable tuple of (type, value) pairs."""
+    out = []
+    for name in key_names:
+        attr = item.get(name)
+        if not isinstance(attr, dict) or len(attr) != 1:
+            raise KeyError(name)
+        ((t, v),) = attr.items()
+        out.append((t, v))
+    return tuple(out)
+
+
+def wire_item_size(item: WireItem) -> int:
+    """DynamoDB's size of an item (names + values; base64 counted as raw bytes)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    ((t, v),) = value.items()
+    if t == "S":
+        return len(v.encode())
+    if t == "N":
+        return len(str(v).lstrip("-").lstrip("0") or "0") // 2 + 1
+    if t == "B":
+        return (len(v) * 3) // 4
+    if t in {"BOOL", "NULL"}:
+        return 1
+    if t == "SS":
+        return sum(len(s.encode()) for s in v)
+    if t == "NS":
+        return sum(len(str(n)) // 2 + 1 for n in v)
+    if t == "BS":
+        return sum((len(b) * 3) // 4 for b in v)
+    if t == "L":
+        return 3 + sum(_value_size(x) + 1 for x in v)
+    if t == "M":
+        return 3 + sum(len(k.encode()) + _value_size(x) + 1 for k, x in v.items())
+    return 0
+
+
+def to_botocore(item: WireItem) -> dict[str, Any]:
+    """Wire item to botocore params: base64 text becomes bytes (exactly once)."""
+    return {name: _attr_to_botocore(value) for name, value in item.items()}
+
+
+def _attr_to_botocore(value: dict[str, Any]) -> dict[str, Any]:
+    ((t, v),) = value.items()
+    if t == "B":
+        return {"B": _b64(v)}
+    if t == "BS":
+        return {"BS": [_b64(b) for b in v]}
+    if t == "L":
+        return {"L": [_attr_to_botocore(x) for x in v]}
+    if t == "M":
+        return {"M": {k: _attr_to_botocore(x) for k, x in v.items()}}
+    return value
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("binary attribute is not valid base64") from exc

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: a moto server, sample data, AWS-shaped exports."""
