@@ -69,9 +69,7 @@ def test_bad_dates_refused(date: str) -> None:
         check_date(date)
 
 
-@pytest.mark.parametrize(
-    "key", ["other/x", "p/../x", "p/%2e%2e/x", "/p/x", "p//x", "p/./x"]
-)
+@pytest.mark.parametrize("key", ["other/x", "p/../x", "p/%2e%2e/x", "/p/x", "p//x", "p/./x"])
 def test_keys_outside_prefix_refused(key: str) -> None:
     with pytest.raises(UnsafeNameError):
         check_key_inside(key, "p")
@@ -136,3 +134,30 @@ async def test_stream_survives_cut_bodies_by_range(aws: AwsClients, bucket: str)
     storage = S3Storage(aws.s3, bucket)
     got = b"".join([c async for c in storage.stream("blob", chunk_size=1000)])
     assert got == data
+
+
+async def test_legacy_table_verified_through_aws_manifest(aws: AwsClients, bucket: str) -> None:
+    from ddb_backup.manifest import TableBackup, TableStatus
+    from ddb_backup.verify import verify_table_backup
+
+    prefix = "native-exports/2026-11-19/tbl-a"
+    items = every_type_items(12)
+    # A stray older export in the same prefix must not be picked.
+    await write_aws_export(aws.s3, bucket, prefix, every_type_items(2), files=1)
+    written = await write_aws_export(aws.s3, bucket, prefix, items, files=2)
+    table = TableBackup(
+        table_name="tbl-a",
+        status=TableStatus.COMPLETED,
+        s3_prefix=prefix,
+        export_arn=written["export_arn"],
+        item_count=12,
+    )
+    storage = S3Storage(aws.s3, bucket)
+    verdict = await verify_table_backup(storage, table, key_names=("pk", "sk"))
+    assert verdict.errors == []
+    assert verdict.item_count == 12
+
+    await aws.s3.put_object(Bucket=bucket, Key=written["data_keys"][0], Body=b"\x1f\x8b oops")
+    verdict = await verify_table_backup(storage, table)
+    assert len(verdict.errors) == 1
+    assert written["data_keys"][0] in verdict.errors[0]
