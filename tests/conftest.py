@@ -10,6 +10,8 @@ import pytest
 from ddb_backup.aws import AwsClients, aws_clients
 from tests.support.moto_server import aws_environment, moto_server, reset_moto
 
+pytest_plugins = ["tests.support.fault_fixtures"]
+
 BUCKET = "ddb-backup-test-bucket"
 ENVIRONMENT = "test"
 
