@@ -5,6 +5,7 @@ The asyncio core; the Lambda handlers (``handlers/``) and the command line
 """
 
 from ddb_backup.aws import AwsClients, aws_clients
+from ddb_backup.backup import BackupResult, run_backup
 from ddb_backup.config import BackupConfig, RestoreConfig
 from ddb_backup.errors import (
     AwsError,
@@ -35,6 +36,7 @@ __all__ = [
     "BackupConfig",
     "BackupManifest",
     "BackupNotFoundError",
+    "BackupResult",
     "CheckpointError",
     "ChecksumMismatchError",
     "ConfigError",
@@ -59,6 +61,7 @@ __all__ = [
     "UnsupportedFormatError",
     "VerificationError",
     "aws_clients",
+    "run_backup",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,122 @@
+"""Lambda entry point of the daily backup: event and environment in, one run, response out.
+
+Accepted events: EventBridge's scheduled event, ``{}``, or
+``{"backup_date": "YYYY-MM-DD"}`` (what a wait loop sends to drive a run that
+answered 202 to completion, even after midnight UTC). Settings come from the
+environment (see :meth:`ddb_backup.config.BackupConfig.from_environ`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ddb_backup.aws import aws_clients
+from ddb_backup.backup import BackupResult, Polling, run_backup
+from ddb_backup.config import BackupConfig
+from ddb_backup.errors import ConfigError, UnsafeNameError
+from ddb_backup.keys import check_date
+from ddb_backup.log import get_logger
+from ddb_backup.metrics import emit_metrics
+from handlers.common import LambdaContext, deadline_seconds, response, setup, validation_problems
+
+__all__ = ["BackupEvent", "handler"]
+
+log = get_logger("handlers.backup")
+
+#: DescribeExport backoff (exports take minutes on AWS; tests shorten it).
+POLLING = Polling()
+
+
+def _strict_date(value: Any) -> dt.date:
+    """Only a ``YYYY-MM-DD`` string (pydantic would also take a number of seconds)."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return check_date(value)
+    except UnsafeNameError as exc:
+        raise ValueError("expected a date as YYYY-MM-DD") from exc
+
+
+class BackupEvent(BaseModel):
+    """An EventBridge scheduled event (AWS's names kept through aliases), or ``{}``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    version: str | None = None
+    id: str | None = None
+    detail_type: str | None = Field(default=None, alias="detail-type")
+    source: str | None = None
+    account: str | None = None
+    time: dt.datetime | None = None
+    region: str | None = None
+    resources: list[str] = Field(default_factory=list)
+    detail: dict[str, Any] = Field(default_factory=dict)
+    backup_date: Annotated[dt.date | None, BeforeValidator(_strict_date)] = None
+
+
+def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
+    """Run, resume or report today's backup (or ``backup_date``'s run)."""
+    setup()
+    started = time.monotonic()
+    try:
+        parsed = BackupEvent.model_validate({} if event is None else event)
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        log.error("invalid backup event", extra={"problems": problems})
+        return response(400, {"error": "invalid event", "problems": problems})
+    try:
+        config = BackupConfig.from_environ(os.environ)
+    except ConfigError as exc:
+        log.error("invalid configuration; nothing started", extra={"error": str(exc)})
+        _emit(None, None, started)
+        return response(500, {"error": str(exc), "backup_type": "DYNAMODB_NATIVE_EXPORT"})
+    log.info(
+        "backup invocation",
+        extra={
+            "environment": config.environment,
+            "tables": list(config.tables),
+            "event_id": parsed.id,
+            "backup_date": parsed.backup_date.isoformat() if parsed.backup_date else None,
+        },
+    )
+    result = asyncio.run(_run(config, deadline_seconds(context), parsed.backup_date))
+    _emit(config, result, started)
+    return response(result.status_code, result.body)
+
+
+async def _run(
+    config: BackupConfig, deadline: float | None, backup_date: dt.date | None
+) -> BackupResult:
+    pool = config.concurrency * config.verify_concurrency + config.concurrency
+    async with aws_clients(max_pool_connections=min(pool, 128)) as clients:
+        return await run_backup(
+            config,
+            clients,
+            deadline_seconds=deadline,
+            backup_date=backup_date,
+            polling=POLLING,
+        )
+
+
+def _emit(config: BackupConfig | None, result: BackupResult | None, started: float) -> None:
+    """One EMF line per invocation, for the alarms on failed or partial runs."""
+    body = result.body if result else {}
+    status = result.status_code if result else 500
+    emit_metrics(
+        {
+            "tables_succeeded": body.get("successful_exports", 0),
+            "tables_failed": body.get("failed_exports", 0),
+            "tables_in_progress": body.get("in_progress_exports", 0),
+            "items_exported": body.get("total_items_exported", 0),
+            "runs_failed": 1 if status == 500 else 0,
+            "runs_partial": 1 if status == 207 else 0,
+            "duration_seconds": round(time.monotonic() - started, 3),
+        },
+        {"Function": "backup", "Environment": config.environment if config else "unknown"},
+    )
