@@ -57,7 +57,11 @@ ATTRIBUTE_DEFINITIONS = [
 
 
 async def create_table(
-    dynamodb: Any, name: str, *, pitr: bool = True, key_schema: list[dict[str, str]] | None = None,
+    dynamodb: Any,
+    name: str,
+    *,
+    pitr: bool = True,
+    key_schema: list[dict[str, str]] | None = None,
     attribute_definitions: list[dict[str, str]] | None = None,
 ) -> None:
     await dynamodb.create_table(
@@ -96,7 +100,7 @@ def canonical(items: list[dict[str, Any]]) -> list[bytes]:
             if len(v) == 1:
                 ((t, x),) = v.items()
                 if t in {"SS", "NS", "BS"}:
-                    return {t: sorted(x)}
+                    return {t: [norm(e) for e in sorted(x)]}
             return {k: norm(x) for k, x in v.items()}
         if isinstance(v, list):
             return [norm(x) for x in v]
@@ -206,5 +210,9 @@ async def write_aws_export(
             Bucket=bucket, Key=f"{folder}/manifest-summary.md5", Body=md5_b64(summary).encode()
         )
     await s3.put_object(Bucket=bucket, Key=f"{folder}/_started", Body=b"")
-    return {"folder": folder, "export_arn": export_arn, "data_keys": data_keys,
-            "export_id": export_id}
+    return {
+        "folder": folder,
+        "export_arn": export_arn,
+        "data_keys": data_keys,
+        "export_id": export_id,
+    }

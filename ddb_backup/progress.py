@@ -1,0 +1,203 @@
+"""A restore's progress as data: what the report, the progress log and the
+checkpoint of a resumable restore are all made from.
+
+Per table: its phase, its counts and, per data file, how many leading items
+are *known* handled (written, or failed and in the dead-letter object).
+Batches complete out of order; a file's ``lines_done`` only advances over a
+contiguous run of completed batches, so "every earlier item is known written"
+holds exactly, and a resumed restore starts at that line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from ddb_backup.manifest import DataFile
+
+__all__ = [
+    "FileState",
+    "Phase",
+    "RestoreState",
+    "TablePhase",
+    "TableProgress",
+    "TableState",
+    "TableStatus",
+]
+
+
+class TablePhase(StrEnum):
+    PENDING = "pending"  # not verified yet
+    READY = "ready"  # verified, target checked: may be cleared and written
+    CLEARING = "clearing"
+    WRITING = "writing"
+    DONE = "done"
+    FAILED = "failed"  # verification or target check failed: untouched
+
+
+Phase = Literal["verifying", "clearing", "writing", "done"]
+
+
+class TableStatus(StrEnum):
+    COMPLETED = "COMPLETED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    DRY_RUN = "DRY_RUN_OK"
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class FileState(_State):
+    key: str
+    item_count: int | None = None  # expected (manifest / verification)
+    md5: str | None = None
+    size: int | None = None
+    lines_done: int = Field(default=0, ge=0)
+    done: bool = False
+    _completed: dict[int, int] = PrivateAttr(default_factory=dict)
+
+    def mark(self, start: int, end: int) -> None:
+        """Lines ``[start, end)`` are handled; advance the known-done prefix."""
+        self._completed[start] = end
+        while self.lines_done in self._completed:
+            self.lines_done = self._completed.pop(self.lines_done)
+
+    @classmethod
+    def from_data_file(cls, f: DataFile) -> FileState:
+        return cls(key=f.key, item_count=f.item_count, md5=f.md5, size=f.size)
+
+
+class TableState(_State):
+    source_table: str
+    target_table: str
+    s3_prefix: str | None = None
+    phase: TablePhase = TablePhase.PENDING
+    key_names: list[str] = Field(default_factory=list)
+    items_expected: int | None = None
+    items_read: int = 0
+    items_written: int = 0
+    items_failed: int = 0
+    items_cleared: int = 0
+    items_clear_failed: int = 0
+    items_to_clear: int | None = None  # dry run: what a real run would delete
+    created: bool = False
+    files: list[FileState] = Field(default_factory=list)
+    dead_letter_files: list[DataFile] = Field(default_factory=list)
+    dead_letter_folder: str | None = None
+    errors: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    verified_against_manifest: bool = True
+    duration_seconds: float = 0.0
+
+    @property
+    def files_done(self) -> int:
+        return sum(f.done for f in self.files)
+
+    def status(self, dry_run: bool) -> TableStatus:
+        if self.phase is TablePhase.FAILED:
+            return TableStatus.FAILED
+        if dry_run:
+            return TableStatus.DRY_RUN if not self.errors else TableStatus.FAILED
+        complete = (
+            self.phase is TablePhase.DONE
+            and not self.errors
+            and self.items_failed == 0
+            and self.items_clear_failed == 0
+            and self.items_expected is not None
+            and self.items_written == self.items_expected
+            and all(f.done for f in self.files)
+        )
+        if complete:
+            return TableStatus.COMPLETED
+        if self.items_written or self.items_cleared:
+            return TableStatus.PARTIAL
+        return TableStatus.FAILED
+
+    def report(self, dry_run: bool) -> dict[str, Any]:
+        """The per-table entry of ``restore_results`` (names and counts only)."""
+        out: dict[str, Any] = {
+            "table": self.source_table,
+            "target_table": self.target_table,
+            "status": self.status(dry_run).value,
+            "items_expected": self.items_expected,
+            "items_read": self.items_read,
+            "items_written": self.items_written,
+            "items_failed": self.items_failed,
+            "items_cleared": self.items_cleared,
+            "files_processed": self.files_done,
+            "files_total": len(self.files),
+            "dead_letter_keys": [f.key for f in self.dead_letter_files],
+            "dead_letter_folder": self.dead_letter_folder if self.dead_letter_files else None,
+            "table_created": self.created,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "error": "; ".join(self.errors) if self.errors else None,
+        }
+        if self.items_clear_failed:
+            out["items_clear_failed"] = self.items_clear_failed
+        if not self.verified_against_manifest:
+            out["verified_against_manifest"] = False
+        if dry_run:
+            out["items_to_write"] = self.items_expected
+            out["items_to_clear"] = self.items_to_clear
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+class SkippedDate(_State):
+    date: dt.date
+    reason: str
+
+
+class RestoreState(_State):
+    """Everything a restore knows; written as the checkpoint of a resumable run."""
+
+    version: Literal[1] = 1
+    restore_id: str
+    bucket: str
+    environment: str
+    prefix: str
+    backup_date: dt.date | None = None
+    request: dict[str, Any] = Field(default_factory=dict)
+    tables: list[TableState] = Field(default_factory=list)
+    skipped_backups: list[SkippedDate] = Field(default_factory=list)
+    skipped_tables: list[dict[str, str]] = Field(default_factory=list)
+    round: int = 1
+    elapsed_seconds: float = 0.0
+    finished: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TableProgress:
+    """A snapshot handed to ``on_progress`` callbacks (and logged)."""
+
+    table: str
+    phase: Phase
+    items_expected: int | None
+    items_written: int
+    items_failed: int
+    items_cleared: int
+    files_done: int
+    files_total: int
+    elapsed: float
+
+    @classmethod
+    def of(cls, state: TableState, phase: Phase, elapsed: float) -> TableProgress:
+        return cls(
+            table=state.target_table,
+            phase=phase,
+            items_expected=state.items_expected,
+            items_written=state.items_written,
+            items_failed=state.items_failed,
+            items_cleared=state.items_cleared,
+            files_done=state.files_done,
+            files_total=len(state.files),
+            elapsed=elapsed,
+        )

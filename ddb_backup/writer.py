@@ -1,0 +1,409 @@
+"""BatchWriteItem with bounded concurrency, retries that give up honestly, and
+a dead-letter object for whatever still fails.
+
+* At most ``max_workers`` batches are in flight (a semaphore; ``submit`` waits
+  for a free slot, so a fast reader cannot run ahead of DynamoDB).
+* UnprocessedItems, throttling, 5xx and connection errors are retried with
+  exponential backoff and *full* jitter (``uniform(0, min(cap, base * 2**n))``).
+  A call that made progress (some items accepted) does not use up the budget;
+  ``max_attempts`` calls in a row without progress do.
+* A non-retryable error (e.g. ``ValidationException``: one bad item poisons
+  its batch) splits the batch in halves until the bad items stand alone, so
+  good neighbours are still written.
+* Items still failing go to a :class:`DeadLetterSink`: gzipped lines in the
+  export's own format (``{"Item": {...}}``) plus an AWS-style
+  ``manifest-files.json``, i.e. a folder ``restore_export`` can restore later.
+
+The sender is pluggable: ``sender(table, wire_requests) -> unprocessed
+wire_requests``, raising botocore's ``ClientError`` (or connection errors).
+:func:`generic_sender` goes through botocore's ordinary ``batch_write_item``;
+``ddb_backup.fastpath.fast_sender`` skips its per-attribute serializer.
+
+Botocore retries inside the client too: a client built with
+``max_attempts=A`` makes up to ``A`` HTTP attempts per sender call, so a batch
+costs at most ``A * RetryPolicy.max_attempts`` attempts. The restore handler
+builds its DynamoDB client with ``max_attempts=1`` so this module alone
+decides (see :func:`ddb_backup.restore.restore_clients`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from botocore.exceptions import ClientError
+
+from ddb_backup.aws import error_code, is_retryable, raise_aws_error
+from ddb_backup.items import WireItem, to_botocore
+from ddb_backup.log import get_logger
+from ddb_backup.manifest import DataFile
+from ddb_backup.storage import Storage
+
+__all__ = [
+    "MAX_BATCH",
+    "BatchSender",
+    "BatchWriter",
+    "DeadLetterSink",
+    "RetryPolicy",
+    "WireRequest",
+    "call_with_retries",
+    "default_sender",
+    "generic_sender",
+    "wire_from_botocore",
+]
+
+log = get_logger("writer")
+
+#: BatchWriteItem's limit.
+MAX_BATCH = 25
+
+WireRequest = dict[str, Any]
+#: ``sender(table, requests) -> unprocessed requests`` (all in wire form).
+BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; ``max_attempts`` calls without progress."""
+
+    max_attempts: int = 10
+    base_delay: float = 0.05
+    max_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.base_delay < 0 or self.max_delay < self.base_delay:
+            raise ValueError("RetryPolicy needs max_attempts >= 1 and 0 <= base <= max delay")
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Sleep before retry number ``attempt`` (1-based): full jitter."""
+        cap = min(self.max_delay, self.base_delay * 2 ** min(attempt, 32))
+        return (rng or random).uniform(0, cap)
+
+
+async def call_with_retries(
+    policy: RetryPolicy,
+    call: Callable[[], Awaitable[T]],
+    *,
+    operation: str,
+    table: str | None = None,
+) -> T:
+    """Run ``call`` retrying throttling/5xx/connection errors; translate the last error."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            attempt += 1
+            if not is_retryable(exc) or attempt >= policy.max_attempts:
+                raise_aws_error(exc, operation=operation, table=table)
+            await asyncio.sleep(policy.delay(attempt))
+
+
+# --- wire <-> botocore ------------------------------------------------------
+
+
+def _b64(v: bytes | str) -> str:
+    return v if isinstance(v, str) else base64.b64encode(v).decode("ascii")
+
+
+def _attr_to_wire(value: dict[str, Any]) -> dict[str, Any]:
+    ((t, v),) = value.items()
+    if t == "B":
+        return {"B": _b64(v)}
+    if t == "BS":
+        return {"BS": [_b64(b) for b in v]}
+    if t == "L":
+        return {"L": [_attr_to_wire(x) for x in v]}
+    if t == "M":
+        return {"M": {k: _attr_to_wire(x) for k, x in v.items()}}
+    return value
+
+
+def wire_from_botocore(item: dict[str, Any]) -> WireItem:
+    """botocore item (bytes for binary) -> wire item (base64 text)."""
+    return {name: _attr_to_wire(value) for name, value in item.items()}
+
+
+def _request_to_botocore(request: WireRequest) -> dict[str, Any]:
+    if "PutRequest" in request:
+        return {"PutRequest": {"Item": to_botocore(request["PutRequest"]["Item"])}}
+    return {"DeleteRequest": {"Key": to_botocore(request["DeleteRequest"]["Key"])}}
+
+
+def _request_to_wire(request: dict[str, Any]) -> WireRequest:
+    if "PutRequest" in request:
+        return {"PutRequest": {"Item": wire_from_botocore(request["PutRequest"]["Item"])}}
+    return {"DeleteRequest": {"Key": wire_from_botocore(request["DeleteRequest"]["Key"])}}
+
+
+def generic_sender(dynamodb: Any) -> BatchSender:
+    """Send through ``dynamodb.batch_write_item`` (base64 -> bytes exactly once)."""
+
+    async def send(table: str, requests: list[WireRequest]) -> list[WireRequest]:
+        resp = await dynamodb.batch_write_item(
+            RequestItems={table: [_request_to_botocore(r) for r in requests]}
+        )
+        unprocessed = (resp.get("UnprocessedItems") or {}).get(table, [])
+        return [_request_to_wire(r) for r in unprocessed]
+
+    return send
+
+
+def default_sender(dynamodb: Any) -> BatchSender:
+    """The fast path when the client supports it, else :func:`generic_sender`."""
+    try:
+        from ddb_backup.fastpath import fast_sender, supports_fast_path
+    except ImportError:  # pragma: no cover - fastpath is part of the package
+        return generic_sender(dynamodb)
+    if supports_fast_path(dynamodb):
+        return fast_sender(dynamodb)
+    return generic_sender(dynamodb)
+
+
+# --- dead letters -----------------------------------------------------------
+
+
+class DeadLetterSink:
+    """Failed put requests as gzipped export lines under ``folder/data/``.
+
+    Parts are uploaded as they fill (memory stays bounded however many items
+    fail) and on :meth:`flush`; :meth:`flush` also rewrites
+    ``folder/manifest-files.json`` listing every part with its count and MD5,
+    so the folder verifies and restores like an AWS export.
+    """
+
+    PART_BYTES = 4 * 1024 * 1024
+
+    def __init__(
+        self,
+        storage: Storage,
+        folder: str,
+        *,
+        part_prefix: str = "part",
+        files: list[DataFile] | None = None,
+    ) -> None:
+        self._storage = storage
+        self.folder = folder.rstrip("/")
+        self._part_prefix = part_prefix
+        self.files: list[DataFile] = list(files or [])
+        self._lock = asyncio.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._gz = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._pending = 0
+
+    @property
+    def count(self) -> int:
+        return sum(f.item_count for f in self.files) + self._pending
+
+    @property
+    def keys(self) -> list[str]:
+        return [f.key for f in self.files]
+
+    async def add(self, requests: list[WireRequest]) -> None:
+        items = [r["PutRequest"]["Item"] for r in requests if "PutRequest" in r]
+        if not items:
+            return
+        async with self._lock:
+            for item in items:
+                chunk = self._gz.compress(orjson.dumps({"Item": item}) + b"\n")
+                self._out.append(chunk)
+                self._out_bytes += len(chunk)
+                self._pending += 1
+            if self._out_bytes >= self.PART_BYTES:
+                await self._upload()
+
+    async def flush(self) -> None:
+        """Upload what is buffered and the folder's manifest-files.json."""
+        async with self._lock:
+            if self._pending:
+                await self._upload()
+            if self.files:
+                manifest = b"".join(
+                    orjson.dumps(
+                        {
+                            "itemCount": f.item_count,
+                            "md5Checksum": f.md5,
+                            "etag": None,
+                            "dataFileS3Key": f.key,
+                        }
+                    )
+                    + b"\n"
+                    for f in self.files
+                )
+                await self._storage.put_bytes(f"{self.folder}/manifest-files.json", manifest)
+
+    async def _upload(self) -> None:
+        body = b"".join([*self._out, self._gz.flush()])
+        key = f"{self.folder}/data/{self._part_prefix}-{len(self.files) + 1:05d}.json.gz"
+        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        await self._storage.put_bytes(key, body, content_type="application/gzip")
+        self.files.append(DataFile(key=key, item_count=self._pending, md5=md5, size=len(body)))
+        log.warning(
+            "dead-letter part written",
+            extra={"key": key, "items": self._pending, "bytes": len(body)},
+        )
+        self._reset()
+
+
+# --- the writer -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """What a writer did; counts of requests, never their contents."""
+
+    written: int = 0
+    failed: int = 0
+    batches: int = 0
+    calls: int = 0
+    retried_calls: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+
+    def note_error(self, exc: BaseException) -> None:
+        code = error_code(exc) or type(exc).__name__
+        self.error_codes[code] = self.error_codes.get(code, 0) + 1
+
+
+#: ``on_done(written, failed)`` called once per submitted batch, after any
+#: failed requests are in the dead-letter sink.
+BatchDone = Callable[[int, int], None]
+
+
+class BatchWriter:
+    """Writes batches of at most 25 requests to one table, ``max_workers`` at a time.
+
+    Use as ``async with BatchWriter(...) as w: await w.submit(requests, on_done)``;
+    leaving the block waits for every batch in flight and re-raises the first
+    unexpected error (a dead-letter upload that failed, a bug), never a
+    DynamoDB error: those end in ``failed`` counts and dead letters.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        sender: BatchSender,
+        *,
+        max_workers: int = 5,
+        retry: RetryPolicy | None = None,
+        dead_letters: DeadLetterSink | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be >= 1")
+        self.table = table
+        self._sender = sender
+        self._retry = retry or RetryPolicy()
+        self._dead = dead_letters
+        self._rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(max_workers)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._error: BaseException | None = None
+        self.stats = WriterStats()
+
+    async def __aenter__(self) -> BatchWriter:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is not None:
+            for task in self._tasks:
+                task.cancel()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for every batch in flight; raise the first unexpected error."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._error is not None:
+            raise self._error
+
+    async def submit(self, requests: list[WireRequest], on_done: BatchDone | None = None) -> None:
+        """Queue one batch; waits while ``max_workers`` batches are in flight."""
+        if not requests:
+            if on_done:
+                on_done(0, 0)
+            return
+        if len(requests) > MAX_BATCH:
+            raise ValueError(f"a batch holds at most {MAX_BATCH} requests")
+        if self._error is not None:
+            raise self._error
+        await self._slots.acquire()
+        task = asyncio.create_task(self._run(requests, on_done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, requests: list[WireRequest], on_done: BatchDone | None) -> None:
+        try:
+            failed = await self._write(requests)
+            if failed and self._dead is not None:
+                await self._dead.add(failed)
+            written = len(requests) - len(failed)
+            self.stats.batches += 1
+            self.stats.written += written
+            self.stats.failed += len(failed)
+            if on_done:
+                on_done(written, len(failed))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+        finally:
+            self._slots.release()
+
+    async def _write(self, requests: list[WireRequest]) -> list[WireRequest]:
+        """Write until done or the budget is spent; return what could not be written."""
+        pending = requests
+        stalls = 0  # calls in a row that made no progress
+        calls = 0
+        while pending:
+            calls += 1
+            self.stats.calls += 1
+            try:
+                unprocessed = await self._sender(self.table, pending)
+            except ClientError as exc:
+                self.stats.note_error(exc)
+                if not is_retryable(exc):
+                    return await self._isolate(pending, exc)
+                unprocessed = pending
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                self.stats.note_error(exc)
+                unprocessed = pending
+            if not unprocessed:
+                return []
+            stalls = stalls + 1 if len(unprocessed) >= len(pending) else 0
+            if stalls >= self._retry.max_attempts:
+                log.warning(
+                    "retry budget spent",
+                    extra={"table": self.table, "requests": len(unprocessed), "calls": calls},
+                )
+                return unprocessed
+            self.stats.retried_calls += 1
+            pending = unprocessed
+            await asyncio.sleep(self._retry.delay(calls, self._rng))
+        return []
+
+    async def _isolate(self, requests: list[WireRequest], exc: ClientError) -> list[WireRequest]:
+        """A request DynamoDB refuses (not throttling): find it by halving the batch."""
+        if len(requests) == 1:
+            log.warning(
+                "request refused",
+                extra={"table": self.table, "code": error_code(exc) or "unknown"},
+            )
+            return requests
+        mid = len(requests) // 2
+        return await self._write(requests[:mid]) + await self._write(requests[mid:])
