@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import gzip
 import io
 import logging
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -267,8 +269,12 @@ async def test_three_tables_backed_up_and_manifest_checked_field_by_field(
     state = RunState.model_validate_json(await get(aws, bucket, run_state_key(PREFIX, DATE)))
     assert [t.status.value for t in state.tables] == ["COMPLETED"] * 3
     assert state.starting_until is None
-    head = await aws.s3.head_object(Bucket=bucket, Key=manifest_key(PREFIX, DATE))
+    # Uploaded with S3 checksums (Content-MD5, and botocore's default CRC32).
+    head = await aws.s3.head_object(
+        Bucket=bucket, Key=manifest_key(PREFIX, DATE), ChecksumMode="ENABLED"
+    )
     assert head["ContentLength"] == len(raw)
+    assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(raw).to_bytes(4, "big")).decode()
 
     for name in (U2F, TOTP, API_KEY):
         states = [s for t, s in progress if t == name]
@@ -639,3 +645,14 @@ async def test_aws_summary_item_count_must_match(aws: AwsClients, bucket: str) -
     assert result.status_code == 500
     row = result.body["results"][0]
     assert f"hold {len(contents[TOTP]) - 1} items, DescribeExport ItemCount says" in row["error"]
+
+
+async def test_run_that_cannot_reach_its_bucket_is_500_and_starts_nothing(
+    aws: AwsClients, moto: str
+) -> None:
+    await three_tables(aws)
+    result = await backup(aws, config("no-such-bucket-here", U2F))
+    assert result.status_code == 500
+    assert "NoSuchBucket" in result.body["error"]
+    assert result.body["manifest_s3_key"] is None
+    assert await export_arns(aws, U2F) == []
