@@ -114,5 +114,9 @@ async def clients(args: argparse.Namespace) -> AsyncIterator[AwsClients]:
     region = getattr(args, "region", None)
     if region:
         session.set_config_variable("region", region)
-    async with aws_clients(session=session) as aws:
+    # The shared client config pins retries; honour the standard variable here.
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if attempts and not attempts.isdigit():
+        raise ConfigError("environment variable AWS_MAX_ATTEMPTS must be a whole number")
+    async with aws_clients(session=session, max_attempts=int(attempts or 6)) as aws:
         yield aws
