@@ -58,8 +58,19 @@ def run(cmd: list[str]) -> None:
 
 def build_wheel(workdir: Path) -> Path:
     wheel_dir = workdir / "wheel"
-    # --no-build-isolation is not used: the build backend comes from PyPI like any dependency.
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheel_dir), str(ROOT)])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ]
+    )
     wheels = sorted(wheel_dir.glob("ddb_backup-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"expected one project wheel, found {[w.name for w in wheels]}")

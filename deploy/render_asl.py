@@ -55,10 +55,10 @@ def render(template: str, variables: Mapping[str, object]) -> str:
     """Substitute ``${name}``; an unknown name or an unsupported construct is an error."""
 
     def sub(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "$${":
+        found = match.group(0)
+        if found == "$${":
             return "${"
-        if token == "%{":
+        if found == "%{":
             raise ValueError("template directives (%{...}) are not supported")
         name = match.group(1).strip()
         if not _NAME.fullmatch(name):

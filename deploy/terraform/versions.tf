@@ -1,0 +1,12 @@
+terraform {
+  # optional() object attributes and lifecycle preconditions need 1.3; check blocks 1.5.
+  required_version = ">= 1.5.0"
+
+  required_providers {
+    aws = {
+      source = "hashicorp/aws"
+      # logging_config on aws_lambda_function needs 5.27.
+      version = ">= 5.27.0, < 7.0.0"
+    }
+  }
+}

@@ -1,0 +1,534 @@
+"""Invariants of the deployment in deploy/: the Terraform module (parsed with
+python-hcl2, no terraform binary needed) and the state machine templates
+(rendered the way Terraform's templatefile() renders them).
+
+asl-validator and checkov run in ``make deploy-check``; these tests hold what
+those tools cannot know: the handler contract, least privilege, and that the
+lifecycle rule, the policies and the functions all use the one exports prefix.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import hcl2
+import pytest
+
+from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
+from ddb_backup.metrics import NAMESPACE
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+TERRAFORM = DEPLOY / "terraform"
+STATEMACHINES = DEPLOY / "statemachine"
+
+LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+#: Actions that support no resource-level permission, the only ones allowed on "*".
+NO_RESOURCE_LEVEL = {
+    "dynamodb:ListExports",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+#: The handler contract (deploy/README.md): function key in main.tf -> handler.
+CONTRACT = {
+    "backup": "handlers.backup.handler",
+    "restore": "handlers.restore.handler",
+    "restore-plan": "handlers.restore.plan_handler",
+    "restore-finalize": "handlers.restore.finalize_handler",
+}
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def _load_renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("render_asl", DEPLOY / "render_asl.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+render_asl = _load_renderer()
+
+
+def unquote(value: Any) -> Any:
+    """python-hcl2 keeps string literals quoted (``'"x"'``); expressions stay ``${...}``."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    if isinstance(value, list):
+        return [unquote(v) for v in value]
+    return value
+
+
+class Module:
+    """Every block of every .tf file, keyed the way Terraform addresses them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.resources: dict[tuple[str, str], dict[str, Any]] = {}
+        self.data: dict[tuple[str, str], dict[str, Any]] = {}
+        self.variables: dict[str, dict[str, Any]] = {}
+        self.locals: dict[str, Any] = {}
+        self.files = sorted(directory.glob("*.tf"))
+        for path in self.files:
+            with path.open(encoding="utf-8") as fh:
+                doc = hcl2.load(fh)
+            for kind, target in (("resource", self.resources), ("data", self.data)):
+                for block in doc.get(kind, []):
+                    for rtype, named in block.items():
+                        for name, body in named.items():
+                            target[(unquote(rtype), unquote(name))] = body
+            for block in doc.get("variable", []):
+                for name, body in block.items():
+                    self.variables[unquote(name)] = body
+            for block in doc.get("locals", []):
+                self.locals.update({k: v for k, v in block.items() if k != "__comments__"})
+
+    def resource(self, rtype: str, name: str) -> dict[str, Any]:
+        return self.resources[(rtype, name)]
+
+    def policy_statements(self, name: str) -> list[dict[str, Any]]:
+        """Statements of ``data.aws_iam_policy_document.<name>``, dynamic ones included."""
+        doc = self.data[("aws_iam_policy_document", name)]
+        out = list(doc.get("statement", []))
+        for dyn in doc.get("dynamic", []):
+            for label, body in dyn.items():
+                assert unquote(label) == "statement"
+                out.extend(body["content"])
+        return out
+
+
+@pytest.fixture(scope="module")
+def tf() -> Module:
+    return Module(TERRAFORM)
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    actions = unquote(statement.get("actions", []))
+    if isinstance(actions, str):  # an expression, e.g. concat([...], cond ? [...] : [])
+        return re.findall(r'"([a-z0-9-]+:[A-Za-z*]+)"', actions)
+    return [str(a) for a in actions]
+
+
+def resources_of(statement: dict[str, Any]) -> list[str]:
+    res = unquote(statement.get("resources", []))
+    return [str(r) for r in (res if isinstance(res, list) else [res])]
+
+
+def iter_states(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, those inside Map/Parallel included."""
+    for name, state in definition["States"].items():
+        yield name, state
+        if "ItemProcessor" in state:
+            yield from iter_states(state["ItemProcessor"])
+        for branch in state.get("Branches", []):
+            yield from iter_states(branch)
+
+
+# ---------------------------------------------------------------------------
+# Terraform: parsing and least privilege
+# ---------------------------------------------------------------------------
+
+
+def test_every_tf_file_parses(tf: Module) -> None:
+    names = {p.name for p in tf.files}
+    assert {"main.tf", "variables.tf", "outputs.tf", "versions.tf", "iam.tf"} <= names
+    assert tf.resources, "no resources parsed"
+
+
+@pytest.mark.parametrize("policy", ["backup", "restore", "backup_states", "restore_states"])
+def test_star_resource_only_where_no_arn_exists(tf: Module, policy: str) -> None:
+    for statement in tf.policy_statements(policy):
+        actions = actions_of(statement)
+        assert "*" not in actions, statement
+        assert not any(a.endswith(":*") for a in actions), statement
+        if "*" in resources_of(statement):
+            assert set(actions) <= NO_RESOURCE_LEVEL, (policy, actions)
+
+
+@pytest.mark.parametrize("policy", ["backup", "restore"])
+def test_function_roles_cannot_delete_objects(tf: Module, policy: str) -> None:
+    for statement in tf.policy_statements(policy):
+        for action in actions_of(statement):
+            assert not action.startswith("s3:Delete"), (policy, action)
+            assert action not in {"s3:*", "s3:PutLifecycleConfiguration", "s3:PutBucketPolicy"}
+
+
+def test_backup_role_scopes_dynamodb_to_the_configured_tables(tf: Module) -> None:
+    by_action = {
+        action: resources_of(st)
+        for st in tf.policy_statements("backup")
+        for action in actions_of(st)
+    }
+    for action in (
+        "dynamodb:DescribeTable",
+        "dynamodb:DescribeContinuousBackups",
+        "dynamodb:DescribeTimeToLive",
+        "dynamodb:ExportTableToPointInTime",
+    ):
+        assert by_action[action] == ["${local.backup_table_arns}"], action
+    assert by_action["dynamodb:DescribeExport"] == [
+        '${[for arn in local.backup_table_arns : "${arn}/export/*"]}'
+    ]
+    assert "var.dynamodb_tables" in tf.locals["backup_table_arns"]
+    assert ":table/${t}" in tf.locals["backup_table_arns"]
+    # Writes go to the exports prefix only.
+    assert by_action["s3:PutObject"] == ["${local.exports_arn}"]
+
+
+def test_restore_role_writes_only_below_restore_prefix(tf: Module) -> None:
+    statements = tf.policy_statements("restore")
+    writes = [
+        st for st in statements if {"s3:PutObject", "s3:AbortMultipartUpload"} & set(actions_of(st))
+    ]
+    assert writes
+    for st in writes:
+        assert resources_of(st) == ["${local.restore_arn}"]
+    assert (
+        unquote(tf.locals["restore_arn"]) == "${local.bucket_arn}/${var.exports_prefix}/_restore/*"
+    )
+    reads = [st for st in statements if "s3:GetObject" in actions_of(st)]
+    assert [resources_of(st) for st in reads] == [["${local.exports_arn}"]]
+    tables = [st for st in statements if "dynamodb:BatchWriteItem" in actions_of(st)]
+    assert [resources_of(st) for st in tables] == [["${local.restore_table_arns}"]]
+    assert {"dynamodb:Scan", "dynamodb:DescribeTable"} <= set(actions_of(tables[0]))
+
+
+def test_list_bucket_is_limited_to_the_exports_prefix(tf: Module) -> None:
+    for policy in ("backup", "restore"):
+        lists = [st for st in tf.policy_statements(policy) if "s3:ListBucket" in actions_of(st)]
+        assert len(lists) == 1
+        (condition,) = lists[0]["condition"]
+        assert unquote(condition["variable"]) == "s3:prefix"
+        assert unquote(condition["values"]) == ["${var.exports_prefix}", "${var.exports_prefix}/*"]
+
+
+def test_kms_permissions_only_when_a_key_is_given(tf: Module) -> None:
+    for policy in ("backup", "restore"):
+        doc = tf.data[("aws_iam_policy_document", policy)]
+        static = [a for st in doc.get("statement", []) for a in actions_of(st)]
+        assert not any(a.startswith("kms:") for a in static), policy
+        dynamic_for_each = [body["for_each"] for dyn in doc["dynamic"] for body in dyn.values()]
+        assert "${var.kms_key_arn == null ? [] : [var.kms_key_arn]}" in dynamic_for_each
+
+
+# ---------------------------------------------------------------------------
+# Terraform: one exports prefix everywhere
+# ---------------------------------------------------------------------------
+
+
+def test_lifecycle_rule_covers_the_prefix_backups_use(tf: Module) -> None:
+    assert unquote(tf.variables["exports_prefix"]["default"]) == DEFAULT_PREFIX
+    lifecycle = tf.resource("aws_s3_bucket_lifecycle_configuration", "backups")
+    expiring = [r for r in lifecycle["rule"] if r.get("expiration")]
+    assert len(expiring) == 1
+    (rule,) = expiring
+    assert unquote(rule["status"]) == "Enabled"
+    (filt,) = rule["filter"]
+    assert unquote(filt["prefix"]) == "${var.exports_prefix}/"
+    assert rule["expiration"][0]["days"] == "${var.backup_retention_days}"
+    # The functions write where the rule looks.
+    assert tf.locals["common_env"]["S3_EXPORTS_PREFIX"] == "${var.exports_prefix}"
+    assert unquote(tf.locals["exports_arn"]) == "${local.bucket_arn}/${var.exports_prefix}/*"
+
+
+def test_bucket_is_versioned_private_and_encrypted(tf: Module) -> None:
+    versioning = tf.resource("aws_s3_bucket_versioning", "backups")
+    assert unquote(versioning["versioning_configuration"][0]["status"]) == "Enabled"
+    pab = tf.resource("aws_s3_bucket_public_access_block", "backups")
+    for key in (
+        "block_public_acls",
+        "block_public_policy",
+        "ignore_public_acls",
+        "restrict_public_buckets",
+    ):
+        assert pab[key] is True
+    sse = tf.resource("aws_s3_bucket_server_side_encryption_configuration", "backups")
+    default = sse["rule"][0]["apply_server_side_encryption_by_default"][0]
+    assert default["kms_master_key_id"] == "${var.kms_key_arn}"
+
+
+# ---------------------------------------------------------------------------
+# Terraform: functions and the handler contract
+# ---------------------------------------------------------------------------
+
+
+def _defined_functions(module_path: Path) -> set[str]:
+    tree = ast.parse(module_path.read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_functions_follow_the_handler_contract(tf: Module) -> None:
+    functions = tf.locals["functions"]
+    assert {k: unquote(v["handler"]) for k, v in functions.items()} == CONTRACT
+    for handler in CONTRACT.values():
+        module, _, func = handler.rpartition(".")
+        path = ROOT / (module.replace(".", "/") + ".py")
+        assert path.is_file(), f"{handler}: {path.relative_to(ROOT)} is missing"
+        assert func in _defined_functions(path), f"{handler} is not defined"
+
+
+def test_function_environment_is_what_the_config_reads(tf: Module) -> None:
+    common = tf.locals["common_env"]
+    backup_env = tf.locals["functions"]["backup"]["env"]
+    names = set(common) | set(re.findall(r"\b([A-Z][A-Z0-9_]{3,})\s*=", backup_env))
+    assert names == {
+        "BACKUP_BUCKET",
+        "BACKUP_BUCKET_OWNER",
+        "ENVIRONMENT",
+        "S3_EXPORTS_PREFIX",
+        "DYNAMODB_TABLES",
+        "EXPORT_KMS_KEY_ID",
+    }
+    assert "DYNAMODB_TABLES = jsonencode(var.dynamodb_tables)" in backup_env
+    # What Terraform would set, read by the real config loaders.
+    env = {
+        "BACKUP_BUCKET": "ddb-backup-test-bucket",
+        "BACKUP_BUCKET_OWNER": "123456789012",
+        "ENVIRONMENT": "prod",
+        "S3_EXPORTS_PREFIX": DEFAULT_PREFIX,
+        "DYNAMODB_TABLES": json.dumps(["mfa-api_prod_totp_global"]),
+        "EXPORT_KMS_KEY_ID": "arn:aws:kms:eu-west-1:123456789012:key/abc",
+    }
+    backup = BackupConfig.from_environ(env)
+    assert backup.tables == ("mfa-api_prod_totp_global",)
+    assert backup.kms_key_id == env["EXPORT_KMS_KEY_ID"]
+    assert backup.expected_bucket_owner == "123456789012"
+    restore = RestoreConfig.from_environ({k: v for k, v in env.items() if k in common})
+    assert restore.prefix == DEFAULT_PREFIX
+
+
+def test_lambda_settings(tf: Module) -> None:
+    fn = tf.resource("aws_lambda_function", "this")
+    assert fn["for_each"] == "${local.functions}"
+    assert fn["runtime"] == "${var.lambda_runtime}"
+    assert unquote(tf.variables["lambda_runtime"]["default"]) in {"python3.11", "python3.12"}
+    assert unquote(fn["tracing_config"][0]["mode"]) == "Active"
+    assert tf.variables["restore_memory_mb"]["default"] == 1769
+    assert tf.variables["backup_timeout_seconds"]["default"] == 900
+    assert tf.variables["restore_timeout_seconds"]["default"] == 900
+    # No automatic async retry (it could clear a table twice); failures go to the queue.
+    invoke = tf.resource("aws_lambda_function_event_invoke_config", "this")
+    assert invoke["maximum_retry_attempts"] == 0
+    on_failure = invoke["destination_config"][0]["on_failure"][0]
+    assert on_failure["destination"] == "${aws_sqs_queue.failures.arn}"
+    groups = tf.resource("aws_cloudwatch_log_group", "lambda")
+    assert groups["retention_in_days"] == "${var.log_retention_days}"
+
+
+def test_alarms_match_the_emitted_metrics(tf: Module) -> None:
+    alarm = tf.resource("aws_cloudwatch_metric_alarm", "emf")
+    assert unquote(alarm["namespace"]) == NAMESPACE
+    # EMF metrics carry exactly the dimension set the handler emits.
+    assert alarm["dimensions"] == {
+        "Environment": "${var.environment}",
+        "Function": "${each.value.function}",
+    }
+    emitted = (ROOT / "handlers" / "backup.py").read_text(encoding="utf-8")
+    assert '"Function": "backup", "Environment"' in emitted
+    for spec in tf.locals["emf_alarms"].values():
+        assert unquote(spec["function"]) in {"backup", "restore"}
+        if unquote(spec["function"]) == "backup":
+            assert f'"{unquote(spec["metric"])}"' in emitted
+    metrics = {
+        (unquote(s["function"]), unquote(s["metric"])) for s in tf.locals["emf_alarms"].values()
+    }
+    assert {
+        ("backup", "tables_failed"),
+        ("restore", "tables_failed"),
+        ("restore", "items_failed"),
+    } <= metrics
+    assert "ExecutionsFailed" in unquote(tf.locals["execution_failures"])
+    for alarm_name in ("emf", "states", "lambda_errors", "failures_queue"):
+        alarm = tf.resource("aws_cloudwatch_metric_alarm", alarm_name)
+        assert alarm["alarm_actions"] == "${local.alarm_actions}"
+
+
+def test_schedule_starts_the_backup_state_machine(tf: Module) -> None:
+    schedule = tf.resource("aws_scheduler_schedule", "backup")
+    (target,) = schedule["target"]
+    assert target["arn"] == "${aws_sfn_state_machine.backup.arn}"
+    statements = tf.policy_statements("scheduler")
+    starts = [st for st in statements if "states:StartExecution" in actions_of(st)]
+    assert [resources_of(st) for st in starts] == [["${aws_sfn_state_machine.backup.arn}"]]
+
+
+# ---------------------------------------------------------------------------
+# State machines
+# ---------------------------------------------------------------------------
+
+
+def _templatefile_vars(tf: Module, machine: str) -> tuple[str, set[str]]:
+    definition = tf.resource("aws_sfn_state_machine", machine)["definition"]
+    match = re.fullmatch(
+        r'\$\{templatefile\("\$\{path\.module\}/\.\./statemachine/([\w.]+)", \{(.*)\}\)\}',
+        definition,
+        flags=re.S,
+    )
+    assert match, definition
+    keys = set(re.findall(r"(\w+)\s*=", match.group(2)))
+    return match.group(1), keys
+
+
+@pytest.mark.parametrize("machine", ["backup", "restore"])
+def test_state_machines_are_observable_and_templated(tf: Module, machine: str) -> None:
+    sm = tf.resource("aws_sfn_state_machine", machine)
+    assert sm["tracing_configuration"][0]["enabled"] is True
+    logging = sm["logging_configuration"][0]
+    assert logging["include_execution_data"] is True
+    assert unquote(tf.variables["states_log_level"]["default"]) != "OFF"
+    name, keys = _templatefile_vars(tf, machine)
+    assert name == f"{machine}.asl.json"
+    template = (STATEMACHINES / name).read_text(encoding="utf-8")
+    # Terraform errors on an undefined template variable; so does the CI renderer.
+    assert render_asl.placeholders(template) == keys
+    assert set(render_asl.SAMPLE_VARS[name]) == keys
+
+
+@pytest.mark.parametrize("name", ["backup.asl.json", "restore.asl.json"])
+def test_rendered_definition_is_consistent(name: str) -> None:
+    definition = render_asl.render_file(name)
+    states = dict(iter_states(definition))
+    assert len(states) == sum(1 for _ in iter_states(definition)), "duplicate state names"
+    for state_name, state in iter_states(definition):
+        for target in [state.get("Next"), state.get("Default")] + [
+            c.get("Next") for c in state.get("Choices", []) + state.get("Catch", [])
+        ]:
+            assert target is None or target in states, (state_name, target)
+        if state["Type"] == "Task":
+            assert state["Resource"] == "arn:aws:states:::lambda:invoke"
+            assert state["Parameters"]["FunctionName"].startswith("arn:aws:lambda:")
+            retried = {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
+            assert retried >= LAMBDA_ERRORS, state_name
+            assert state["ResultSelector"] == {
+                "statusCode.$": "$.Payload.statusCode",
+                "body.$": "$.Payload.body",
+            }
+
+
+def test_render_refuses_unknown_variables() -> None:
+    with pytest.raises(KeyError):
+        render_asl.render("${nope}", {})
+    with pytest.raises(ValueError, match="directives"):
+        render_asl.render("%{ if x }", {})
+    assert render_asl.render("$${literal} ${a}", {"a": 1}) == "${literal} 1"
+
+
+def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in iter_states(definition) if s["Type"] == "Task"}
+
+
+def test_restore_machine_follows_the_contract() -> None:
+    definition = render_asl.render_file("restore.asl.json")
+    sample = render_asl.SAMPLE_VARS["restore.asl.json"]
+    tasks = _tasks(definition)
+    fn = {n: t["Parameters"]["FunctionName"] for n, t in tasks.items()}
+    assert fn == {
+        "Plan": sample["plan_function_arn"],
+        "ResumePlan": sample["plan_function_arn"],
+        "RestoreShard": sample["restore_function_arn"],
+        "ResumeShard": sample["restore_function_arn"],
+        "Finalize": sample["finalize_function_arn"],
+    }
+    # Plan gets the restore event itself; resumptions only their token.
+    assert tasks["Plan"]["Parameters"]["Payload.$"] == "$.settings.restore"
+    assert tasks["ResumePlan"]["Parameters"]["Payload"] == {
+        "resume_token.$": "$.plan.body.resume_token"
+    }
+    assert tasks["RestoreShard"]["Parameters"]["Payload"] == {"shard.$": "$.shard"}
+    assert tasks["ResumeShard"]["Parameters"]["Payload"] == {"resume_token.$": "$.resume_token"}
+    assert tasks["Finalize"]["Parameters"]["Payload"] == {
+        "restore_id.$": "$.plan.body.restore_id",
+        "shard_results.$": "$.shard_results",
+    }
+
+    states = definition["States"]
+    map_state = states["RestoreShards"]
+    assert map_state["ItemsPath"] == "$.plan.body.shards"
+    assert map_state["ItemSelector"]["shard.$"] == "$$.Map.Item.Value"
+    assert map_state["ItemProcessor"]["ProcessorConfig"] == {
+        "Mode": "DISTRIBUTED",
+        "ExecutionType": "STANDARD",
+    }
+    assert map_state["MaxConcurrencyPath"] == "$.settings.max_concurrency"
+    assert map_state["ResultPath"] == "$.shard_results"
+    assert map_state["Next"] == "Finalize"
+    assert (
+        states["Defaults"]["Parameters"]["defaults"]["max_concurrency"] == sample["max_concurrency"]
+    )
+    # clear_existing_data belongs to Plan: the only task that receives the restore event.
+    assert [n for n, t in tasks.items() if "Payload.$" in t["Parameters"]] == ["Plan"]
+
+    inner = map_state["ItemProcessor"]["States"]
+    # 202 loops back through a bounded wait to the resume call.
+    assert inner["ShardStatus"]["Choices"] == [
+        {"Variable": "$.result.statusCode", "NumericEquals": 202, "Next": "CountShardRound"}
+    ]
+    assert inner["ShardWait"]["Next"] == "ResumeShard"
+    assert inner["ResumeShard"]["Next"] == "ShardStatus"
+    # Every failure inside a shard is caught, so one bad shard still reaches Finalize.
+    for name in ("RestoreShard", "ResumeShard"):
+        assert inner[name]["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ShardFailed"}
+        ]
+    assert inner["ShardFailed"]["Parameters"]["shard_failed"] is True
+    assert inner["ShardDone"]["OutputPath"] == "$.result.body"
+
+    plan_choices = {c.get("Next") for c in states["PlanStatus"]["Choices"]}
+    assert {"RestoreShards", "CountPlanRound", "InvalidRestoreEvent"} <= plan_choices
+    assert states["PlanWait"]["Next"] == "ResumePlan"
+    assert states["FinalStatus"]["Choices"][0] == {
+        "Variable": "$.final.statusCode",
+        "NumericEquals": 200,
+        "Next": "RestoreSucceeded",
+    }
+    assert states["RestoreSucceeded"]["OutputPath"] == "$.final"
+
+
+def test_backup_machine_loops_on_202_and_ends_on_the_status() -> None:
+    definition = render_asl.render_file("backup.asl.json")
+    sample = render_asl.SAMPLE_VARS["backup.asl.json"]
+    states = definition["States"]
+    tasks = _tasks(definition)
+    assert list(tasks) == ["Backup"]
+    assert tasks["Backup"]["Parameters"]["FunctionName"] == sample["backup_function_arn"]
+    outcomes = {c["NumericEquals"]: c["Next"] for c in states["BackupStatus"]["Choices"]}
+    assert outcomes == {200: "BackupSucceeded", 202: "CountRound", 207: "BackupPartial"}
+    assert states["BackupStatus"]["Default"] == "BackupFailed"
+    assert states["BackupSucceeded"]["Type"] == "Succeed"
+    for name in ("BackupPartial", "BackupFailed", "BackupStillRunning"):
+        assert states[name]["Type"] == "Fail"
+    # Later rounds name the run's date, so a run crossing midnight is finished, not restarted.
+    assert states["CountRound"]["Parameters"]["event"] == {
+        "backup_date.$": "$.result.body.backup_date"
+    }
+    assert states["WaitForExports"]["Seconds"] == sample["backup_wait_seconds"]
+    assert states["WaitForExports"]["Next"] == "Backup"
+    limit = states["RoundLimit"]["Choices"][0]
+    assert limit["NumericGreaterThanEquals"] == sample["backup_max_rounds"]
+    assert limit["Next"] == "BackupStillRunning"
