@@ -668,6 +668,7 @@ class _BackupRun:
         )
         body = self.body()
         body["message"] = "backup already final for this date; nothing was started"
+        body["already_final"] = True
         log.info("backup already final", extra=_summary(body))
         return BackupResult(_status_code(self.state.tables), body, manifest)
 
@@ -718,6 +719,7 @@ class _BackupRun:
             "s3_bucket": self.config.bucket,
             "s3_prefix": self.config.prefix,
             "run_state_s3_key": self.state_key,
+            "already_final": False,
         }
 
 

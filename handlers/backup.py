@@ -105,9 +105,19 @@ async def _run(
 
 
 def _emit(config: BackupConfig | None, result: BackupResult | None, started: float) -> None:
-    """One EMF line per invocation, for the alarms on failed or partial runs."""
+    """One EMF line per invocation, for the alarms on failed or partial runs.
+
+    A run's outcome is counted once, by the invocation that made it final (or
+    cut it off); invocations that only re-read a final manifest (a repeating
+    schedule, a wait loop) report their duration and nothing else.
+    """
     body = result.body if result else {}
     status = result.status_code if result else 500
+    dimensions = {"Function": "backup", "Environment": config.environment if config else "unknown"}
+    duration = round(time.monotonic() - started, 3)
+    if body.get("already_final"):
+        emit_metrics({"runs_already_final": 1, "duration_seconds": duration}, dimensions)
+        return
     emit_metrics(
         {
             "tables_succeeded": body.get("successful_exports", 0),
@@ -116,7 +126,7 @@ def _emit(config: BackupConfig | None, result: BackupResult | None, started: flo
             "items_exported": body.get("total_items_exported", 0),
             "runs_failed": 1 if status == 500 else 0,
             "runs_partial": 1 if status == 207 else 0,
-            "duration_seconds": round(time.monotonic() - started, 3),
+            "duration_seconds": duration,
         },
-        {"Function": "backup", "Environment": config.environment if config else "unknown"},
+        dimensions,
     )

@@ -147,10 +147,17 @@ def test_empty_event_with_exhausted_context_answers_202_then_finishes(
     assert exports == 2
     assert f"native-exports/{date}/manifest.json" in objects
 
+    assert metrics_of(capsys.readouterr().out)["tables_succeeded"] == 2
+
     third = handler(load_event("scheduled_event.json"), None)
     assert third["statusCode"] == 200
     assert "nothing was started" in third["body"]["message"]
+    assert third["body"]["already_final"] is True
     assert exports_and_objects()[0] == 2
+    # The run was counted once; a re-read of the final manifest adds nothing.
+    emf = metrics_of(capsys.readouterr().out)
+    assert emf["runs_already_final"] == 1
+    assert "tables_succeeded" not in emf
 
 
 @pytest.mark.parametrize(
