@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import aiofiles
 import aiofiles.os
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
 from ddb_backup.errors import DataFileMissingError, UnsafeNameError
@@ -141,7 +141,7 @@ class S3Storage:
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **self._owner):
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(key=obj["Key"], size=int(obj["Size"]))
-        except (ClientError, OSError) as exc:
+        except (ClientError, BotoCoreError, OSError) as exc:
             raise_aws_error(exc, operation="ListObjectsV2", key=prefix)
 
     async def list_prefixes(self, prefix: str) -> list[str]:
@@ -153,7 +153,7 @@ class S3Storage:
                 Bucket=self.bucket, Prefix=prefix, Delimiter="/", **self._owner
             ):
                 out.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-        except (ClientError, OSError) as exc:
+        except (ClientError, BotoCoreError, OSError) as exc:
             raise_aws_error(exc, operation="ListObjectsV2", key=prefix)
         return out
 
@@ -172,7 +172,7 @@ class S3Storage:
                 **self._owner,
                 **self._kms,
             )
-        except (ClientError, OSError) as exc:
+        except (ClientError, BotoCoreError, OSError) as exc:
             raise_aws_error(exc, operation="PutObject", key=key)
 
 

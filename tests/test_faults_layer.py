@@ -270,3 +270,24 @@ async def test_same_seed_same_faults(moto: str) -> None:
     assert first == pattern(7)
     assert first != pattern(8)
     assert 5 < sum(1 for f in first if f) < 35
+
+
+@pytest.mark.parametrize("operation", ["PutObject", "ListObjectsV2"])
+async def test_s3_storage_translates_connection_errors(
+    faulty_aws: FaultProxy, operation: str
+) -> None:
+    """A connection lost for good surfaces as AwsError (with the key), not a botocore error."""
+    async with aws_clients(max_attempts=0) as aws:
+        await aws.s3.create_bucket(Bucket=BUCKET)
+        storage = S3Storage(aws.s3, BUCKET)
+        faulty_aws.set_faults(Fault.reset(service="s3", operation=operation))
+
+        async def call() -> None:
+            if operation == "PutObject":
+                await storage.put_bytes("p/k", b"{}")
+            else:
+                _ = [o async for o in storage.list_objects("p/")]
+
+        with pytest.raises(AwsError, match=operation) as info:
+            await call()
+    assert info.value.key is not None
