@@ -349,12 +349,16 @@ def test_alarms_match_the_emitted_metrics(tf: Module) -> None:
         "Environment": "${var.environment}",
         "Function": "${each.value.function}",
     }
-    emitted = (ROOT / "handlers" / "backup.py").read_text(encoding="utf-8")
-    assert '"Function": "backup", "Environment"' in emitted
+    emitted = {
+        name: (ROOT / "handlers" / f"{name}.py").read_text(encoding="utf-8")
+        for name in ("backup", "restore")
+    }
+    for name, source in emitted.items():
+        assert f'"Function": "{name}", "Environment"' in source
     for spec in tf.locals["emf_alarms"].values():
-        assert unquote(spec["function"]) in {"backup", "restore"}
-        if unquote(spec["function"]) == "backup":
-            assert f'"{unquote(spec["metric"])}"' in emitted
+        # Every alarmed metric is one its handler emits (an alarm on a name nobody
+        # writes would never fire).
+        assert f'"{unquote(spec["metric"])}"' in emitted[unquote(spec["function"])]
     metrics = {
         (unquote(s["function"]), unquote(s["metric"])) for s in tf.locals["emf_alarms"].values()
     }

@@ -60,8 +60,8 @@ locals {
 
   # EMF metrics of the handlers: any failed table or item is an alarm.
   emf_alarms = {
-    backup-tables-failed = { function = "backup", metric = "tables_failed" }
-    backup-runs-failed   = { function = "backup", metric = "runs_failed" }
+    backup-tables-failed  = { function = "backup", metric = "tables_failed" }
+    backup-runs-failed    = { function = "backup", metric = "runs_failed" }
     restore-tables-failed = { function = "restore", metric = "tables_failed" }
     restore-items-failed  = { function = "restore", metric = "items_failed" }
   }

@@ -45,11 +45,11 @@ locals {
       memory   = var.backup_memory_mb
       timeout  = var.backup_timeout_seconds
       reserved = var.backup_reserved_concurrency
-      env = merge(local.common_env, {
-        DYNAMODB_TABLES = jsonencode(var.dynamodb_tables)
-        }, var.kms_key_arn == null ? {} : {
-        EXPORT_KMS_KEY_ID = var.kms_key_arn
-      })
+      env = merge(
+        local.common_env,
+        { DYNAMODB_TABLES = jsonencode(var.dynamodb_tables) },
+        var.kms_key_arn == null ? {} : { EXPORT_KMS_KEY_ID = var.kms_key_arn },
+      )
     }
     restore = {
       handler  = "handlers.restore.handler"

@@ -6,7 +6,7 @@ locals {
   backup_state_machine_name  = "${local.name}-backup"
   restore_state_machine_name = "${local.name}-restore"
 
-  restore_state_machine_arn   = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${local.restore_state_machine_name}"
+  restore_state_machine_arn    = "arn:${local.partition}:states:${local.region}:${local.account_id}:stateMachine:${local.restore_state_machine_name}"
   restore_execution_arn_prefix = "arn:${local.partition}:states:${local.region}:${local.account_id}:execution:${local.restore_state_machine_name}"
 }
 
