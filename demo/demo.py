@@ -9,14 +9,12 @@ restored tables are item-for-item identical to the originals.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -84,6 +82,7 @@ def show(title: str, response: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
