@@ -656,3 +656,15 @@ async def test_run_that_cannot_reach_its_bucket_is_500_and_starts_nothing(
     assert "NoSuchBucket" in result.body["error"]
     assert result.body["manifest_s3_key"] is None
     assert await export_arns(aws, U2F) == []
+
+
+async def test_export_failed_on_aws_side_fails_its_table(aws: AwsClients, bucket: str) -> None:
+    """moto looks the bucket up in the S3BucketOwner's account: the export FAILS there."""
+    await three_tables(aws)
+    cfg = config(bucket, U2F, expected_bucket_owner="111111111111")
+    result = await backup(aws, cfg)
+    assert result.status_code == 500
+    (row,) = result.body["results"]
+    assert row["status"] == "FAILED"
+    assert row["error"] == "export failed: S3NoSuchBucket: The specified bucket does not exist"
+    assert row["export_arn"] == (await export_arns(aws, U2F))[0]
