@@ -6,39 +6,28 @@ with no server at all), usage errors and exit codes.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
 
-from ddb_backup.aws import aws_clients
 from ddb_backup.cli import main
 from tests.conftest import BUCKET
 from tests.support.cli_data import (
     PREFIX,
+    on_aws,
     write_backup,
     write_in_progress,
     write_unreadable,
 )
-from tests.support.data import SECRET_MARKER, every_type_items
+from tests.support.cli_data import (
+    run_cli as run,
+)
+from tests.support.data import every_type_items
 
-T = TypeVar("T")
 T1, T2 = "mfa-api_test_totp_global", "mfa-api_test_u2f_global"
-
-
-def on_aws(work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(clients)`` on fresh clients (the tests themselves are synchronous,
-    since ``main`` runs its own event loop)."""
-
-    async def go() -> T:
-        async with aws_clients() as aws:
-            return await work(aws)
-
-    return asyncio.run(go())
 
 
 @pytest.fixture(autouse=True)
@@ -74,13 +63,6 @@ def dates(env: str) -> None:
         await write_unreadable(aws.s3, BUCKET, "2026-11-23")
 
     on_aws(go)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    assert SECRET_MARKER not in captured.out + captured.err
-    return code, captured.out, captured.err
 
 
 # -- list / show -----------------------------------------------------------------------

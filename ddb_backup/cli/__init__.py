@@ -177,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete every item of the target tables first (after verification)",
     )
     p.add_argument("--dry-run", action="store_true", help="verify and count; write nothing")
-    p.add_argument("--max-workers", type=int, default=5, help="concurrent batch writes (1-64)")
+    p.add_argument(
+        "--max-workers", type=int, default=None, help="concurrent batch writes (1-64, default 5)"
+    )
     p.add_argument(
         "--create-missing-tables",
         action="store_true",
@@ -228,13 +230,15 @@ class _StderrHandler(logging.Handler):
 
 @contextlib.contextmanager
 def _logging(debug: bool) -> Iterator[None]:
-    """The core's log lines on stderr (warnings only, unless --debug); restored after."""
+    """The core's JSON log lines on stderr with --debug, else none; restored after."""
     logger = logging.getLogger("ddb_backup")
     saved = (logger.level, logger.propagate, list(logger.handlers))
     handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     logger.handlers = [handler]
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # Without --debug the command's own output says everything (one error line,
+    # the report); the core's JSON log lines would only repeat it.
+    logger.setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
     logger.propagate = False
     try:
         yield

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import IO, Any
 
-from ddb_backup.audit import BackupVerification, verify_backup
+from ddb_backup.audit import BackupVerification, select_backup, verify_backup
 from ddb_backup.catalog import BackupEntry, list_backups, load_backup, resolve_backup
 from ddb_backup.cli import settings
 from ddb_backup.cli.display import (
@@ -404,11 +404,15 @@ async def cmd_backup(args: argparse.Namespace, out: Output) -> int:
 
 # -- restore ------------------------------------------------------------------
 
+#: Refusals of a restore request that are the caller's to fix (exit 2); other
+#: 400s (no such backup, unreadable manifest, ION export) are failures (exit 1).
+_USAGE_ERROR_TYPES = frozenset({"UnsafeNameError", "CheckpointError", "ConfigError"})
 
-def _status_exit(status_code: int) -> int:
+
+def _restore_exit(status_code: int, body: dict[str, Any]) -> int:
     if status_code == 200:
         return EXIT_OK
-    if status_code == 400:
+    if status_code == 400 and body.get("error_type") in _USAGE_ERROR_TYPES:
         return EXIT_USAGE
     return EXIT_FAILED
 
@@ -427,62 +431,67 @@ async def _confirm_clear(
             "--clear-existing-data deletes every item of the target tables; "
             "without a terminal to confirm on, pass --yes"
         )
-    resolved = await resolve_backup(storage, prefix, args.date, args.tables)
-    sources = args.tables or [t.table_name for t in resolved.manifest.tables]
+    selection = await select_backup(storage, prefix, args.date, args.tables)
+    sources = args.tables or [t.table_name for t in selection.completed]
     mapping = dict(args.map or [])
     targets = sorted({mapping.get(s, s) for s in sources})
     out.note(
         f"--clear-existing-data will delete every item of {len(targets)} table(s) "
-        f"before restoring backup {resolved.date}: {', '.join(targets)}"
+        f"before restoring backup {selection.date}: {', '.join(targets)}"
     )
-    out.note("type the table name(s) to confirm (space-separated): ")
+    print("type the table name(s) to confirm: ", end="", file=out.stderr, flush=True)
     typed = sorted(set(stdin.readline().replace(",", " ").split()))
     if typed != targets:
-        raise UsageError("confirmation did not match the table names; nothing was done")
+        raise UsageError("the names typed do not match the tables to clear; nothing was done")
 
 
 def _show_restore(out: Output, body: dict[str, Any]) -> None:
-    for s in body.get("skipped_backups", body.get("skipped_dates", [])) or []:
-        if isinstance(s, dict):
-            out.line(f"skipped {s.get('date', s.get('backup_date'))}: {s.get('reason')}")
+    for s in body.get("skipped_backups") or []:
+        out.line(f"skipped backup {s.get('date')}: {s.get('reason')}")
+    for s in body.get("skipped_tables") or []:
+        out.line(f"skipped table {s.get('table')}: {s.get('reason')}")
     rows = []
+    dry = bool(body.get("dry_run"))
     for r in body.get("restore_results", []):
-        source = str(r.get("source_table", r.get("table_name", "?")))
-        target = str(r.get("target_table", r.get("table_name", source)))
+        source = str(r.get("table", "?"))
+        target = str(r.get("target_table", source))
+        written = r.get("items_to_write") if dry else r.get("items_written")
+        cleared = r.get("items_to_clear") if dry else r.get("items_cleared")
         rows.append(
             [
                 source if source == target else f"{source} -> {target}",
                 str(r.get("status", "")),
                 format_count(r.get("items_expected")),
-                format_count(r.get("items_written")),
+                format_count(written),
                 format_count(r.get("items_failed")),
-                format_count(r.get("items_cleared")),
+                format_count(cleared),
                 str(r.get("error") or ""),
             ]
         )
-    dry = " (dry run: nothing written)" if body.get("configuration", {}).get("dry_run") else ""
-    out.table(
-        ["table", "status", "expected", "written", "failed", "cleared", "error"],
-        rows,
-        title=f"restore of backup {body.get('backup_date')}{dry}",
-        right=["expected", "written", "failed", "cleared"],
-    )
+    title = f"restore of backup {body.get('backup_date') or body.get('export_folder')}"
+    columns = ["table", "status", "expected", "written", "failed", "cleared", "error"]
+    if dry:
+        title += " (dry run: nothing written)"
+        columns[3], columns[5] = "would write", "would clear"
+    out.table(columns, rows, title=title, right=columns[2:6])
     counts = [
-        f"{body.get(k, 0)} {k.split('_')[0]}"
+        f"{body[k]} {k.split('_')[0]}"
         for k in ("successful_restores", "partial_restores", "failed_restores", "skipped_restores")
         if k in body
     ]
     if counts:
         out.line(", ".join(counts))
-    if "duration_seconds" in body:
+    if "duration_seconds" in body and not dry:
         out.line(
             f"{format_count(body.get('total_items_written'))} items written in "
             f"{format_duration(float(body['duration_seconds']))}"
         )
-    if body.get("error"):
-        out.line(f"error: {body['error']}")
-    for p in body.get("errors", []) or []:
-        out.line(f"  - {p}")
+    for r in body.get("restore_results", []):
+        if r.get("dead_letter_keys"):
+            out.line(
+                f"{r.get('target_table')}: {len(r['dead_letter_keys'])} dead-letter file(s) "
+                f"under {r.get('dead_letter_folder')}"
+            )
     if body.get("resume_token"):
         out.line(f"resume with: --resume-token {body['resume_token']}")
 
@@ -492,19 +501,25 @@ def _restore_request(args: argparse.Namespace) -> Any:
 
     from ddb_backup.events import RestoreRequest
 
-    fields: dict[str, Any] = {
-        "backup_date": args.date,
-        "dry_run": args.dry_run,
-        "clear_existing_data": args.clear_existing_data,
-        "max_workers": args.max_workers,
-        "create_missing_tables": args.create_missing_tables,
-    }
-    if args.tables:
-        fields["tables"] = list(args.tables)
-    if args.map:
-        fields["table_mapping"] = dict(args.map)
+    fields: dict[str, Any] = {}
     if args.resume_token:
+        # A resumed restore continues exactly what was first asked.
         fields["resume_token"] = args.resume_token
+        if args.max_workers is not None:
+            fields["max_workers"] = args.max_workers
+    else:
+        fields = {
+            "backup_date": args.date,
+            "dry_run": args.dry_run,
+            "clear_existing_data": args.clear_existing_data,
+            "create_missing_tables": args.create_missing_tables,
+        }
+        if args.max_workers is not None:
+            fields["max_workers"] = args.max_workers
+        if args.tables:
+            fields["tables"] = list(args.tables)
+        if args.map:
+            fields["table_mapping"] = dict(args.map)
     try:
         return RestoreRequest.model_validate(fields)
     except ValidationError as exc:
@@ -515,6 +530,11 @@ def _restore_request(args: argparse.Namespace) -> Any:
         raise UsageError("; ".join(problems)) from exc
 
 
+def _report_error(out: Output, status_code: int, body: dict[str, Any]) -> None:
+    if status_code != 200 and body.get("error"):
+        out.note(f"ddb-backup: error: {body['error']}")
+
+
 async def cmd_restore(args: argparse.Namespace, out: Output, stdin: IO[str] | None = None) -> int:
     import sys
 
@@ -523,7 +543,7 @@ async def cmd_restore(args: argparse.Namespace, out: Output, stdin: IO[str] | No
     request = _restore_request(args)
     config = settings.restore_config(args)
     loc = settings.location(args)
-    async with settings.clients(args) as aws:
+    async with settings.restore_clients(args, request.max_workers) as aws:
         store = settings.storage(loc, aws)
         if request.clear_existing_data and not request.dry_run and not args.yes:
             await _confirm_clear(args, store, loc.prefix, out, stdin or sys.stdin)
@@ -532,14 +552,19 @@ async def cmd_restore(args: argparse.Namespace, out: Output, stdin: IO[str] | No
                 config,
                 request,
                 aws,
-                storage=store if loc.directory is not None else None,
+                storage=store,
                 on_progress=view.update,
+                progress_interval=view.tick,
             )
+    body = dict(result.body)
+    if loc.directory is not None:
+        body["backup_location"] = store.location
     if args.json:
-        out.json({"statusCode": result.status_code, "body": result.body})
+        out.json({"statusCode": result.status_code, "body": body})
     else:
-        _show_restore(out, result.body)
-    return _status_exit(result.status_code)
+        _show_restore(out, body)
+    _report_error(out, result.status_code, body)
+    return _restore_exit(result.status_code, body)
 
 
 async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
@@ -547,7 +572,7 @@ async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
     from ddb_backup.storage import S3Storage
 
     bucket, folder = args.uri
-    async with settings.clients(args) as aws:
+    async with settings.restore_clients(args, args.max_workers) as aws:
         source = S3Storage(aws.s3, bucket)
         with RestoreView(out, interval=args.progress_interval, verb="restore-export") as view:
             result = await restore_export(
@@ -558,9 +583,11 @@ async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
                 dry_run=args.dry_run,
                 max_workers=args.max_workers,
                 on_progress=view.update,
+                progress_interval=view.tick,
             )
     out.json({"statusCode": result.status_code, "body": result.body})
-    return _status_exit(result.status_code)
+    _report_error(out, result.status_code, result.body)
+    return _restore_exit(result.status_code, result.body)
 
 
 COMMANDS: dict[str, Command] = {

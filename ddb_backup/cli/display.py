@@ -206,15 +206,20 @@ class BackupView(_View):
 class RestoreView(_View):
     """A bar per table (items written, items/s, ETA) or plain periodic lines.
 
-    Plain mode prints a table's line when its phase changes and otherwise at
-    most every ``interval`` seconds, so a log stays readable.
+    The core reports each phase change and then every :attr:`tick` seconds;
+    a bar wants frequent updates, a plain log a line per ``interval`` (and
+    none that repeats the previous one).
     """
+
+    #: Seconds between the core's progress reports while a bar is shown.
+    BAR_TICK = 0.5
 
     def __init__(self, out: Output, *, interval: float = 5.0, verb: str = "restore") -> None:
         super().__init__(out)
         self.interval = interval
+        self.tick = self.BAR_TICK if self.rich else max(interval, 0.1)
         self.verb = verb
-        self._last: dict[str, tuple[str, float]] = {}
+        self._last: dict[str, str] = {}
         self._tasks: dict[str, Any] = {}
         self._progress: Any = None
         if self.rich:
@@ -271,11 +276,6 @@ class RestoreView(_View):
                     **fields,
                 )
             return
-        now = time.monotonic()
-        last = self._last.get(table)
-        if last is not None and last[0] == phase and now - last[1] < self.interval:
-            return
-        self._last[table] = (phase, now)
         total = format_count(expected)
         parts = [f"{self.verb} {table}: {phase}", f"{written:,}/{total} items written"]
         if failed:
@@ -288,6 +288,10 @@ class RestoreView(_View):
         )
         if files_total:
             parts.append(f"files {files_done}/{files_total}")
+        key = ", ".join(parts)
+        if self._last.get(table) == key:
+            return  # a tick with nothing new
+        self._last[table] = key
         parts.append(f"{rate:,.0f} items/s")
         parts.append(f"ETA {format_duration(eta)}")
         self.out.note(", ".join(parts))

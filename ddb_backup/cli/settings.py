@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 from aiobotocore.session import AioSession
 
-from ddb_backup.aws import AwsClients, aws_clients
+from ddb_backup.aws import AwsClients, aws_clients, client_config
 from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
 from ddb_backup.errors import ConfigError
 from ddb_backup.keys import check_prefix
@@ -29,6 +29,7 @@ __all__ = [
     "cli_environ",
     "clients",
     "location",
+    "restore_clients",
     "restore_config",
     "storage",
 ]
@@ -69,8 +70,16 @@ def backup_config(args: argparse.Namespace) -> BackupConfig:
     return BackupConfig.from_environ(env)
 
 
+#: Stands in for the bucket when a restore reads a local copy and none is set:
+#: the core then reads, checkpoints and dead-letters in the directory only.
+LOCAL_BUCKET_PLACEHOLDER = "local-directory"
+
+
 def restore_config(args: argparse.Namespace) -> RestoreConfig:
-    return RestoreConfig.from_environ(cli_environ(args))
+    env = cli_environ(args)
+    if getattr(args, "from_dir", None) and not env.get("BACKUP_BUCKET", "").strip():
+        env["BACKUP_BUCKET"] = LOCAL_BUCKET_PLACEHOLDER
+    return RestoreConfig.from_environ(env)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +116,37 @@ def storage(loc: Location, aws: AwsClients | None) -> Storage:
     return S3Storage(aws.s3, loc.bucket, expected_owner=loc.expected_owner)
 
 
-@contextlib.asynccontextmanager
-async def clients(args: argparse.Namespace) -> AsyncIterator[AwsClients]:
-    """AWS clients from the standard settings, with ``--profile`` / ``--region`` on top."""
+def _session(args: argparse.Namespace) -> AioSession:
     session = AioSession(profile=getattr(args, "profile", None) or None)
     region = getattr(args, "region", None)
     if region:
         session.set_config_variable("region", region)
+    return session
+
+
+def _max_attempts() -> int:
     # The shared client config pins retries; honour the standard variable here.
     attempts = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
     if attempts and not attempts.isdigit():
         raise ConfigError("environment variable AWS_MAX_ATTEMPTS must be a whole number")
-    async with aws_clients(session=session, max_attempts=int(attempts or 6)) as aws:
+    return int(attempts or 6)
+
+
+@contextlib.asynccontextmanager
+async def clients(args: argparse.Namespace) -> AsyncIterator[AwsClients]:
+    """AWS clients from the standard settings, with ``--profile`` / ``--region`` on top."""
+    async with aws_clients(session=_session(args), max_attempts=_max_attempts()) as aws:
         yield aws
+
+
+@contextlib.asynccontextmanager
+async def restore_clients(args: argparse.Namespace, max_workers: int) -> AsyncIterator[AwsClients]:
+    """As :func:`ddb_backup.restore.restore_clients` (DynamoDB without botocore
+    retries: the writer's RetryPolicy decides alone), on the CLI's session."""
+    session = _session(args)
+    pool = max(10, max_workers * 2 + 4)
+    async with (
+        session.create_client("dynamodb", config=client_config(pool, max_attempts=1)) as ddb,
+        session.create_client("s3", config=client_config(pool, _max_attempts())) as s3,
+    ):
+        yield AwsClients(dynamodb=ddb, s3=s3)

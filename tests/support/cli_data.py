@@ -7,11 +7,15 @@ listing every file with its count, MD5 and size, as a backup run writes it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from typing import Any
+import io
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 
+from ddb_backup.aws import AwsClients, aws_clients
 from ddb_backup.keys import manifest_key, run_state_key, table_export_prefix
 from ddb_backup.manifest import (
     BackupManifest,
@@ -24,6 +28,7 @@ from ddb_backup.manifest import (
 from tests.support.data import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, write_aws_export
 
 PREFIX = "native-exports"
+T = TypeVar("T")
 
 SCHEMA = TableSchema.model_validate(
     {
@@ -133,3 +138,32 @@ async def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     async with resp["Body"] as body:
         data: bytes = await body.read()
     return data
+
+
+def on_aws(work: Callable[[AwsClients], Awaitable[T]]) -> T:
+    """Run ``work(clients)`` on fresh clients in a new loop (CLI tests are
+    synchronous, since ``main`` runs its own event loop)."""
+
+    async def go() -> T:
+        async with aws_clients() as aws:
+            return await work(aws)
+
+    return asyncio.run(go())
+
+
+class TypedStdin(io.StringIO):
+    """A stdin that claims to be a terminal, holding what the operator types."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """``main(argv)`` in-process: (exit code, stdout, stderr); no secret ever shown."""
+    from ddb_backup.cli import main
+    from tests.support.data import SECRET_MARKER
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    assert SECRET_MARKER not in captured.out + captured.err
+    return code, captured.out, captured.err
