@@ -20,6 +20,7 @@ __all__ = [
     "MAX_ITEM_BYTES",
     "WireItem",
     "item_key",
+    "line_within_item_limit",
     "parse_item_line",
     "to_botocore",
     "wire_item_size",
@@ -39,16 +40,27 @@ def parse_item_line(line: bytes, *, key: str, line_no: int) -> WireItem:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise CorruptDataError(f"line {line_no} is not JSON", key=key) from exc
-    item = doc.get("Item") if isinstance(doc, dict) else None
-    if not isinstance(item, dict) or not item:
+    item = doc.get("Item") if type(doc) is dict else None
+    if type(item) is not dict or not item:
         raise CorruptDataError(f"line {line_no} is not an item", key=key)
     for value in item.values():
-        if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _TYPES):
+        # Exact-type checks: this runs for every attribute of every item.
+        if type(value) is not dict or len(value) != 1 or next(iter(value)) not in _TYPES:
             # The attribute name is data too (it could be a secret's label): not logged.
             raise CorruptDataError(
                 f"line {line_no} has an attribute that is not DynamoDB JSON", key=key
             )
     return item
+
+
+def line_within_item_limit(line: bytes, item: WireItem) -> bool:
+    """True when the item is within DynamoDB's 400 KB; cheap for ordinary lines.
+
+    An item's DynamoDB size never exceeds its export line's length (names and
+    strings appear whole, base64 is 4/3 of the bytes it stands for, numbers and
+    type tags are longer as text), so only long lines need measuring.
+    """
+    return len(line) <= MAX_ITEM_BYTES or wire_item_size(item) <= MAX_ITEM_BYTES
 
 
 def item_key(item: WireItem, key_names: tuple[str, ...]) -> tuple[Any, ...]:

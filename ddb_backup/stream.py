@@ -9,14 +9,36 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import types
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ddb_backup.errors import CorruptDataError
 
-__all__ = ["GzipLineDecoder", "LineSplitter", "StreamStats", "iter_lines"]
+_inflate: types.ModuleType
+try:  # ISA-L inflates gzip about 2.5x faster than zlib; same API, same checks.
+    from isal import isal_zlib
+
+    _inflate = isal_zlib
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (
+        zlib.error,
+        cast(type[Exception], isal_zlib.error),
+    )
+except ImportError:  # pragma: no cover - isal has wheels for Lambda's x86_64 and arm64
+    _inflate = zlib
+    _INFLATE_ERRORS = (zlib.error,)
+
+__all__ = [
+    "GzipDecoder",
+    "GzipLineDecoder",
+    "LineSplitter",
+    "StreamStats",
+    "iter_decompressed",
+    "iter_line_blocks",
+    "iter_lines",
+]
 
 # Bound on one line: DynamoDB items are at most 400 KB, and DynamoDB JSON with
 # base64 and type tags stays well under 4x that. A longer "line" is corruption,
@@ -28,29 +50,62 @@ class LineSplitter:
     """Incremental splitter on ``\\n``; keeps at most one partial line."""
 
     def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
-        self._buffer = bytearray()
+        self._rest = b""
         self._max_line = max_line
 
     def feed(self, data: bytes) -> list[bytes]:
         if not data:
             return []
-        self._buffer += data
-        if b"\n" not in data:
-            self._check_size()
-            return []
-        *lines, rest = self._buffer.split(b"\n")
-        self._buffer = bytearray(rest)
+        if self._rest:
+            data = self._rest + data
+        # bytes.split hands out the lines themselves: no per-line copy.
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
         self._check_size()
-        return [bytes(line) for line in lines]
+        return lines
 
     def flush(self) -> list[bytes]:
         """The last line, if the data did not end with a newline."""
-        rest, self._buffer = bytes(self._buffer), bytearray()
+        rest, self._rest = self._rest, b""
         return [rest] if rest else []
 
     def _check_size(self) -> None:
-        if len(self._buffer) > self._max_line:
+        if len(self._rest) > self._max_line:
             raise ValueError(f"line longer than {self._max_line} bytes")
+
+
+class GzipDecoder:
+    """Gzip bytes in (any chunking), decompressed bytes out; multi-member allowed."""
+
+    def __init__(self, key: str = "<stream>") -> None:
+        self._key = key
+        self._inflater = _inflate.decompressobj(zlib.MAX_WBITS | 16)
+        self._seen_input = False
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        try:
+            while data:
+                self._seen_input = True
+                out.append(self._inflater.decompress(data))
+                if not self._inflater.eof:
+                    break
+                # A new gzip member may follow the end of the previous one.
+                data = self._inflater.unused_data
+                if data:
+                    self._inflater = _inflate.decompressobj(zlib.MAX_WBITS | 16)
+        except _INFLATE_ERRORS as exc:
+            raise CorruptDataError(f"not valid gzip or JSON lines ({exc})", key=self._key) from exc
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def finish(self) -> bytes:
+        """Bytes left at the end; raises if the gzip stream was cut short."""
+        if not self._seen_input or not self._inflater.eof:
+            raise CorruptDataError("truncated gzip stream", key=self._key)
+        try:
+            return bytes(self._inflater.flush())
+        except _INFLATE_ERRORS as exc:
+            raise CorruptDataError(f"not valid gzip ({exc})", key=self._key) from exc
 
 
 class GzipLineDecoder:
@@ -58,34 +113,22 @@ class GzipLineDecoder:
 
     def __init__(self, key: str = "<stream>") -> None:
         self._key = key
-        self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._gzip = GzipDecoder(key)
         self._splitter = LineSplitter()
-        self._seen_input = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        out: list[bytes] = []
+        data = self._gzip.feed(data)
         try:
-            while data:
-                self._seen_input = True
-                out += self._splitter.feed(self._inflater.decompress(data))
-                if not self._inflater.eof:
-                    break
-                # A new gzip member may follow the end of the previous one.
-                data = self._inflater.unused_data
-                if data:
-                    self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        except (zlib.error, ValueError) as exc:
+            return self._splitter.feed(data)
+        except ValueError as exc:
             raise CorruptDataError(f"not valid gzip or JSON lines ({exc})", key=self._key) from exc
-        return out
 
     def finish(self) -> list[bytes]:
         """Lines left at the end; raises if the gzip stream was cut short."""
-        if not self._seen_input or not self._inflater.eof:
-            raise CorruptDataError("truncated gzip stream", key=self._key)
+        tail = self._gzip.finish()
         try:
-            tail = self._inflater.flush()
             return self._splitter.feed(tail) + self._splitter.flush()
-        except (zlib.error, ValueError) as exc:
+        except ValueError as exc:
             raise CorruptDataError(f"not valid gzip ({exc})", key=self._key) from exc
 
 
@@ -102,20 +145,58 @@ class StreamStats:
         return base64.b64encode(self._md5.digest()).decode()
 
 
+async def iter_decompressed(
+    chunks: AsyncIterator[bytes], *, key: str, stats: StreamStats | None = None
+) -> AsyncIterator[bytes]:
+    """Decompressed blocks of a gzip byte stream, hashing the raw bytes as it goes
+    (``stats.lines`` is left to the caller)."""
+    decoder = GzipDecoder(key)
+    stats = stats if stats is not None else StreamStats()
+    md5 = stats._md5
+    async for chunk in chunks:
+        stats.compressed_bytes += len(chunk)
+        md5.update(chunk)
+        block = decoder.feed(chunk)
+        if block:
+            yield block
+    block = decoder.finish()
+    if block:
+        yield block
+
+
+async def iter_line_blocks(
+    chunks: AsyncIterator[bytes], *, key: str, stats: StreamStats | None = None
+) -> AsyncIterator[list[bytes]]:
+    """Like :func:`iter_lines`, a list of lines per chunk read: one await per
+    chunk instead of one per line, for callers that count or batch."""
+    decoder = GzipLineDecoder(key)
+    stats = stats if stats is not None else StreamStats()
+    md5 = stats._md5
+    async for chunk in chunks:
+        stats.compressed_bytes += len(chunk)
+        md5.update(chunk)
+        lines = _non_blank(decoder.feed(chunk))
+        if lines:
+            stats.lines += len(lines)
+            yield lines
+    lines = _non_blank(decoder.finish())
+    if lines:
+        stats.lines += len(lines)
+        yield lines
+
+
+def _non_blank(lines: list[bytes]) -> list[bytes]:
+    # Export lines never start with whitespace, so the first byte settles it
+    # nearly always; only odd lines pay for isspace().
+    if all(line and line[0] > 32 for line in lines):
+        return lines
+    return [line for line in lines if line and not line.isspace()]
+
+
 async def iter_lines(
     chunks: AsyncIterator[bytes], *, key: str, stats: StreamStats | None = None
 ) -> AsyncIterator[bytes]:
     """Decompress a gzip byte stream and yield its non-empty lines."""
-    decoder = GzipLineDecoder(key)
-    stats = stats if stats is not None else StreamStats()
-    async for chunk in chunks:
-        stats.compressed_bytes += len(chunk)
-        stats._md5.update(chunk)
-        for line in decoder.feed(chunk):
-            if line.strip():
-                stats.lines += 1
-                yield line
-    for line in decoder.finish():
-        if line.strip():
-            stats.lines += 1
+    async for lines in iter_line_blocks(chunks, key=key, stats=stats):
+        for line in lines:
             yield line

@@ -21,11 +21,11 @@ from ddb_backup.errors import (
     VerificationError,
 )
 from ddb_backup.export_folder import ExpectedFile, locate_export_folder, read_export_folder
-from ddb_backup.items import MAX_ITEM_BYTES, parse_item_line, wire_item_size
+from ddb_backup.items import MAX_ITEM_BYTES, line_within_item_limit, parse_item_line
 from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import DataFile, TableBackup
 from ddb_backup.storage import Storage
-from ddb_backup.stream import StreamStats, iter_lines
+from ddb_backup.stream import StreamStats, iter_decompressed, iter_line_blocks
 
 __all__ = [
     "FileVerdict",
@@ -51,22 +51,27 @@ async def verify_file(
     expected: ExpectedFile,
     *,
     key_names: tuple[str, ...] = (),
+    thorough: bool | None = None,
 ) -> DataFile:
-    """Stream one file and check it; raises :class:`VerificationError` naming the file."""
-    stats = StreamStats()
-    items = 0
-    async for line in iter_lines(storage.stream(expected.key), key=expected.key, stats=stats):
-        items += 1
-        item = parse_item_line(line, key=expected.key, line_no=items)
-        for name in key_names:
-            if name not in item:
-                raise CorruptDataError(
-                    f"line {items} lacks key attribute {name!r}", key=expected.key
-                )
-        if wire_item_size(item) > MAX_ITEM_BYTES:
-            raise CorruptDataError(
-                f"line {items} is over DynamoDB's 400 KB limit", key=expected.key
-            )
+    """Stream one file and check it; raises :class:`VerificationError` naming the file.
+
+    With an expected MD5 (AWS's manifest or ours) the file is *screened*: the
+    MD5 proves its bytes are the ones written, gzip's CRC that they inflate
+    whole, and every line is counted and checked to be an ``{"Item":{...}}``
+    object of a sane length, at memory speed, without parsing it (the restore
+    parses every line as it writes). Anything unusual, or no MD5 to hold the
+    file to, or ``thorough=True``, parses and checks every line instead.
+    """
+    if thorough is None:
+        thorough = expected.md5 is None
+    if not thorough:
+        screened = await _screen_file(storage, expected)
+        if screened is not None:
+            return screened
+    return await _parse_file(storage, expected, key_names)
+
+
+def _check_totals(expected: ExpectedFile, stats: StreamStats, items: int) -> DataFile:
     if expected.md5 is not None and stats.md5_base64 != expected.md5:
         raise ChecksumMismatchError(
             f"MD5 {stats.md5_base64} does not match the manifest's {expected.md5}",
@@ -79,6 +84,106 @@ async def verify_file(
     return DataFile(
         key=expected.key, item_count=items, md5=stats.md5_base64, size=stats.compressed_bytes
     )
+
+
+async def _parse_file(
+    storage: Storage, expected: ExpectedFile, key_names: tuple[str, ...]
+) -> DataFile:
+    stats = StreamStats()
+    items = 0
+    async for lines in iter_line_blocks(
+        storage.stream(expected.key), key=expected.key, stats=stats
+    ):
+        for line in lines:
+            items += 1
+            item = parse_item_line(line, key=expected.key, line_no=items)
+            for name in key_names:
+                if name not in item:
+                    raise CorruptDataError(
+                        f"line {items} lacks key attribute {name!r}", key=expected.key
+                    )
+            if not line_within_item_limit(line, item):
+                raise CorruptDataError(
+                    f"line {items} is over DynamoDB's 400 KB limit", key=expected.key
+                )
+    return _check_totals(expected, stats, items)
+
+
+_ITEM_START = b'\n{"Item":{'
+_ITEM_END = b"}}\n"
+# A window this long without a newline means a line too long to be screened.
+_WINDOW = MAX_ITEM_BYTES // 2
+
+
+class _LineScreen:
+    """Counts export lines in decompressed blocks with C-speed searches only.
+
+    Every line must start ``{"Item":{`` and end ``}}``: the count of line
+    starts, of line ends and of newlines must all agree. A line of
+    ``_WINDOW`` bytes or more is "unusual" (it might exceed 400 KB).
+    """
+
+    def __init__(self) -> None:
+        self.newlines = 0
+        self.starts = 0
+        self.ends = 0
+        self.unusual = False
+        self._head = b"\n"  # the data is read as if preceded by a newline
+        self._end_head = b""
+        self._since_newline = 0
+        self._last = b"\n"
+
+    def feed(self, block: bytes) -> None:
+        # Patterns crossing a block boundary are found through the carried head.
+        window = self._head + block
+        self.starts += window.count(_ITEM_START)
+        ends = self._end_head + block
+        self.ends += ends.count(_ITEM_END)
+        self.newlines += block.count(b"\n")
+        first = block.find(b"\n")
+        if first < 0:
+            self._since_newline += len(block)
+        else:
+            if self._since_newline + first >= _WINDOW:
+                self.unusual = True
+            last = block.rfind(b"\n")
+            for start in range(first, last, _WINDOW):
+                if start + _WINDOW < last and block.find(b"\n", start + 1, start + _WINDOW) < 0:
+                    self.unusual = True
+            self._since_newline = len(block) - last - 1
+        if self._since_newline >= _WINDOW:
+            self.unusual = True
+        self._head = window[-(len(_ITEM_START) - 1) :]
+        self._end_head = ends[-(len(_ITEM_END) - 1) :]
+        self._last = block[-1:]
+
+    def lines(self) -> int | None:
+        """The number of item lines, or ``None`` if the data is not plainly item lines."""
+        # A final line without its newline still counts (and must end "}}").
+        unterminated = self._last != b"\n"
+        lines = self.newlines + (1 if unterminated else 0)
+        ends = self.ends + (1 if unterminated and self._end_head == b"}}" else 0)
+        if self.unusual or self.starts != lines or ends != lines:
+            return None
+        return lines
+
+
+async def _screen_file(storage: Storage, expected: ExpectedFile) -> DataFile | None:
+    """Screen a file (see :func:`verify_file`); ``None`` when it needs parsing."""
+    stats = StreamStats()
+    screen = _LineScreen()
+    async for block in iter_decompressed(
+        storage.stream(expected.key), key=expected.key, stats=stats
+    ):
+        screen.feed(block)
+    items = screen.lines()
+    if stats.md5_base64 != expected.md5 or items is None:
+        # A wrong MD5 is reported as such; odd-looking content is parsed to say why.
+        if stats.md5_base64 != expected.md5:
+            return _check_totals(expected, stats, items or 0)
+        return None
+    stats.lines = items
+    return _check_totals(expected, stats, items)
 
 
 async def verify_files(
