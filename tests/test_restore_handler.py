@@ -143,3 +143,20 @@ def test_dry_run_event(env: None) -> None:
     assert (r["items_to_write"], r["items_to_clear"]) == (len(SOURCE), len(BEFORE))
     items, _ = table_and_keys()
     assert canonical(items) == canonical(BEFORE)
+
+
+def test_out_of_time_answers_202_and_resumes(env: None) -> None:
+    """No time left (Lambda's 30 s margin already spent): 202 rounds until done."""
+    result = handler({"clear_existing_data": True}, FakeContext(remaining_ms=0))
+    answers = [result]
+    while result["statusCode"] == 202:
+        assert len(answers) < 40
+        token = result["body"]["resume_token"]
+        result = handler({"resume_token": token}, FakeContext(remaining_ms=0))
+        answers.append(result)
+    assert len(answers) >= 3
+    assert result["statusCode"] == 200, result
+    r = result["body"]["restore_results"][0]
+    assert (r["items_written"], r["items_cleared"]) == (len(SOURCE), len(BEFORE))
+    items, _ = table_and_keys()
+    assert canonical(items) == canonical(SOURCE)
