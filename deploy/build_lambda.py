@@ -56,7 +56,20 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)  # noqa: S603 (our own fixed argv)
 
 
+#: What the project's wheel is built from (copied, so no stale build/ or egg-info of the
+#: work tree can leak into it).
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "ddb_backup", "handlers")
+
+
 def build_wheel(workdir: Path) -> Path:
+    src = workdir / "src"
+    src.mkdir()
+    for name in SOURCES:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif path.is_file():
+            shutil.copy2(path, src / name)
     wheel_dir = workdir / "wheel"
     run(
         [
@@ -68,7 +81,7 @@ def build_wheel(workdir: Path) -> Path:
             "--no-deps",
             "-w",
             str(wheel_dir),
-            str(ROOT),
+            str(src),
         ]
     )
     wheels = sorted(wheel_dir.glob("ddb_backup-*.whl"))
@@ -102,11 +115,22 @@ def install(wheel: Path, target: Path, *, platform: str, python_version: str) ->
 
 
 def prune(target: Path) -> None:
-    """Drop what the runtime never reads: byte code caches and pip's script shims."""
+    """Drop what the runtime never reads: byte code caches, pip's script shims, and
+    pip's install records that name the temporary build folder (they would change the
+    zip's hash, and so redeploy the functions, on every build)."""
     for cache in sorted(target.rglob("__pycache__"), reverse=True):
         shutil.rmtree(cache, ignore_errors=True)
     for pyc in target.rglob("*.pyc"):
         pyc.unlink()
+    for dist_info in target.glob("*.dist-info"):
+        dropped = {"direct_url.json", "REQUESTED"}
+        for name in dropped:
+            (dist_info / name).unlink(missing_ok=True)
+        record = dist_info / "RECORD"
+        if record.is_file():
+            lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [ln for ln in lines if ln.split(",", 1)[0].rsplit("/", 1)[-1] not in dropped]
+            record.write_text("".join(kept), encoding="utf-8")
     shutil.rmtree(target / "bin", ignore_errors=True)
 
 
