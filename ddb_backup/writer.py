@@ -41,7 +41,9 @@ import orjson
 from botocore.exceptions import ClientError
 
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
-from ddb_backup.items import WireItem, to_botocore
+from ddb_backup.fastpath import fast_sender, from_botocore_request, supports_fast_path
+from ddb_backup.fastpath import from_botocore as wire_from_botocore
+from ddb_backup.items import to_botocore
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import DataFile
 from ddb_backup.storage import Storage
@@ -111,38 +113,10 @@ async def call_with_retries(
 # --- wire <-> botocore ------------------------------------------------------
 
 
-def _b64(v: bytes | str) -> str:
-    return v if isinstance(v, str) else base64.b64encode(v).decode("ascii")
-
-
-def _attr_to_wire(value: dict[str, Any]) -> dict[str, Any]:
-    ((t, v),) = value.items()
-    if t == "B":
-        return {"B": _b64(v)}
-    if t == "BS":
-        return {"BS": [_b64(b) for b in v]}
-    if t == "L":
-        return {"L": [_attr_to_wire(x) for x in v]}
-    if t == "M":
-        return {"M": {k: _attr_to_wire(x) for k, x in v.items()}}
-    return value
-
-
-def wire_from_botocore(item: dict[str, Any]) -> WireItem:
-    """botocore item (bytes for binary) -> wire item (base64 text)."""
-    return {name: _attr_to_wire(value) for name, value in item.items()}
-
-
 def _request_to_botocore(request: WireRequest) -> dict[str, Any]:
     if "PutRequest" in request:
         return {"PutRequest": {"Item": to_botocore(request["PutRequest"]["Item"])}}
     return {"DeleteRequest": {"Key": to_botocore(request["DeleteRequest"]["Key"])}}
-
-
-def _request_to_wire(request: dict[str, Any]) -> WireRequest:
-    if "PutRequest" in request:
-        return {"PutRequest": {"Item": wire_from_botocore(request["PutRequest"]["Item"])}}
-    return {"DeleteRequest": {"Key": wire_from_botocore(request["DeleteRequest"]["Key"])}}
 
 
 def generic_sender(dynamodb: Any) -> BatchSender:
@@ -153,17 +127,13 @@ def generic_sender(dynamodb: Any) -> BatchSender:
             RequestItems={table: [_request_to_botocore(r) for r in requests]}
         )
         unprocessed = (resp.get("UnprocessedItems") or {}).get(table, [])
-        return [_request_to_wire(r) for r in unprocessed]
+        return [from_botocore_request(r) for r in unprocessed]
 
     return send
 
 
 def default_sender(dynamodb: Any) -> BatchSender:
     """The fast path when the client supports it, else :func:`generic_sender`."""
-    try:
-        from ddb_backup.fastpath import fast_sender, supports_fast_path
-    except ImportError:  # pragma: no cover - fastpath is part of the package
-        return generic_sender(dynamodb)
     if supports_fast_path(dynamodb):
         return fast_sender(dynamodb)
     return generic_sender(dynamodb)

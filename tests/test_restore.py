@@ -273,3 +273,20 @@ async def test_foreign_environment_refused(aws: AwsClients, bucket: str, config:
     assert result.status_code == 400
     assert "environment 'prod'" in result.body["error"]
     assert await scan_all(aws.dynamodb, T1) == []
+
+
+async def test_generic_sender_restores_the_same(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+):
+    """The default (fast path) and botocore's generic path bring back the same items."""
+    from ddb_backup.writer import default_sender, generic_sender
+
+    assert default_sender(aws.dynamodb) is not None
+    items = every_type_items(60)
+    await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: items})
+    await create_table(aws.dynamodb, T1)
+    result = await run_restore(
+        config, RestoreRequest(), aws, retry=FAST, sender=generic_sender(aws.dynamodb)
+    )
+    assert result.status_code == 200, result.body
+    assert canonical(await scan_all(aws.dynamodb, T1)) == canonical(items)
