@@ -320,6 +320,7 @@ def test_download_then_verify_from_dir_with_no_server(
 
     # No server at all from here on: every AWS endpoint is a closed port.
     monkeypatch.setenv("AWS_ENDPOINT_URL", _closed_port())
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.delenv("BACKUP_BUCKET")
     code, out, _ = run(capsys, "verify", "latest", "--from", str(tmp_path), "--json")
     assert code == 0
@@ -335,6 +336,15 @@ def test_download_then_verify_from_dir_with_no_server(
     code, out, _ = run(capsys, "show", "2026-11-20", "--from", str(tmp_path), "--json")
     assert code == 0
     assert orjson.loads(out)["tables"][0]["table_name"] == T1
+
+    # A restore reads the copy offline but must still reach DynamoDB to check
+    # (and write) the target tables: with no server, it says so and stops.
+    code, out, err = run(capsys, "restore", "latest", "--from", str(tmp_path), "--dry-run")
+    assert code == 1
+    assert "0 successful, 0 partial, 2 failed" in out
+    assert out.count("DescribeTable failed: EndpointConnectionError") == 2
+    assert err.splitlines()[-1] == "ddb-backup: error: restore 2 of 2 table(s) not restored"
+    assert "Traceback" not in err
 
     # A local file damaged after the copy is caught offline too.
     victim = next(tmp_path.rglob("*.json.gz"))

@@ -255,6 +255,7 @@ def test_restore_from_a_local_copy_after_the_bucket_is_emptied(
         capsys, "restore", "latest", "--from", str(tmp_path), "--clear-existing-data", "--yes"
     )
     assert code == 0, err
+    assert "2 successful, 0 partial, 0 failed" in out
     assert table(T1) == canonical(backed_up[T1])
     assert table(T2) == canonical(backed_up[T2])
     assert s3_keys() == []  # nothing read from or written to S3

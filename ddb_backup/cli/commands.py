@@ -531,8 +531,18 @@ def _restore_request(args: argparse.Namespace) -> Any:
 
 
 def _report_error(out: Output, status_code: int, body: dict[str, Any]) -> None:
-    if status_code != 200 and body.get("error"):
+    """One line on stderr whenever the restore was not a full success."""
+    if status_code == 200:
+        return
+    if body.get("error"):
         out.note(f"ddb-backup: error: {body['error']}")
+        return
+    statuses = [str(r.get("status")) for r in body.get("restore_results", [])]
+    bad = [s for s in statuses if s not in {"COMPLETED", "DRY_RUN_OK"}]
+    detail = f"{len(bad)} of {len(statuses)} table(s) not restored" if bad else "not complete"
+    if body.get("resume_token"):
+        detail += " (resumable: see --resume-token)"
+    out.note(f"ddb-backup: error: restore {detail}")
 
 
 async def cmd_restore(args: argparse.Namespace, out: Output, stdin: IO[str] | None = None) -> int:
@@ -555,6 +565,7 @@ async def cmd_restore(args: argparse.Namespace, out: Output, stdin: IO[str] | No
                 storage=store,
                 on_progress=view.update,
                 progress_interval=view.tick,
+                retry=settings.retry_policy(),
             )
     body = dict(result.body)
     if loc.directory is not None:
@@ -584,6 +595,7 @@ async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
                 max_workers=args.max_workers,
                 on_progress=view.update,
                 progress_interval=view.tick,
+                retry=settings.retry_policy(),
             )
     out.json({"statusCode": result.status_code, "body": result.body})
     _report_error(out, result.status_code, result.body)

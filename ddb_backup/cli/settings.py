@@ -21,6 +21,7 @@ from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
 from ddb_backup.errors import ConfigError
 from ddb_backup.keys import check_prefix
 from ddb_backup.storage import LocalStorage, S3Storage, Storage
+from ddb_backup.writer import RetryPolicy
 
 __all__ = [
     "FLAG_FOR_VARIABLE",
@@ -31,6 +32,7 @@ __all__ = [
     "location",
     "restore_clients",
     "restore_config",
+    "retry_policy",
     "storage",
 ]
 
@@ -122,6 +124,13 @@ def _session(args: argparse.Namespace) -> AioSession:
     if region:
         session.set_config_variable("region", region)
     return session
+
+
+def retry_policy() -> RetryPolicy | None:
+    """The restore's own retry budget, from ``AWS_MAX_ATTEMPTS`` when it is set."""
+    if not os.environ.get("AWS_MAX_ATTEMPTS", "").strip():
+        return None
+    return RetryPolicy(max_attempts=max(1, _max_attempts()))
 
 
 def _max_attempts() -> int:
