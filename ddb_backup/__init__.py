@@ -27,8 +27,11 @@ from ddb_backup.errors import (
     UnsupportedFormatError,
     VerificationError,
 )
+from ddb_backup.events import RestoreRequest
 from ddb_backup.manifest import BackupManifest, DataFile, TableBackup, TableSchema
+from ddb_backup.restore import RestoreResult, restore_export, run_restore
 from ddb_backup.storage import LocalStorage, S3Storage, Storage
+from ddb_backup.writer import RetryPolicy
 
 __all__ = [
     "AwsClients",
@@ -51,6 +54,9 @@ __all__ = [
     "ManifestError",
     "PitrDisabledError",
     "RestoreConfig",
+    "RestoreRequest",
+    "RestoreResult",
+    "RetryPolicy",
     "S3Storage",
     "Storage",
     "TableBackup",
@@ -61,7 +67,9 @@ __all__ = [
     "UnsupportedFormatError",
     "VerificationError",
     "aws_clients",
+    "restore_export",
     "run_backup",
+    "run_restore",
 ]
 
 __version__ = "0.1.0"
