@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+import ddb_backup.backup
 from ddb_backup import BackupConfig, BackupResult, run_backup
 from ddb_backup.aws import AwsClients
 from ddb_backup.backup import Polling, RunState
@@ -674,3 +675,32 @@ async def test_export_failed_on_aws_side_fails_its_table(aws: AwsClients, bucket
     assert row["status"] == "FAILED"
     assert row["error"] == "export failed: S3NoSuchBucket: The specified bucket does not exist"
     assert row["export_arn"] == (await export_arns(aws, U2F))[0]
+
+
+async def test_deadline_during_verification_leaves_the_table_to_the_next_invocation(
+    aws: AwsClients, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await three_tables(aws)
+    cfg = config(bucket, U2F)
+    assert (await backup(aws, cfg, deadline_seconds=0)).status_code == 202
+    await wait_exports_finished(aws, U2F)
+
+    async def never_done(*_args: Any, **_kw: Any) -> Any:
+        await asyncio.Event().wait()  # a verification slower than the time left
+
+    progress: list[tuple[str, str]] = []
+    with monkeypatch.context() as m:
+        m.setattr(ddb_backup.backup, "verify_files", never_done)
+        cut = await backup(aws, cfg, deadline_seconds=1.0, progress=progress)
+
+    assert cut.status_code == 202
+    assert progress == [(U2F, "VERIFYING")]
+    assert cut.body["results"][0]["status"] == "EXPORTED"
+    state = RunState.model_validate_json(await get(aws, bucket, run_state_key(PREFIX, DATE)))
+    assert state.tables[0].status.value == "EXPORTED"
+    assert await keys_under(aws, bucket, manifest_key(PREFIX, DATE)) == []
+
+    done = await backup(aws, cfg)
+    assert done.status_code == 200
+    assert done.body["total_items_exported"] == 7
+    assert len(await export_arns(aws, U2F)) == 1
