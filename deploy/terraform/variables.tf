@@ -160,7 +160,7 @@ variable "backup_reserved_concurrency" {
 }
 
 variable "restore_memory_mb" {
-  description = "Memory of the restore (shard) function. 1769 MB is one full vCPU, where the restore pipeline stops being CPU-bound."
+  description = "Memory of the restore (shard) function. At 1769 MB Lambda gives a function one full vCPU; the README gives the measured throughput."
   type        = number
   default     = 1769
 }
