@@ -221,6 +221,7 @@ async def run_backup(
         # Cut off mid-run (e.g. S3 refused the state): report what is known.
         body = run.body()
         body["error"] = str(exc)
+        body["manifest_s3_key"] = None  # whatever happened, it was not written by this call
         return BackupResult(500, body)
 
 
@@ -293,7 +294,7 @@ class _BackupRun:
                 f"no backup run for {self.date.isoformat()} at {self.state_key}; "
                 "a new run only starts for the current UTC date"
             )
-        self.state = RunState(
+        state = RunState(
             backup_date=self.date,
             environment=self.config.environment,
             bucket=self.config.bucket,
@@ -304,7 +305,8 @@ class _BackupRun:
             starting_until=dt.datetime.now(dt.UTC) + STARTING_LEASE,
             tables=[self._new_table(name) for name in self.config.tables],
         )
-        if await self._create_state_object(self.state.to_json()):
+        if await self._create_state_object(state.to_json()):
+            self.state = state
             log.info(
                 "backup run started",
                 extra={
