@@ -10,8 +10,10 @@ lifecycle rule, the policies and the functions all use the one exports prefix.
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib.util
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -22,8 +24,14 @@ from typing import Any
 import hcl2
 import pytest
 
+import handlers.backup
+from ddb_backup.aws import aws_clients
+from ddb_backup.backup import Polling
 from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
 from ddb_backup.metrics import NAMESPACE
+from tests.conftest import BUCKET
+from tests.support.data import create_table, every_type_items, put_items
+from tests.support.lambda_context import FakeContext
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -743,3 +751,75 @@ def test_backup_machine_gives_up_after_max_rounds() -> None:
     assert info.value.error == "BackupStillRunning"
     calls = _payloads(info.value.execution, BACKUP_ARNS["backup_function_arn"])
     assert len(calls) == BACKUP_ARNS["backup_max_rounds"]
+
+
+# ---------------------------------------------------------------------------
+# The backup state machine with the real backup handler on the moto server
+# ---------------------------------------------------------------------------
+
+E2E_TABLES = ["mfa-api_test_u2f_global", "mfa-api_test_totp_global"]
+
+
+async def _backup_tables() -> None:
+    async with aws_clients() as aws:
+        await aws.s3.create_bucket(Bucket=BUCKET)
+        for i, name in enumerate(E2E_TABLES):
+            await create_table(aws.dynamodb, name)
+            await put_items(aws.dynamodb, name, every_type_items(3 + i))
+
+
+async def _exports_per_table() -> list[int]:
+    async with aws_clients() as aws:
+        counts = []
+        for name in E2E_TABLES:
+            arn = (await aws.dynamodb.describe_table(TableName=name))["Table"]["TableArn"]
+            counts.append(len((await aws.dynamodb.list_exports(TableArn=arn))["ExportSummaries"]))
+        return counts
+
+
+@pytest.fixture
+def backup_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tables on a clean moto server and the environment Terraform gives the function."""
+    asyncio.run(_backup_tables())
+    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    monkeypatch.setenv("DYNAMODB_TABLES", json.dumps(E2E_TABLES))
+    monkeypatch.setenv("S3_EXPORTS_PREFIX", DEFAULT_PREFIX)
+    for name in ("EXPORT_KMS_KEY_ID", "BACKUP_BUCKET_OWNER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(handlers.backup, "POLLING", Polling(initial=0.01, maximum=0.05))
+    yield
+    # The handler's setup() pointed the package logger at pytest's captured stdout.
+    logger = logging.getLogger("ddb_backup")
+    for h in list(logger.handlers):
+        if getattr(h, "_ddb_backup", False):
+            logger.removeHandler(h)
+    logger.propagate = True
+
+
+def test_backup_machine_drives_the_real_handler_from_202_to_its_manifest(
+    backup_env: None,
+) -> None:
+    contexts = iter([FakeContext(remaining_ms=0)])  # the first round runs out of time at once
+
+    def backup_function(event: Any) -> Any:
+        return handlers.backup.handler(event, next(contexts, FakeContext(remaining_ms=900_000)))
+
+    execution = asl_local.run(
+        render_asl.render_file("backup.asl.json"),
+        {},
+        {BACKUP_ARNS["backup_function_arn"]: backup_function},
+    )
+
+    calls = _payloads(execution, BACKUP_ARNS["backup_function_arn"])
+    assert len(calls) == 2
+    date = calls[1]["backup_date"]
+    assert calls == [{}, {"backup_date": date}]
+    assert execution.output["statusCode"] == 200
+    body = execution.output["body"]
+    assert body["backup_date"] == date
+    assert body["successful_exports"] == 2
+    assert body["total_items_exported"] == 3 + 4
+    assert body["manifest_s3_key"] == f"{DEFAULT_PREFIX}/{date}/manifest.json"
+    # The second round finished the first round's exports; it started none.
+    assert asyncio.run(_exports_per_table()) == [1, 1]
