@@ -20,7 +20,7 @@ locals {
   exports_arn   = "${local.bucket_arn}/${var.exports_prefix}/*"
   restore_arn   = "${local.bucket_arn}/${var.exports_prefix}/_restore/*"
   zip_path      = coalesce(var.lambda_zip_path, "${path.module}/../../build/ddb-backup-lambda.zip")
-  restore_table = coalesce(var.restore_target_tables, var.dynamodb_tables)
+  restore_table = var.restore_target_tables == null ? var.dynamodb_tables : var.restore_target_tables
 
   backup_table_arns = [
     for t in var.dynamodb_tables : "arn:${local.partition}:dynamodb:${local.region}:${local.account_id}:table/${t}"
