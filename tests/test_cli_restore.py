@@ -84,7 +84,7 @@ def test_restore_writes_every_item_with_plain_progress_lines(
     assert table(T1) == canonical(_intruders())  # not asked for: untouched
     # Not a terminal: plain lines per phase on stderr, stdout kept for JSON.
     lines = err.splitlines()
-    assert lines[0].startswith(f"restore {T2}: verifying, 0/- items written")
+    assert lines[0] == f"restore {T2}: verifying"
     assert any(line.startswith(f"restore {T2}: writing, ") for line in lines)
     assert lines[-1].startswith(f"restore {T2}: done, 7/7 items written, files 3/3")
     assert all(line.startswith(f"restore {T2}: ") for line in lines)
@@ -105,9 +105,10 @@ def test_dry_run_writes_nothing(
     backed_up: dict[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = s3_keys()
-    code, out, _ = run(capsys, "restore", "latest", "--dry-run", "--clear-existing-data")
+    code, out, err = run(capsys, "restore", "latest", "--dry-run", "--clear-existing-data")
     assert code == 0  # a dry run needs no confirmation: nothing is cleared
     assert "(dry run: nothing written)" in out
+    assert f"restore {T1}: done (dry run: nothing written)" in err
     rows = {line.split()[0]: line.split() for line in out.splitlines()[3:5]}
     assert rows[T1][1:6] == ["DRY_RUN_OK", "20", "20", "0", "4"]  # would clear the 4 intruders
     assert rows[T2][1:6] == ["DRY_RUN_OK", "7", "7", "0", "0"]

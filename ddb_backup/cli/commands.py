@@ -557,7 +557,7 @@ async def cmd_restore(args: argparse.Namespace, out: Output, stdin: IO[str] | No
         store = settings.storage(loc, aws)
         if request.clear_existing_data and not request.dry_run and not args.yes:
             await _confirm_clear(args, store, loc.prefix, out, stdin or sys.stdin)
-        with RestoreView(out, interval=args.progress_interval) as view:
+        with RestoreView(out, interval=args.progress_interval, dry_run=request.dry_run) as view:
             result = await run_restore(
                 config,
                 request,
@@ -585,7 +585,9 @@ async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
     bucket, folder = args.uri
     async with settings.restore_clients(args, args.max_workers) as aws:
         source = S3Storage(aws.s3, bucket)
-        with RestoreView(out, interval=args.progress_interval, verb="restore-export") as view:
+        with RestoreView(
+            out, interval=args.progress_interval, verb="restore-export", dry_run=args.dry_run
+        ) as view:
             result = await restore_export(
                 source,
                 folder,

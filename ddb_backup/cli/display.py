@@ -214,9 +214,17 @@ class RestoreView(_View):
     #: Seconds between the core's progress reports while a bar is shown.
     BAR_TICK = 0.5
 
-    def __init__(self, out: Output, *, interval: float = 5.0, verb: str = "restore") -> None:
+    def __init__(
+        self,
+        out: Output,
+        *,
+        interval: float = 5.0,
+        verb: str = "restore",
+        dry_run: bool = False,
+    ) -> None:
         super().__init__(out)
         self.interval = interval
+        self.dry_run = dry_run
         self.tick = self.BAR_TICK if self.rich else max(interval, 0.1)
         self.verb = verb
         self._last: dict[str, str] = {}
@@ -276,8 +284,11 @@ class RestoreView(_View):
                     **fields,
                 )
             return
-        total = format_count(expected)
-        parts = [f"{self.verb} {table}: {phase}", f"{written:,}/{total} items written"]
+        parts = [f"{self.verb} {table}: {phase}"]
+        if self.dry_run and phase == "done":
+            parts[0] += " (dry run: nothing written)"
+        elif phase in {"writing", "done"}:
+            parts.append(f"{written:,}/{format_count(expected)} items written")
         if failed:
             parts.append(f"{failed:,} failed")
         if cleared:
@@ -286,14 +297,16 @@ class RestoreView(_View):
             getattr(progress, "files_done", None),
             getattr(progress, "files_total", None),
         )
-        if files_total:
+        if files_total and phase in {"writing", "done"} and not self.dry_run:
             parts.append(f"files {files_done}/{files_total}")
         key = ", ".join(parts)
         if self._last.get(table) == key:
             return  # a tick with nothing new
         self._last[table] = key
-        parts.append(f"{rate:,.0f} items/s")
-        parts.append(f"ETA {format_duration(eta)}")
+        if phase in {"writing", "done"} and not self.dry_run:
+            parts.append(f"{rate:,.0f} items/s")
+        if phase == "writing":
+            parts.append(f"ETA {format_duration(eta)}")
         self.out.note(", ".join(parts))
 
     def close(self) -> None:
