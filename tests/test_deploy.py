@@ -25,12 +25,21 @@ import hcl2
 import pytest
 
 import handlers.backup
+import handlers.restore
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import Polling
 from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
 from ddb_backup.metrics import NAMESPACE
 from tests.conftest import BUCKET
-from tests.support.data import create_table, every_type_items, put_items
+from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
+from tests.support.data import (
+    canonical,
+    create_table,
+    every_type_items,
+    put_items,
+    scan_all,
+    table_name,
+)
 from tests.support.lambda_context import FakeContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -823,3 +832,86 @@ def test_backup_machine_drives_the_real_handler_from_202_to_its_manifest(
     assert body["manifest_s3_key"] == f"{DEFAULT_PREFIX}/{date}/manifest.json"
     # The second round finished the first round's exports; it started none.
     assert asyncio.run(_exports_per_table()) == [1, 1]
+
+
+# ---------------------------------------------------------------------------
+# The fan-out restore state machine with the real restore handlers on moto
+# ---------------------------------------------------------------------------
+
+FANOUT_TABLES = {
+    table_name(ENVIRONMENT, "totp"): every_type_items(30),
+    table_name(ENVIRONMENT, "u2f"): every_type_items(12),
+}
+STALE = [{"pk": {"S": f"stale-{i}"}, "sk": {"S": "x"}} for i in range(4)]
+
+
+async def _restore_setup() -> None:
+    async with aws_clients() as aws:
+        await aws.s3.create_bucket(Bucket=BUCKET)
+        await make_backup(aws.s3, BUCKET, PREFIX, "2026-11-27", FANOUT_TABLES, files=4)
+        for name in FANOUT_TABLES:
+            await create_table(aws.dynamodb, name)
+            await put_items(aws.dynamodb, name, STALE)
+
+
+async def _tables() -> dict[str, list[dict[str, Any]]]:
+    async with aws_clients() as aws:
+        return {name: await scan_all(aws.dynamodb, name) for name in FANOUT_TABLES}
+
+
+@pytest.fixture
+def restore_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    asyncio.run(_restore_setup())
+    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
+    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
+    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
+    monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
+    yield
+    logger = logging.getLogger("ddb_backup")
+    for h in list(logger.handlers):
+        if getattr(h, "_ddb_backup", False):
+            logger.removeHandler(h)
+    logger.propagate = True
+
+
+def test_fan_out_restore_with_the_real_handlers(restore_env: None) -> None:
+    plan = getattr(handlers.restore, "plan_handler", None)
+    finalize = getattr(handlers.restore, "finalize_handler", None)
+    if plan is None or finalize is None:
+        pytest.skip("handlers.restore has no plan_handler/finalize_handler yet")
+    seen_shards: set[int] = set()
+
+    def restore(event: Any) -> Any:
+        # Each shard's first invocation has no time left, so it must answer 202 and be
+        # resumed through its token; later invocations have the full 15 minutes.
+        first = "shard" in event and event["shard"]["shard_id"] not in seen_shards
+        if first:
+            seen_shards.add(event["shard"]["shard_id"])
+        context = FakeContext(remaining_ms=0 if first else 900_000)
+        return handlers.restore.handler(event, context)
+
+    event = {"backup_date": "latest", "clear_existing_data": True}
+    execution = asl_local.run(
+        render_asl.render_file("restore.asl.json"),
+        {"restore": event},
+        {
+            RESTORE_ARNS["plan_function_arn"]: lambda e: plan(e, FakeContext(900_000)),
+            RESTORE_ARNS["restore_function_arn"]: restore,
+            RESTORE_ARNS["finalize_function_arn"]: lambda e: finalize(e, FakeContext(900_000)),
+        },
+    )
+
+    assert execution.output["statusCode"] == 200, execution.output
+    body = execution.output["body"]
+    total = sum(len(items) for items in FANOUT_TABLES.values())
+    assert body["total_items_written"] == total
+    assert body["successful_restores"] == len(FANOUT_TABLES)
+    tables = asyncio.run(_tables())
+    for name, items in FANOUT_TABLES.items():
+        assert canonical(tables[name]) == canonical(items), name
+    # The event reached Plan only (the one place that clears); shards got shards/tokens.
+    assert _payloads(execution, RESTORE_ARNS["plan_function_arn"])[0] == event
+    shard_calls = _payloads(execution, RESTORE_ARNS["restore_function_arn"])
+    assert all(set(call) in ({"shard"}, {"resume_token"}) for call in shard_calls)
+    assert seen_shards
+    assert any(set(call) == {"resume_token"} for call in shard_calls)
