@@ -378,3 +378,22 @@ def test_from_dir_that_does_not_exist_is_bad_usage(
     code, _, err = run(capsys, "verify", "latest", "--from", str(tmp_path / "nope"))
     assert code == 2
     assert "not a directory" in err
+
+
+def test_terminal_mode_download_and_list(
+    env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    on_aws(lambda aws: write_backup(aws.s3, BUCKET, "2026-11-20", {T1: every_type_items(3)}))
+    monkeypatch.setenv("DDB_BACKUP_TERMINAL", "1")
+    code, out, err = run(capsys, "download", "latest", str(tmp_path))
+    assert code == 0
+    assert "download: 8 files" in err
+    assert "\x1b[" in err
+    assert "copied  " not in err  # no plain lines on a terminal
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    assert "┃" in out or "│" in out
+    assert "2026-11-20" in out
+    # --json stays plain JSON even on a terminal.
+    code, out, _ = run(capsys, "list", "--json")
+    assert orjson.loads(out)[0]["date"] == "2026-11-20"

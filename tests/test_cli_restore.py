@@ -12,6 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from ddb_backup.config import RestoreConfig
+from ddb_backup.events import RestoreRequest
+from ddb_backup.restore import run_restore
 from tests.conftest import BUCKET
 from tests.support.cli_data import TypedStdin, on_aws, write_backup
 from tests.support.cli_data import run_cli as run
@@ -38,9 +41,9 @@ def _plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def backed_up(moto: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict[str, Any]]]:
-    """A complete backup of T1 (20 items) and T2 (7); both tables exist, T1 holds
+    """A complete backup of T1 (60 items) and T2 (7); both tables exist, T1 holds
     other items than the backup (a loss), T2 is empty."""
-    data = {T1: every_type_items(20), T2: every_type_items(7)}
+    data = {T1: every_type_items(60), T2: every_type_items(7)}
 
     async def go(aws: Any) -> None:
         await aws.s3.create_bucket(Bucket=BUCKET)
@@ -110,7 +113,7 @@ def test_dry_run_writes_nothing(
     assert "(dry run: nothing written)" in out
     assert f"restore {T1}: done (dry run: nothing written)" in err
     rows = {line.split()[0]: line.split() for line in out.splitlines()[3:5]}
-    assert rows[T1][1:6] == ["DRY_RUN_OK", "20", "20", "0", "4"]  # would clear the 4 intruders
+    assert rows[T1][1:6] == ["DRY_RUN_OK", "60", "60", "0", "4"]  # would clear the 4 intruders
     assert rows[T2][1:6] == ["DRY_RUN_OK", "7", "7", "0", "0"]
     assert table(T1) == canonical(_intruders())
     assert table(T2) == []
@@ -170,7 +173,7 @@ def test_clear_on_a_terminal_asks_for_the_names(
     assert table(T1) == canonical(backed_up[T1])
     assert table(T2) == canonical(backed_up[T2])
     row = next(line.split() for line in out.splitlines() if line.startswith(T1))
-    assert row[1:6] == ["COMPLETED", "20", "20", "0", "4"]
+    assert row[1:6] == ["COMPLETED", "60", "60", "0", "4"]
 
     # Through a mapping the name to type is the target's.
     on_aws(lambda aws: create_table(aws.dynamodb, SCRATCH, pitr=False))
@@ -264,6 +267,26 @@ def test_restore_from_a_local_copy_after_the_bucket_is_emptied(
 
 def s3_keys_async(resp: dict[str, Any]) -> list[str]:
     return [o["Key"] for o in resp.get("Contents", [])]
+
+
+def test_resume_a_restore_that_a_lambda_left_unfinished(
+    backed_up: dict[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def interrupted(aws: Any) -> Any:
+        config = RestoreConfig(bucket=BUCKET, environment="test")
+        request = RestoreRequest(tables=[T1], max_workers=1)
+        return await run_restore(config, request, aws, max_batches=1)
+
+    first = on_aws(interrupted)
+    assert first.status_code == 202
+    written = first.body["restore_results"][0]["items_written"]
+    assert 0 < written < 60
+    code, out, err = run(capsys, "restore", "latest", "--resume-token", first.body["resume_token"])
+    assert code == 0, err
+    row = next(line.split() for line in out.splitlines() if line.startswith(T1))
+    assert row[1] == "COMPLETED"
+    # Not cleared (the first request did not ask): the backup's items plus the intruders.
+    assert table(T1) == canonical(backed_up[T1] + _intruders())
 
 
 def test_resume_token_flag_is_passed_as_is(
