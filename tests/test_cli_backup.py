@@ -162,3 +162,18 @@ def test_installed_console_script_and_python_m(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "invalid date 'not-a-date'" in bad.stderr
+
+
+@pytest.mark.usefixtures("tables")
+def test_backup_of_an_earlier_date_only_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "backup", "--tables", T2, "--date", "2026-01-05", *FAST)
+    assert code == 1
+    assert out.startswith("backup 2026-01-05 (FAILED)")
+    assert err.startswith("ddb-backup: error: ")
+    assert "2026-01-05" in err
+    code, _, err = run(capsys, "backup", "--tables", T2, "--date", "latest")
+    assert code == 2
+    assert "invalid date 'latest'" in err
+    # Nothing was exported for that date.
+    code, out, _ = run(capsys, "list", "--json")
+    assert orjson.loads(out) == []

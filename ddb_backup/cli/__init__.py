@@ -43,6 +43,14 @@ def _date_arg(value: str) -> str:
     return value
 
 
+def _day_arg(value: str) -> str:
+    try:
+        check_date(value)
+    except UnsafeNameError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
 def _table_arg(value: str) -> str:
     try:
         return check_table_name(value)
@@ -138,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backup", parents=[common], help="run a backup now and wait until final")
     p.add_argument("--tables", nargs="+", metavar="TABLE", type=_table_arg, help="DYNAMODB_TABLES")
     p.add_argument("--kms-key-id", help="SSE-KMS key for the exports (EXPORT_KMS_KEY_ID)")
+    p.add_argument(
+        "--date",
+        type=_day_arg,
+        metavar="YYYY-MM-DD",
+        help="finish (or report) the run of an earlier UTC date; never starts one",
+    )
     p.add_argument(
         "--poll-seconds",
         type=_seconds,

@@ -387,6 +387,7 @@ async def cmd_backup(args: argparse.Namespace, out: Output) -> int:
                     deadline_seconds=remaining,
                     on_progress=view.update,
                     polling=polling,
+                    backup_date=check_date(args.date) if args.date else None,
                 )
                 if result.status_code != 202:
                     break
@@ -397,8 +398,16 @@ async def cmd_backup(args: argparse.Namespace, out: Output) -> int:
         out.json({"statusCode": result.status_code, "body": result.body})
     else:
         _show_backup(out, result.body)
+    body = result.body
     if result.status_code == 202:
         out.note("backup still running: run `ddb-backup backup` again to pick it up")
+    elif body.get("error"):
+        out.note(f"ddb-backup: error: {body['error']}")
+    elif result.status_code != 200:
+        total = body.get("total_tables_processed", 0)
+        out.note(
+            f"ddb-backup: error: backup {body.get('failed_exports')} of {total} table(s) failed"
+        )
     return EXIT_OK if result.status_code == 200 else EXIT_FAILED
 
 
