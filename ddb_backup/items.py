@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -32,6 +33,8 @@ WireItem = dict[str, Any]
 MAX_ITEM_BYTES = 400 * 1024
 
 _TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "L", "M"})
+_DICT = frozenset({dict})
+_ONE = frozenset({1})
 
 
 def parse_item_line(line: bytes, *, key: str, line_no: int) -> WireItem:
@@ -43,13 +46,18 @@ def parse_item_line(line: bytes, *, key: str, line_no: int) -> WireItem:
     item = doc.get("Item") if type(doc) is dict else None
     if type(item) is not dict or not item:
         raise CorruptDataError(f"line {line_no} is not an item", key=key)
-    for value in item.values():
-        # Exact-type checks: this runs for every attribute of every item.
-        if type(value) is not dict or len(value) != 1 or next(iter(value)) not in _TYPES:
-            # The attribute name is data too (it could be a secret's label): not logged.
-            raise CorruptDataError(
-                f"line {line_no} has an attribute that is not DynamoDB JSON", key=key
-            )
+    values = item.values()
+    # Every value a one-key dict whose key is a type tag, checked in three
+    # C-level passes rather than a Python loop: this runs for every item.
+    if not (
+        _DICT.issuperset(map(type, values))
+        and _ONE.issuperset(map(len, values))
+        and _TYPES.issuperset(chain.from_iterable(values))
+    ):
+        # The attribute name is data too (it could be a secret's label): not logged.
+        raise CorruptDataError(
+            f"line {line_no} has an attribute that is not DynamoDB JSON", key=key
+        )
     return item
 
 

@@ -1,0 +1,385 @@
+"""One measured run, in its own process (started by the benchmark scripts).
+
+    python benchmarks/runner.py MODE '{"folder": ..., "max_workers": 16, ...}'
+
+Prints one JSON line: items, wall seconds, client CPU seconds (user+system of
+this process, every thread included, measured around the work only), and
+peak RSS of this process. Modes:
+
+* ``project``  - the project's restore (``restore_export``) when it exists,
+  else ``pipeline``;
+* ``pipeline`` - the project's pieces: S3Storage.stream -> iter_lines ->
+  parse_item_line -> batches of 25 -> BatchWriter(fast_sender);
+  ``"verify": true`` first runs verify_files (as the restore does);
+  ``"sender": "generic"`` uses botocore's ordinary path instead;
+* ``baseline`` - written like the replaced system: boto3, a ThreadPoolExecutor,
+  each data file read and decompressed whole, ``batch_write_item`` per 25;
+* ``floor``    - no SDK: signed aiohttp GET, zlib, orjson, SigV4-signed POSTs;
+* ``verify``   - ``ddb_backup.verify.verify_files`` over the export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+BUCKET = "ddb-backup-bench"
+TABLE = "mfa-api_bench_u2f_global"
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. ``ru_maxrss`` would not do: Linux carries the
+    parent's high-water mark across fork+exec, and the parent holds moto's data."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _preload() -> None:
+    """Import everything any mode uses before measuring: imports are not the work."""
+    import aiohttp  # noqa: F401
+    import boto3  # noqa: F401
+    import orjson  # noqa: F401
+
+    import ddb_backup.aws
+    import ddb_backup.fastpath
+    import ddb_backup.restore
+    import ddb_backup.verify
+    import ddb_backup.writer  # noqa: F401
+
+
+def _measure(work: Callable[[], int]) -> dict[str, Any]:
+    _preload()
+    cpu0, wall0 = _cpu(), time.perf_counter()
+    items = work()
+    wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
+    return {"items": items, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": _peak_rss_mb()}
+
+
+# ---------------------------------------------------------------- project
+
+
+def run_project(args: dict[str, Any]) -> int:
+    """The project's restore: ``ddb_backup.restore.restore_export`` with the
+    clients the restore handler uses (verification first, then the writes)."""
+    from ddb_backup.restore import restore_clients, restore_export
+    from ddb_backup.storage import S3Storage
+
+    max_workers = int(args["max_workers"])
+
+    async def main() -> int:
+        async with restore_clients(max_workers) as clients:
+            result = await restore_export(
+                S3Storage(clients.s3, BUCKET),
+                args["folder"],
+                TABLE,
+                clients,
+                max_workers=max_workers,
+                files_in_flight=int(args.get("files_in_flight", 2)),
+            )
+        body = result.body
+        written = int(body.get("total_items_written", 0))
+        if result.status_code != 200:
+            raise SystemExit(f"restore answered {result.status_code}: {body}")
+        return written
+
+    return asyncio.run(main())
+
+
+def run_pipeline(args: dict[str, Any]) -> int:
+    from ddb_backup.aws import aws_clients
+    from ddb_backup.concurrency import run_workers
+    from ddb_backup.export_folder import ExpectedFile, read_export_folder
+    from ddb_backup.fastpath import fast_sender
+    from ddb_backup.items import parse_item_line
+    from ddb_backup.storage import S3Storage
+    from ddb_backup.stream import iter_lines
+    from ddb_backup.verify import verify_files
+    from ddb_backup.writer import BatchWriter, generic_sender
+
+    max_workers = int(args["max_workers"])
+    files_in_flight = int(args.get("files_in_flight", 2))
+
+    async def main() -> int:
+        async with aws_clients(max_pool_connections=max_workers + 4, max_attempts=1) as aws:
+            storage = S3Storage(aws.s3, BUCKET)
+            listing = await read_export_folder(storage, args["folder"])
+            if args.get("verify"):
+                verdicts = await verify_files(
+                    storage, listing.files, concurrency=files_in_flight, key_names=("pk", "sk")
+                )
+                bad = [v for v in verdicts if v.error]
+                if bad:
+                    raise SystemExit(f"verification failed: {bad[0].error}")
+            if args.get("sender") == "generic":
+                sender = generic_sender(aws.dynamodb)
+            else:
+                sender = fast_sender(aws.dynamodb)
+            async with BatchWriter(TABLE, sender, max_workers=max_workers) as writer:
+
+                async def one(f: ExpectedFile) -> int:
+                    batch: list[dict[str, Any]] = []
+                    n = 0
+                    async for line in iter_lines(storage.stream(f.key), key=f.key):
+                        n += 1
+                        item = parse_item_line(line, key=f.key, line_no=n)
+                        batch.append({"PutRequest": {"Item": item}})
+                        if len(batch) == 25:
+                            await writer.submit(batch)
+                            batch = []
+                    if batch:
+                        await writer.submit(batch)
+                    return n
+
+                counts = await run_workers(listing.files, one, concurrency=files_in_flight)
+            if writer.stats.failed:
+                raise SystemExit(f"{writer.stats.failed} items failed")
+            return sum(counts)
+
+    return asyncio.run(main())
+
+
+# ---------------------------------------------------------------- baseline
+
+
+def run_baseline(args: dict[str, Any]) -> int:
+    """The replaced system's shape: whole files in memory, boto3 from threads."""
+    import base64
+    import gzip
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from botocore.config import Config
+
+    max_workers = int(args["max_workers"])
+    config = Config(max_pool_connections=max_workers + 4, retries={"max_attempts": 3})
+    s3 = boto3.client("s3", config=config)
+    dynamodb = boto3.client("dynamodb", config=config)
+    data_keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=BUCKET, Prefix=f"{args['folder']}/data/"
+        )
+        for o in page.get("Contents", [])
+    ]
+
+    def decode(value: dict[str, Any]) -> dict[str, Any]:
+        ((t, v),) = value.items()
+        if t == "B":
+            return {"B": base64.b64decode(v)}
+        if t == "BS":
+            return {"BS": [base64.b64decode(b) for b in v]}
+        if t == "L":
+            return {"L": [decode(x) for x in v]}
+        if t == "M":
+            return {"M": {k: decode(x) for k, x in v.items()}}
+        return value
+
+    def write(batch: list[dict[str, Any]]) -> None:
+        pending = batch
+        while pending:
+            resp = dynamodb.batch_write_item(RequestItems={TABLE: pending})
+            pending = resp.get("UnprocessedItems", {}).get(TABLE, [])
+
+    total = 0
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        for key in data_keys:
+            body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+            text = gzip.decompress(body).decode("utf-8")
+            items = []
+            for line in text.splitlines():
+                if line.strip():
+                    doc = json.loads(line)
+                    items.append({k: decode(v) for k, v in doc["Item"].items()})
+            futures = [
+                pool.submit(write, [{"PutRequest": {"Item": it}} for it in items[i : i + 25]])
+                for i in range(0, len(items), 25)
+            ]
+            for fut in futures:
+                fut.result()
+            total += len(items)
+    return total
+
+
+# ---------------------------------------------------------------- floor
+
+
+def run_floor(args: dict[str, Any]) -> int:
+    """The irreducible work: signed GET, gunzip, orjson, signed POST; no SDK."""
+    import zlib
+
+    import aiohttp
+    import orjson
+    from botocore.auth import S3SigV4Auth, SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    max_workers = int(args["max_workers"])
+    files_in_flight = int(args.get("files_in_flight", 2))
+    creds = Credentials(
+        os.environ["AWS_ACCESS_KEY_ID"],
+        os.environ["AWS_SECRET_ACCESS_KEY"],
+        os.environ.get("AWS_SESSION_TOKEN"),
+    )
+    region = os.environ["AWS_DEFAULT_REGION"]
+    s3_url = os.environ["AWS_ENDPOINT_URL_S3"].rstrip("/")
+    ddb_url = os.environ["AWS_ENDPOINT_URL_DYNAMODB"].rstrip("/") + "/"
+    ddb_auth = SigV4Auth(creds, "dynamodb", region)
+    s3_auth = S3SigV4Auth(creds, "s3", region)
+    target = {
+        "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem",
+        "Content-Type": "application/x-amz-json-1.0",
+    }
+
+    async def main() -> int:
+        slots = asyncio.Semaphore(max_workers)
+        tasks: set[asyncio.Task[None]] = set()
+        connector = aiohttp.TCPConnector(limit=max_workers + files_in_flight)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            def signed(auth: Any, method: str, url: str, body: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+                req = AWSRequest(method=method, url=url, data=body, headers=headers)
+                auth.add_auth(req)
+                return dict(req.headers.items())
+
+            async def post(body: bytes) -> None:
+                try:
+                    while True:
+                        headers = signed(ddb_auth, "POST", ddb_url, body, dict(target))
+                        async with http.post(ddb_url, data=body, headers=headers) as resp:
+                            answer = orjson.loads(await resp.read())
+                        if resp.status != 200:
+                            raise RuntimeError(f"HTTP {resp.status}")
+                        left = answer.get("UnprocessedItems", {}).get(TABLE)
+                        if not left:
+                            return
+                        body = orjson.dumps({"RequestItems": {TABLE: left}})
+                finally:
+                    slots.release()
+
+            async def send(batch: list[Any]) -> None:
+                await slots.acquire()
+                body = orjson.dumps({"RequestItems": {TABLE: batch}})
+                task = asyncio.create_task(post(body))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+            async def one(key: str) -> int:
+                url = f"{s3_url}/{BUCKET}/{key}"
+                headers = signed(s3_auth, "GET", url, b"", {})
+                inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                rest = b""
+                batch: list[Any] = []
+                n = 0
+                async with http.get(url, headers=headers) as resp:
+                    async for chunk in resp.content.iter_chunked(256 * 1024):
+                        lines = (rest + inflater.decompress(chunk)).split(b"\n")
+                        rest = lines.pop()
+                        for line in lines:
+                            if line:
+                                batch.append({"PutRequest": {"Item": orjson.loads(line)["Item"]}})
+                                n += 1
+                                if len(batch) == 25:
+                                    await send(batch)
+                                    batch = []
+                tail = rest + inflater.flush()
+                for line in tail.split(b"\n"):
+                    if line:
+                        batch.append({"PutRequest": {"Item": orjson.loads(line)["Item"]}})
+                        n += 1
+                if batch:
+                    await send(batch)
+                return n
+
+            list_url = f"{s3_url}/{BUCKET}?list-type=2&prefix={args['folder']}/data/"
+            async with http.get(list_url, headers=signed(s3_auth, "GET", list_url, b"", {})) as r:
+                listing = await r.text()
+            keys = [
+                part.split("</Key>")[0] for part in listing.split("<Key>")[1:] if "</Key>" in part
+            ]
+            queue: asyncio.Queue[str] = asyncio.Queue()
+            for k in keys:
+                queue.put_nowait(k)
+            counts: list[int] = []
+
+            async def worker() -> None:
+                while not queue.empty():
+                    counts.append(await one(queue.get_nowait()))
+
+            await asyncio.gather(*(worker() for _ in range(files_in_flight)))
+            while tasks:
+                await asyncio.gather(*list(tasks))
+            return sum(counts)
+
+    return asyncio.run(main())
+
+
+# ---------------------------------------------------------------- verify
+
+
+def run_verify(args: dict[str, Any]) -> int:
+    """``verify_files`` as the restore runs it; ``"thorough": true`` parses every line."""
+    from ddb_backup.aws import aws_clients
+    from ddb_backup.concurrency import run_workers
+    from ddb_backup.export_folder import ExpectedFile, read_export_folder
+    from ddb_backup.storage import S3Storage
+    from ddb_backup.verify import verify_file, verify_files
+
+    async def main() -> int:
+        async with aws_clients(max_attempts=1) as aws:
+            storage = S3Storage(aws.s3, BUCKET)
+            listing = await read_export_folder(storage, args["folder"])
+            concurrency = int(args.get("files_in_flight", 2))
+            if args.get("thorough"):
+
+                async def one(f: ExpectedFile) -> int:
+                    d = await verify_file(storage, f, key_names=("pk", "sk"), thorough=True)
+                    return d.item_count
+
+                return sum(await run_workers(listing.files, one, concurrency=concurrency))
+            verdicts = await verify_files(
+                storage, listing.files, concurrency=concurrency, key_names=("pk", "sk")
+            )
+            bad = [v for v in verdicts if v.error]
+            if bad:
+                raise SystemExit(f"verification failed: {bad[0].error}")
+            return sum(v.data_file.item_count for v in verdicts if v.data_file)
+
+    return asyncio.run(main())
+
+
+MODES: dict[str, Callable[[dict[str, Any]], int]] = {
+    "project": run_project,
+    "pipeline": run_pipeline,
+    "baseline": run_baseline,
+    "floor": run_floor,
+    "verify": run_verify,
+}
+
+
+def main() -> None:
+    mode, raw = sys.argv[1], sys.argv[2]
+    args = json.loads(raw)
+    result = _measure(lambda: MODES[mode](args))
+    print(json.dumps({"mode": mode, **args, **result}))
+
+
+if __name__ == "__main__":
+    main()
