@@ -25,7 +25,15 @@ from ddb_backup.keys import restore_prefix
 from ddb_backup.progress import RestoreState
 from ddb_backup.storage import Storage
 
-__all__ = ["ResumeToken", "checkpoint_key", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "ResumeToken",
+    "checkpoint_key",
+    "load_checkpoint",
+    "load_state",
+    "plan_key",
+    "save_checkpoint",
+    "save_state",
+]
 
 _TOKEN_VERSION = "v1"  # noqa: S105 - a format tag, not a password
 
@@ -38,6 +46,7 @@ class ResumeToken(BaseModel):
     environment: str
     prefix: str
     backup_date: str | None
+    shard_id: int | None = None
     round: int
     sha256: str
 
@@ -57,8 +66,54 @@ class ResumeToken(BaseModel):
             raise CheckpointError("resume_token is malformed") from exc
 
 
-def checkpoint_key(prefix: str, restore_id: str) -> str:
-    return f"{restore_prefix(prefix, restore_id)}/checkpoint.json"
+def checkpoint_key(prefix: str, restore_id: str, shard_id: int | None = None) -> str:
+    """``checkpoint.json`` of a restore (or its plan), or of one of its shards."""
+    base = restore_prefix(prefix, restore_id)
+    if shard_id is None:
+        return f"{base}/checkpoint.json"
+    return f"{base}/shards/{int(shard_id):05d}/checkpoint.json"
+
+
+def plan_key(prefix: str, restore_id: str) -> str:
+    return f"{restore_prefix(prefix, restore_id)}/plan.json"
+
+
+def _dump(state: RestoreState) -> bytes:
+    return orjson.dumps(state.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
+
+
+async def save_state(storage: Storage, key: str, state: RestoreState) -> None:
+    await storage.put_bytes(key, _dump(state))
+
+
+async def load_state(
+    storage: Storage, key: str, config: RestoreConfig, restore_id: str
+) -> RestoreState | None:
+    """A plan or shard state written by this deployment; ``None`` if absent."""
+    data = await storage.get_bytes_or_none(key)
+    if data is None:
+        return None
+    try:
+        state = RestoreState.model_validate_json(data)
+    except ValidationError as exc:
+        raise CheckpointError(f"{key} is invalid") from exc
+    _check_owner(state, config, key, restore_id)
+    return state
+
+
+def _check_owner(state: RestoreState, config: RestoreConfig, key: str, restore_id: str) -> None:
+    mismatch = [
+        name
+        for name, have, want in (
+            ("restore_id", state.restore_id, restore_id),
+            ("bucket", state.bucket, config.bucket),
+            ("environment", state.environment, config.environment),
+            ("prefix", state.prefix, config.prefix),
+        )
+        if have != want
+    ]
+    if mismatch:
+        raise CheckpointError(f"{key} does not belong to this restore: {mismatch}")
 
 
 def _date(d: dt.date | None) -> str | None:
@@ -67,14 +122,15 @@ def _date(d: dt.date | None) -> str | None:
 
 async def save_checkpoint(storage: Storage, state: RestoreState) -> str:
     """Write the checkpoint; return the token that resumes from exactly it."""
-    data = orjson.dumps(state.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
-    await storage.put_bytes(checkpoint_key(state.prefix, state.restore_id), data)
+    data = _dump(state)
+    await storage.put_bytes(checkpoint_key(state.prefix, state.restore_id, state.shard_id), data)
     return ResumeToken(
         restore_id=state.restore_id,
         bucket=state.bucket,
         environment=state.environment,
         prefix=state.prefix,
         backup_date=_date(state.backup_date),
+        shard_id=state.shard_id,
         round=state.round,
         sha256=hashlib.sha256(data).hexdigest(),
     ).encode()
@@ -94,7 +150,7 @@ async def load_checkpoint(storage: Storage, config: RestoreConfig, token: str) -
                 f"this deployment uses {mine!r})"
             )
     try:
-        key = checkpoint_key(config.prefix, claims.restore_id)
+        key = checkpoint_key(config.prefix, claims.restore_id, claims.shard_id)
     except UnsafeNameError as exc:
         raise CheckpointError("resume_token names an invalid restore id") from exc
     data = await storage.get_bytes_or_none(key)
@@ -117,6 +173,7 @@ async def load_checkpoint(storage: Storage, config: RestoreConfig, token: str) -
             ("environment", state.environment, config.environment),
             ("prefix", state.prefix, config.prefix),
             ("backup_date", _date(state.backup_date), claims.backup_date),
+            ("shard_id", state.shard_id, claims.shard_id),
             ("round", state.round, claims.round),
         )
         if have != want

@@ -23,7 +23,7 @@ from pydantic import (
 from ddb_backup.errors import UnsafeNameError
 from ddb_backup.keys import check_date, check_table_name
 
-__all__ = ["MAX_TABLES", "MAX_WORKERS", "RestoreRequest", "ShardRef"]
+__all__ = ["MAX_TABLES", "MAX_WORKERS", "FinalizeEvent", "RestoreRequest", "ShardRef"]
 
 #: Upper bound on ``tables`` / ``table_mapping`` entries (DynamoDB's default
 #: account quota is 2,500 tables; a restore event never needs more than this).
@@ -63,6 +63,7 @@ class RestoreRequest(BaseModel):
     max_workers: int = Field(default=5, ge=1, le=MAX_WORKERS)
     table_mapping: dict[TableName, TableName] | None = Field(default=None, max_length=MAX_TABLES)
     create_missing_tables: bool = False
+    items_per_shard: int | None = Field(default=None, ge=1, le=10**9)
     resume_token: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     shard: ShardRef | None = None
 
@@ -145,3 +146,12 @@ class RestoreRequest(BaseModel):
     def echo(self) -> dict[str, Any]:
         """The request as it goes into responses and checkpoints."""
         return self.model_dump(mode="json", exclude={"resume_token"})
+
+
+class FinalizeEvent(BaseModel):
+    """The finalize step's input: the plan's id and one result per shard."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    restore_id: Annotated[str, StringConstraints(pattern=_RESTORE_ID_RE)]
+    shard_results: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)

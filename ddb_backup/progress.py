@@ -23,6 +23,8 @@ __all__ = [
     "FileState",
     "Phase",
     "RestoreState",
+    "ShardFile",
+    "ShardPlan",
     "TablePhase",
     "TableProgress",
     "TableState",
@@ -91,6 +93,7 @@ class TableState(_State):
     files: list[FileState] = Field(default_factory=list)
     dead_letter_files: list[DataFile] = Field(default_factory=list)
     dead_letter_folder: str | None = None
+    dead_letter_folders: list[str] = Field(default_factory=list)  # fan-out: one per shard
     errors: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     verified_against_manifest: bool = True
@@ -135,6 +138,12 @@ class TableState(_State):
             "files_total": len(self.files),
             "dead_letter_keys": [f.key for f in self.dead_letter_files],
             "dead_letter_folder": self.dead_letter_folder if self.dead_letter_files else None,
+            "dead_letter_folders": self.dead_letter_folders
+            or (
+                [self.dead_letter_folder]
+                if self.dead_letter_files and self.dead_letter_folder
+                else []
+            ),
             "table_created": self.created,
             "duration_seconds": round(self.duration_seconds, 3),
             "error": "; ".join(self.errors) if self.errors else None,
@@ -156,10 +165,31 @@ class SkippedDate(_State):
     reason: str
 
 
+class ShardFile(_State):
+    table: str  # source table
+    key: str
+
+
+class ShardPlan(_State):
+    """One shard of a fan-out restore: a group of data files."""
+
+    shard_id: int
+    files: list[ShardFile]
+    items: int = 0
+    size: int = 0
+
+
 class RestoreState(_State):
-    """Everything a restore knows; written as the checkpoint of a resumable run."""
+    """Everything a restore knows; written as the checkpoint of a resumable run.
+
+    ``kind``: ``single`` (one restore, resumable), ``plan`` (the planning step
+    of a fan-out: verify, clear once, split into ``shards``) or ``shard`` (the
+    files of one shard, written with no clear).
+    """
 
     version: Literal[1] = 1
+    kind: Literal["single", "plan", "shard"] = "single"
+    shard_id: int | None = None
     restore_id: str
     bucket: str
     environment: str
@@ -169,6 +199,8 @@ class RestoreState(_State):
     tables: list[TableState] = Field(default_factory=list)
     skipped_backups: list[SkippedDate] = Field(default_factory=list)
     skipped_tables: list[dict[str, str]] = Field(default_factory=list)
+    shards: list[ShardPlan] = Field(default_factory=list)
+    started_at: dt.datetime | None = None
     round: int = 1
     elapsed_seconds: float = 0.0
     finished: bool = False

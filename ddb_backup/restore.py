@@ -29,7 +29,14 @@ from typing import Any, TypeVar
 
 from ddb_backup.aws import AwsClients, client_config
 from ddb_backup.catalog import load_backup, resolve_backup
-from ddb_backup.checkpoint import load_checkpoint, save_checkpoint
+from ddb_backup.checkpoint import (
+    checkpoint_key,
+    load_checkpoint,
+    load_state,
+    plan_key,
+    save_checkpoint,
+    save_state,
+)
 from ddb_backup.clear import clear_existing_data, count_items
 from ddb_backup.concurrency import run_workers
 from ddb_backup.config import RestoreConfig
@@ -56,6 +63,8 @@ from ddb_backup.progress import (
     FileState,
     Phase,
     RestoreState,
+    ShardFile,
+    ShardPlan,
     SkippedDate,
     TablePhase,
     TableProgress,
@@ -85,7 +94,10 @@ from ddb_backup.writer import (
 __all__ = [
     "RestoreResult",
     "TableProgress",
+    "finalize_restore",
+    "make_shards",
     "new_restore_id",
+    "plan_restore",
     "restore_clients",
     "restore_export",
     "run_restore",
@@ -100,6 +112,9 @@ ProgressCallback = Callable[[TableProgress], None]
 DEFAULT_FILES_IN_FLIGHT = 2
 #: Files verified at once.
 VERIFY_CONCURRENCY = 4
+#: Items per shard of a fan-out restore: about what one 15-minute invocation
+#: writes (see the README's limits); a shard that needs longer answers 202.
+DEFAULT_ITEMS_PER_SHARD = 2_000_000
 #: Seconds between progress log lines.
 PROGRESS_INTERVAL = 10.0
 
@@ -361,40 +376,51 @@ class _Run:
 
     # -- phase 2: clear and write ------------------------------------------
 
+    async def clear_table(self, ts: TableState) -> bool:
+        """Clear (once) before any backup item is written; False if stopped early.
+
+        Resumed in CLEARING: no backup item was written yet, so scanning again
+        deletes only what the earlier round left.
+        """
+        ts.phase = TablePhase.CLEARING
+        self._phase(ts, "clearing")
+
+        def deleted(n: int, failed: int) -> None:
+            ts.items_cleared += n
+            ts.items_clear_failed += failed
+            self.work_units += 1
+
+        result = await clear_existing_data(
+            self.clients.dynamodb,
+            ts.target_table,
+            tuple(ts.key_names),
+            sender=self.sender,
+            max_workers=self.max_workers,
+            retry=self.retry,
+            should_stop=self.should_stop,
+            on_deleted=deleted,
+        )
+        if not result.complete:
+            return False
+        if ts.items_clear_failed:
+            ts.errors.append(
+                f"{ts.items_clear_failed} existing items could not be deleted (retry budget spent)"
+            )
+        ts.phase = TablePhase.WRITING
+        return True
+
     async def restore_table(self, ts: TableState) -> None:
         started = time.monotonic()
         try:
             if self.dry_run:
                 ts.phase = TablePhase.DONE
                 return
-            if self.clear and ts.phase in (TablePhase.READY, TablePhase.CLEARING):
-                # Resumed in CLEARING: no backup item was written yet, scanning
-                # again deletes only what the earlier round left.
-                ts.phase = TablePhase.CLEARING
-                self._phase(ts, "clearing")
-
-                def deleted(n: int, failed: int) -> None:
-                    ts.items_cleared += n
-                    ts.items_clear_failed += failed
-                    self.work_units += 1
-
-                result = await clear_existing_data(
-                    self.clients.dynamodb,
-                    ts.target_table,
-                    tuple(ts.key_names),
-                    sender=self.sender,
-                    max_workers=self.max_workers,
-                    retry=self.retry,
-                    should_stop=self.should_stop,
-                    on_deleted=deleted,
-                )
-                if not result.complete:
-                    return
-                if ts.items_clear_failed:
-                    ts.errors.append(
-                        f"{ts.items_clear_failed} existing items could not be deleted "
-                        "(retry budget spent)"
-                    )
+            if (
+                self.clear
+                and ts.phase in (TablePhase.READY, TablePhase.CLEARING)
+                and not await self.clear_table(ts)
+            ):
+                return
             ts.phase = TablePhase.WRITING
             self._phase(ts, "writing")
             await self._write_files(ts)
@@ -408,6 +434,9 @@ class _Run:
 
     async def _write_files(self, ts: TableState) -> None:
         folder = dead_letter_prefix(self.dead_root, self.state.restore_id, ts.target_table)
+        if self.state.shard_id is not None:
+            # Shards run at once: each its own folder (and manifest-files.json).
+            folder = f"{folder}/shard-{self.state.shard_id:05d}"
         sink = DeadLetterSink(
             self.dead_storage,
             folder,
@@ -508,30 +537,11 @@ class _Run:
                 await task
 
     def body(self) -> dict[str, Any]:
-        st = self.state
-        results = [t.report(self.dry_run) for t in st.tables]
-        statuses = [r["status"] for r in results]
-        ok = {ResultStatus.COMPLETED.value, ResultStatus.DRY_RUN.value}
-        return {
-            "restore_id": st.restore_id,
-            "backup_date": st.backup_date.isoformat() if st.backup_date else None,
-            "environment": st.environment,
-            "s3_bucket": st.bucket,
-            "s3_prefix": st.prefix,
-            "dry_run": self.dry_run,
-            "round": st.round,
-            "duration_seconds": round(st.elapsed_seconds + time.monotonic() - self.t0, 3),
-            "tables_requested": [t.source_table for t in st.tables],
-            "successful_restores": sum(s in ok for s in statuses),
-            "partial_restores": statuses.count(ResultStatus.PARTIAL.value),
-            "failed_restores": statuses.count(ResultStatus.FAILED.value),
-            "skipped_restores": len(st.skipped_tables),
-            "total_items_written": sum(t.items_written for t in st.tables),
-            "total_items_processed": sum(t.items_read for t in st.tables),
-            "total_items_failed": sum(t.items_failed for t in st.tables),
-            "total_items_cleared": sum(t.items_cleared for t in st.tables),
-            "configuration": {
-                **st.request,
+        return _body(
+            self.state,
+            dry_run=self.dry_run,
+            duration=self.state.elapsed_seconds + time.monotonic() - self.t0,
+            configuration={
                 "files_in_flight": self.files_in_flight,
                 "retry": {
                     "max_attempts": self.retry.max_attempts,
@@ -539,25 +549,84 @@ class _Run:
                     "max_delay": self.retry.max_delay,
                 },
             },
-            "restore_results": results,
-            "skipped_backups": [
-                {"date": s.date.isoformat(), "reason": s.reason} for s in st.skipped_backups
-            ],
-            "skipped_tables": list(st.skipped_tables),
-        }
+        )
+
+    async def prepare_all(self, manifest: BackupManifest | None) -> None:
+        """Phase 1 for every table before any table is cleared or written."""
+        for ts in self.state.tables:
+            if ts.phase is not TablePhase.PENDING:
+                continue
+            if self.should_stop():
+                return
+            assert manifest is not None
+            tb = manifest.table(ts.source_table)
+            if tb is None:
+                ts.errors.append(f"table {ts.source_table} is not in the backup")
+                ts.phase = TablePhase.FAILED
+                continue
+            await self.prepare_backup_table(ts, tb)
 
     async def run(self) -> RestoreResult:
-        async with self.ticking():
-            for ts in self.state.tables:
-                if ts.phase is TablePhase.PENDING:
-                    raise AssertionError("prepare tables before run()")  # pragma: no cover
-            for ts in self.state.tables:
-                if ts.phase in (TablePhase.DONE, TablePhase.FAILED):
-                    continue
-                if self.should_stop():
-                    break
-                await self.restore_table(ts)
+        for ts in self.state.tables:
+            if ts.phase in (TablePhase.DONE, TablePhase.FAILED):
+                continue
+            if self.should_stop():
+                break
+            await self.restore_table(ts)
         return await self.finish()
+
+    async def finish_plan(self, items_per_shard: int) -> RestoreResult:
+        """Plan: clear once where asked, then cut the files into shards."""
+        st = self.state
+        for ts in st.tables:
+            if ts.phase not in (TablePhase.READY, TablePhase.CLEARING) or self.dry_run:
+                continue
+            if self.should_stop():
+                break
+            started = time.monotonic()
+            try:
+                if not self.clear:
+                    ts.phase = TablePhase.WRITING
+                else:
+                    await self.clear_table(ts)
+            except DdbBackupError as exc:
+                ts.errors.append(str(exc))
+                ts.phase = TablePhase.FAILED
+            finally:
+                ts.duration_seconds += time.monotonic() - started
+        waiting = {TablePhase.PENDING, TablePhase.CLEARING}
+        if not self.dry_run:
+            waiting.add(TablePhase.READY)
+        if any(t.phase in waiting for t in st.tables):
+            return await self.finish()  # stopped: 202 with a resume token
+        writable = [t for t in st.tables if t.phase is TablePhase.WRITING]
+        st.shards = [] if self.dry_run else make_shards(writable, items_per_shard)
+        st.finished = True
+        st.elapsed_seconds += time.monotonic() - self.t0
+        await save_state(self.dead_storage, plan_key(st.prefix, st.restore_id), st)
+        await save_checkpoint(self.dead_storage, st)  # spends any plan token
+        body = self.body()
+        body["shards"] = [{"restore_id": st.restore_id, "shard_id": s.shard_id} for s in st.shards]
+        body["items_per_shard"] = items_per_shard
+        failed = [t for t in st.tables if t.phase is TablePhase.FAILED]
+        code = 500 if failed and not writable and not self.dry_run else 207 if failed else 200
+        if st.skipped_tables and code == 200:
+            code = 207
+        body["status"] = {200: "PLANNED", 207: "PLANNED_PARTIAL", 500: "FAILED"}[code]
+        if self.dry_run and code == 200:
+            body["status"] = "DRY_RUN_OK"
+        log.info(
+            "restore planned",
+            extra={"restore_id": st.restore_id, "shards": len(st.shards), "status": body["status"]},
+        )
+        return RestoreResult(code, body)
+
+    def answer(self) -> RestoreResult:
+        """The answer of a state that is already final (a repeated shard)."""
+        body = self.body()
+        code = _status_code(body)
+        body["status"] = {200: "COMPLETED", 207: "PARTIAL", 500: "FAILED"}[code]
+        return RestoreResult(code, _compact(body) if self.state.kind == "shard" else body)
 
     async def finish(self) -> RestoreResult:
         st = self.state
@@ -576,9 +645,15 @@ class _Run:
                 "restore checkpointed",
                 extra={"restore_id": st.restore_id, "round": st.round, "tables": len(unfinished)},
             )
-            return RestoreResult(202, body)
-        if st.round > 1 or self.deadline is not None or self.max_batches is not None:
-            # Mark the checkpoint finished so an old token cannot replay the run.
+            return RestoreResult(202, _compact(body) if st.kind == "shard" else body)
+        if (
+            st.kind == "shard"
+            or st.round > 1
+            or self.deadline is not None
+            or self.max_batches is not None
+        ):
+            # Mark the checkpoint finished so an old token cannot replay the run
+            # (and, for a shard, so that finalize finds its counts).
             st.finished = True
             st.elapsed_seconds += time.monotonic() - self.t0
             await save_checkpoint(self.dead_storage, st)
@@ -595,7 +670,63 @@ class _Run:
                 "items_failed": body["total_items_failed"],
             },
         )
-        return RestoreResult(code, body)
+        return RestoreResult(code, _compact(body) if st.kind == "shard" else body)
+
+
+def _body(
+    st: RestoreState, *, dry_run: bool, duration: float, configuration: dict[str, Any]
+) -> dict[str, Any]:
+    results = [t.report(dry_run) for t in st.tables]
+    statuses = [r["status"] for r in results]
+    ok = {ResultStatus.COMPLETED.value, ResultStatus.DRY_RUN.value}
+    body: dict[str, Any] = {
+        "restore_id": st.restore_id,
+        "backup_date": st.backup_date.isoformat() if st.backup_date else None,
+        "environment": st.environment,
+        "s3_bucket": st.bucket,
+        "s3_prefix": st.prefix,
+        "dry_run": dry_run,
+        "round": st.round,
+        "duration_seconds": round(duration, 3),
+        "tables_requested": [t.source_table for t in st.tables],
+        "successful_restores": sum(s in ok for s in statuses),
+        "partial_restores": statuses.count(ResultStatus.PARTIAL.value),
+        "failed_restores": statuses.count(ResultStatus.FAILED.value),
+        "skipped_restores": len(st.skipped_tables),
+        "total_items_written": sum(t.items_written for t in st.tables),
+        "total_items_processed": sum(t.items_read for t in st.tables),
+        "total_items_failed": sum(t.items_failed for t in st.tables),
+        "total_items_cleared": sum(t.items_cleared for t in st.tables),
+        "configuration": {**st.request, **configuration},
+        "restore_results": results,
+        "skipped_backups": [
+            {"date": s.date.isoformat(), "reason": s.reason} for s in st.skipped_backups
+        ],
+        "skipped_tables": list(st.skipped_tables),
+    }
+    if st.shard_id is not None:
+        body["shard_id"] = st.shard_id
+    return body
+
+
+#: What a shard's answer keeps: the state machine passes every shard's body to
+#: finalize within 256 KiB, and finalize reads the exact counts from S3 anyway.
+_SHARD_KEYS = (
+    "restore_id",
+    "shard_id",
+    "status",
+    "round",
+    "duration_seconds",
+    "total_items_written",
+    "total_items_processed",
+    "total_items_failed",
+    "resume_token",
+    "error",
+)
+
+
+def _compact(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: body[k] for k in _SHARD_KEYS if k in body}
 
 
 def _status_code(body: dict[str, Any]) -> int:
@@ -684,6 +815,7 @@ async def _plan(
         tables=tables,
         skipped_backups=skipped_dates,
         skipped_tables=skipped_tables,
+        started_at=dt.datetime.now(dt.UTC),
     )
     return state, manifest
 
@@ -708,9 +840,90 @@ async def run_restore(
     ``deadline_seconds``: stop taking new work after this long, checkpoint and
     answer 202 with a ``resume_token``. ``max_batches``: the same after that
     many batches (a work budget per invocation; tests use it to force rounds).
+    ``request.shard`` restores one shard of a plan made by :func:`plan_restore`.
     """
+    return await _entry(
+        "restore",
+        config,
+        request,
+        clients,
+        _Options(
+            storage=storage,
+            deadline_seconds=deadline_seconds,
+            on_progress=on_progress,
+            retry=retry,
+            sender=sender,
+            files_in_flight=files_in_flight,
+            max_batches=max_batches,
+            progress_interval=progress_interval,
+        ),
+    )
+
+
+async def plan_restore(
+    config: RestoreConfig,
+    request: RestoreRequest,
+    clients: AwsClients,
+    *,
+    storage: Storage | None = None,
+    deadline_seconds: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    retry: RetryPolicy | None = None,
+    sender: BatchSender | None = None,
+    items_per_shard: int | None = None,
+    max_batches: int | None = None,
+    progress_interval: float = PROGRESS_INTERVAL,
+) -> RestoreResult:
+    """The planning step of a fan-out restore.
+
+    Resolves and verifies the backup, checks (or creates) the targets, clears
+    them once when asked, then splits the data files into shards balanced by
+    item count and size, each at most ``items_per_shard`` items (or
+    ``request.items_per_shard``) unless one file alone is larger. Writes
+    ``<prefix>/_restore/<id>/plan.json``; answers ``shards`` =
+    ``[{"restore_id", "shard_id"}, ...]`` (200, or 207 when some tables were
+    left out), or 202 with a ``resume_token`` when the deadline came first.
+    """
+    return await _entry(
+        "plan",
+        config,
+        request,
+        clients,
+        _Options(
+            storage=storage,
+            deadline_seconds=deadline_seconds,
+            on_progress=on_progress,
+            retry=retry,
+            sender=sender,
+            max_batches=max_batches,
+            progress_interval=progress_interval,
+            items_per_shard=items_per_shard,
+        ),
+    )
+
+
+@dataclass(slots=True)
+class _Options:
+    storage: Storage | None = None
+    deadline_seconds: float | None = None
+    on_progress: ProgressCallback | None = None
+    retry: RetryPolicy | None = None
+    sender: BatchSender | None = None
+    files_in_flight: int = DEFAULT_FILES_IN_FLIGHT
+    max_batches: int | None = None
+    progress_interval: float = PROGRESS_INTERVAL
+    items_per_shard: int | None = None
+
+
+async def _entry(
+    mode: str,
+    config: RestoreConfig,
+    request: RestoreRequest,
+    clients: AwsClients,
+    opts: _Options,
+) -> RestoreResult:
     started = time.monotonic()
-    storage = storage or S3Storage(
+    storage = opts.storage or S3Storage(
         clients.s3, config.bucket, expected_owner=config.expected_bucket_owner
     )
     base = {
@@ -722,27 +935,37 @@ async def run_restore(
         "dry_run": request.dry_run,
     }
     try:
-        if request.shard is not None:
-            raise UnsupportedFormatError(
-                "shard restores need a fan-out plan, which this version does not provide"
-            )
         manifest: BackupManifest | None = None
         if request.resume_token is not None:
             state = await load_checkpoint(storage, config, request.resume_token)
+            if (mode == "plan") != (state.kind == "plan"):
+                raise CheckpointError(
+                    "this resume_token belongs to "
+                    + ("a plan: send it to the planning step" if state.kind == "plan" else "")
+                    + ("a restore, not a plan" if state.kind != "plan" else "")
+                )
             state.round += 1
             original = RestoreRequest.model_validate(state.request)
-            max_workers = (
-                request.max_workers
-                if "max_workers" in request.model_fields_set
-                else original.max_workers
-            )
             if any(t.phase is TablePhase.PENDING for t in state.tables):
                 assert state.backup_date is not None
                 manifest = await load_backup(storage, config.prefix, state.backup_date)
+        elif request.shard is not None:
+            if mode == "plan":
+                raise UnsafeNameError("the planning step takes a restore event, not a shard")
+            state = await _shard_state(
+                storage, config, request.shard.restore_id, request.shard.shard_id
+            )
+            original = RestoreRequest.model_validate(state.request)
         else:
             state, manifest = await _plan(config, request, storage)
             original = request
-            max_workers = request.max_workers
+            if mode == "plan":
+                state.kind = "plan"
+        max_workers = (
+            request.max_workers
+            if "max_workers" in request.model_fields_set
+            else original.max_workers
+        )
     except _REQUEST_ERRORS as exc:
         return _error_result(exc, 400, base)
     except DdbBackupError as exc:
@@ -754,23 +977,27 @@ async def run_restore(
         storage=storage,
         dead_letter_storage=storage,
         dead_letter_root=config.prefix,
-        sender=sender or default_sender(clients.dynamodb),
-        retry=retry or RetryPolicy(),
+        sender=opts.sender or default_sender(clients.dynamodb),
+        retry=opts.retry or RetryPolicy(),
         max_workers=max_workers,
-        files_in_flight=max(1, files_in_flight),
+        files_in_flight=max(1, opts.files_in_flight),
         dry_run=original.dry_run,
-        clear=original.clear_existing_data,
+        clear=original.clear_existing_data and state.kind != "shard",
         create_missing=original.create_missing_tables,
-        deadline_seconds=deadline_seconds,
-        max_batches=max_batches,
-        on_progress=on_progress,
-        progress_interval=progress_interval,
+        deadline_seconds=opts.deadline_seconds,
+        max_batches=opts.max_batches,
+        on_progress=opts.on_progress,
+        progress_interval=opts.progress_interval,
     )
     run.t0 = started
+    if state.finished:  # a shard invoked again after it finished: its answer again
+        return run.answer()
     log.info(
         "restore started",
         extra={
             "restore_id": state.restore_id,
+            "kind": state.kind,
+            "shard_id": state.shard_id,
             "round": state.round,
             "backup_date": str(state.backup_date),
             "tables": len(state.tables),
@@ -778,24 +1005,191 @@ async def run_restore(
         },
     )
     try:
-        # Phase 1 for every table before any table is cleared or written.
-        for ts in state.tables:
-            if ts.phase is not TablePhase.PENDING:
-                continue
-            if run.should_stop():
-                break
-            assert manifest is not None
-            tb = manifest.table(ts.source_table)
-            if tb is None:
-                ts.errors.append(f"table {ts.source_table} is not in the backup")
-                ts.phase = TablePhase.FAILED
-                continue
-            await run.prepare_backup_table(ts, tb)
-        if any(t.phase is TablePhase.PENDING for t in state.tables):
-            return await run.finish()
-        return await run.run()
+        async with run.ticking():
+            await run.prepare_all(manifest)
+            if state.kind == "plan":
+                per_shard = (
+                    opts.items_per_shard or original.items_per_shard or DEFAULT_ITEMS_PER_SHARD
+                )
+                return await run.finish_plan(per_shard)
+            if any(t.phase is TablePhase.PENDING for t in state.tables):
+                return await run.finish()
+            return await run.run()
     except DdbBackupError as exc:
         return _error_result(exc, 500, {**base, **run.body()})
+
+
+async def _shard_state(
+    storage: Storage, config: RestoreConfig, restore_id: str, shard_id: int
+) -> RestoreState:
+    """A shard's own state: its checkpoint if it ran before, else cut from the plan."""
+    plan = await load_state(storage, plan_key(config.prefix, restore_id), config, restore_id)
+    if plan is None or plan.kind != "plan" or not plan.finished:
+        raise CheckpointError(f"no finished plan for restore {restore_id}")
+    shard = next((s for s in plan.shards if s.shard_id == shard_id), None)
+    if shard is None:
+        raise CheckpointError(f"the plan of restore {restore_id} has no shard {shard_id}")
+    key = checkpoint_key(config.prefix, restore_id, shard_id)
+    existing = await load_state(storage, key, config, restore_id)
+    if existing is not None:
+        if existing.kind != "shard" or existing.shard_id != shard_id:
+            raise CheckpointError(f"{key} is not the state of shard {shard_id}")
+        if not existing.finished:
+            existing.round += 1
+        return existing
+    tables = []
+    for ts in plan.tables:
+        keys = {f.key for f in shard.files if f.table == ts.source_table}
+        if ts.phase is not TablePhase.WRITING or not keys:
+            continue
+        files = [
+            FileState(key=f.key, item_count=f.item_count, md5=f.md5, size=f.size)
+            for f in ts.files
+            if f.key in keys
+        ]
+        tables.append(
+            TableState(
+                source_table=ts.source_table,
+                target_table=ts.target_table,
+                s3_prefix=ts.s3_prefix,
+                phase=TablePhase.WRITING,
+                key_names=ts.key_names,
+                items_expected=sum(f.item_count or 0 for f in files),
+                files=files,
+            )
+        )
+    return RestoreState(
+        kind="shard",
+        shard_id=shard_id,
+        restore_id=restore_id,
+        bucket=plan.bucket,
+        environment=plan.environment,
+        prefix=plan.prefix,
+        backup_date=plan.backup_date,
+        request=plan.request,
+        tables=tables,
+        started_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def make_shards(tables: list[TableState], items_per_shard: int) -> list[ShardPlan]:
+    """Group every file of ``tables`` into shards of at most ``items_per_shard``
+    items (a larger file is a shard alone), balanced by items then bytes:
+    largest first, each into the lightest shard (LPT)."""
+    files = [(ts.source_table, f) for ts in tables for f in ts.files]
+    if not files:
+        return []
+    total = sum(f.item_count or 0 for _, f in files)
+    count = max(1, min(len(files), -(-total // max(1, items_per_shard))))
+    shards = [ShardPlan(shard_id=i, files=[]) for i in range(count)]
+    for table, f in sorted(
+        files, key=lambda tf: (tf[1].item_count or 0, tf[1].size or 0), reverse=True
+    ):
+        items = f.item_count or 0
+        fits = [s for s in shards if s.items + items <= items_per_shard] or shards
+        target = min(fits, key=lambda s: (s.items, s.size, s.shard_id))
+        if target.items and target.items + items > items_per_shard:
+            target = ShardPlan(shard_id=len(shards), files=[])
+            shards.append(target)
+        target.files.append(ShardFile(table=table, key=f.key))
+        target.items += items
+        target.size += f.size or 0
+    return [s for s in shards if s.files]
+
+
+async def finalize_restore(
+    config: RestoreConfig,
+    restore_id: str,
+    clients: AwsClients,
+    *,
+    storage: Storage | None = None,
+    shard_results: list[dict[str, Any]] | None = None,
+) -> RestoreResult:
+    """Add up every shard of a fan-out restore, from their final states in S3.
+
+    Counts come from the shards' own records (exact, whatever the state
+    machine passed along); a shard with no final record means missing items,
+    so never a 200. ``shard_results`` contributes the failure records the
+    state machine wrote (their error names, not their causes).
+    """
+    started = time.monotonic()
+    storage = storage or S3Storage(
+        clients.s3, config.bucket, expected_owner=config.expected_bucket_owner
+    )
+    base = {"restore_id": restore_id, "environment": config.environment}
+    try:
+        plan = await load_state(storage, plan_key(config.prefix, restore_id), config, restore_id)
+        if plan is None or plan.kind != "plan" or not plan.finished:
+            raise CheckpointError(f"no finished plan for restore {restore_id}")
+        failures: dict[int, str] = {}
+        for record in shard_results or []:
+            ref = record.get("shard") if isinstance(record, dict) else None
+            if isinstance(ref, dict) and record.get("shard_failed"):
+                err = record.get("error")
+                name = err.get("Error") if isinstance(err, dict) else None
+                failures[int(ref.get("shard_id", -1))] = f"failed ({name or 'unknown error'})"
+        merged = {ts.source_table: ts.model_copy(deep=True) for ts in plan.tables}
+        for ts in merged.values():
+            if ts.phase is TablePhase.WRITING:
+                for f in ts.files:
+                    f.done = False
+                    f.lines_done = 0
+        files_of = {(t, f.key): f for t, ts in merged.items() for f in ts.files}
+        for shard in plan.shards:
+            key = checkpoint_key(config.prefix, restore_id, shard.shard_id)
+            st = await load_state(storage, key, config, restore_id)
+            if st is None or not st.finished:
+                reason = failures.get(shard.shard_id) or (
+                    "never ran" if st is None else f"stopped in round {st.round}"
+                )
+                for table in sorted({f.table for f in shard.files}):
+                    merged[table].errors.append(f"shard {shard.shard_id} did not finish: {reason}")
+                continue
+            for sts in st.tables:
+                m = merged[sts.source_table]
+                m.items_read += sts.items_read
+                m.items_written += sts.items_written
+                m.items_failed += sts.items_failed
+                m.errors.extend(sts.errors)
+                m.dead_letter_files.extend(sts.dead_letter_files)
+                if sts.dead_letter_files and sts.dead_letter_folder:
+                    m.dead_letter_folders.append(sts.dead_letter_folder)
+                for f in sts.files:
+                    mine = files_of[(sts.source_table, f.key)]
+                    mine.done, mine.lines_done = f.done, f.lines_done
+        for m in merged.values():
+            if m.phase is TablePhase.WRITING and all(f.done for f in m.files):
+                m.phase = TablePhase.DONE
+        final = plan.model_copy(update={"tables": list(merged.values()), "kind": "single"})
+    except _REQUEST_ERRORS as exc:
+        return _error_result(exc, 400, base)
+    except DdbBackupError as exc:
+        return _error_result(exc, 500, base)
+    dry_run = bool(plan.request.get("dry_run"))
+    if dry_run:
+        for m in merged.values():
+            if m.phase is not TablePhase.FAILED:
+                m.phase = TablePhase.DONE
+    wall = (
+        (dt.datetime.now(dt.UTC) - plan.started_at).total_seconds()
+        if plan.started_at
+        else time.monotonic() - started
+    )
+    body = _body(final, dry_run=dry_run, duration=wall, configuration={"shards": len(plan.shards)})
+    code = _status_code(body)
+    body["status"] = {200: "COMPLETED", 207: "PARTIAL", 500: "FAILED"}[code]
+    if dry_run and code == 200:
+        body["status"] = "DRY_RUN_OK"
+    log.info(
+        "restore finalized",
+        extra={
+            "restore_id": restore_id,
+            "status": body["status"],
+            "shards": len(plan.shards),
+            "items_written": body["total_items_written"],
+        },
+    )
+    return RestoreResult(code, body)
 
 
 async def restore_export(

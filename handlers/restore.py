@@ -1,4 +1,8 @@
-"""Lambda entry point for restores: validate, then hand over to the core.
+"""Lambda entry points for restores: validate, then hand over to the core.
+
+* :func:`handler`: a whole restore, one shard of a fan-out, or a resume.
+* :func:`plan_handler`: the planning step of a fan-out (verify, clear once, shards).
+* :func:`finalize_handler`: adds up the shards.
 
 An invalid event is answered with 400 and every problem listed before
 anything is read or written; a missing or malformed environment variable
@@ -15,10 +19,16 @@ from pydantic import ValidationError
 
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import ConfigError
-from ddb_backup.events import RestoreRequest
+from ddb_backup.events import FinalizeEvent, RestoreRequest
 from ddb_backup.log import get_logger
 from ddb_backup.metrics import emit_metrics
-from ddb_backup.restore import RestoreResult, restore_clients, run_restore
+from ddb_backup.restore import (
+    RestoreResult,
+    finalize_restore,
+    plan_restore,
+    restore_clients,
+    run_restore,
+)
 from handlers.common import (
     LambdaContext,
     deadline_seconds,
@@ -27,43 +37,113 @@ from handlers.common import (
     validation_problems,
 )
 
-__all__ = ["handler"]
+__all__ = ["finalize_handler", "handler", "plan_handler"]
 
 log = get_logger("handlers.restore")
 
 
 def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
+    """A restore (``{}`` / a restore event), a shard (``{"shard": ...}``) or a resume."""
+    return _handle("restore", event, context)
+
+
+def plan_handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
+    """The planning step of a fan-out restore (a restore event, or a resume)."""
+    return _handle("plan", event, context)
+
+
+def finalize_handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
+    """``{"restore_id", "shard_results"}`` -> the response of a whole restore."""
     setup()
     if not isinstance(event, dict):
-        return response(
-            400,
-            {"error": "invalid event", "problems": ["event: must be a JSON object"]},
-        )
+        return _invalid(["event: must be a JSON object"])
     try:
-        request = RestoreRequest.model_validate(event)
+        request = FinalizeEvent.model_validate(event)
     except ValidationError as exc:
-        problems = validation_problems(exc)
-        log.warning("invalid restore event", extra={"problems": problems})
-        return response(400, {"error": "invalid event", "problems": problems})
+        return _invalid(validation_problems(exc))
     try:
         config = RestoreConfig.from_environ(os.environ)
     except ConfigError as exc:
         log.error("bad configuration", extra={"error": str(exc)})
         return response(500, {"error": str(exc)})
-    result = asyncio.run(_run(config, request, deadline_seconds(context)))
-    _metrics(config, result)
+
+    async def run() -> RestoreResult:
+        async with restore_clients() as clients:
+            return await finalize_restore(
+                config, request.restore_id, clients, shard_results=request.shard_results
+            )
+
+    result = asyncio.run(run())
+    _metrics(config, result, tables_only=True)
+    return response(result.status_code, result.body)
+
+
+def _invalid(problems: list[str]) -> dict[str, Any]:
+    log.warning("invalid restore event", extra={"problems": problems})
+    return response(400, {"error": "invalid event", "problems": problems})
+
+
+def _handle(kind: str, event: Any, context: LambdaContext | None) -> dict[str, Any]:
+    setup()
+    if not isinstance(event, dict):
+        return _invalid(["event: must be a JSON object"])
+    try:
+        request = RestoreRequest.model_validate(event)
+    except ValidationError as exc:
+        return _invalid(validation_problems(exc))
+    try:
+        config = RestoreConfig.from_environ(os.environ)
+    except ConfigError as exc:
+        log.error("bad configuration", extra={"error": str(exc)})
+        return response(500, {"error": str(exc)})
+    result = asyncio.run(_run(kind, config, request, deadline_seconds(context)))
+    # One EMF line per finished unit of work, so nothing is counted twice: a
+    # restore or a shard when final (not per 202 round); a plan only when it
+    # fails (otherwise finalize counts its tables).
+    if result.status_code != 202 and (kind == "restore" or result.status_code >= 500):
+        is_shard = request.shard is not None or result.body.get("shard_id") is not None
+        _metrics(config, result, shard=is_shard)
     return response(result.status_code, result.body)
 
 
 async def _run(
-    config: RestoreConfig, request: RestoreRequest, deadline: float | None
+    kind: str, config: RestoreConfig, request: RestoreRequest, deadline: float | None
 ) -> RestoreResult:
     async with restore_clients(request.max_workers) as clients:
+        if kind == "plan":
+            return await plan_restore(config, request, clients, deadline_seconds=deadline)
         return await run_restore(config, request, clients, deadline_seconds=deadline)
 
 
-def _metrics(config: RestoreConfig, result: RestoreResult) -> None:
+def _metrics(
+    config: RestoreConfig, result: RestoreResult, *, shard: bool = False, tables_only: bool = False
+) -> None:
     body = result.body
+    if tables_only:
+        # Finalize: the shards already counted their items.
+        emit_metrics(
+            {
+                "tables_succeeded": float(body.get("successful_restores", 0)),
+                "tables_partial": float(body.get("partial_restores", 0)),
+                "tables_failed": float(
+                    body.get("failed_restores", 0) or (result.status_code >= 400)
+                ),
+                "duration_seconds": float(body.get("duration_seconds", 0.0)),
+            },
+            {"Function": "restore", "Environment": config.environment},
+        )
+        return
+    if shard:
+        # A shard's body is compact; finalize counts the tables. Items only.
+        emit_metrics(
+            {
+                "items_restored": float(body.get("total_items_written", 0)),
+                "items_failed": float(body.get("total_items_failed", 0)),
+                "duration_seconds": float(body.get("duration_seconds", 0.0)),
+            },
+            {"Function": "restore", "Environment": config.environment},
+        )
+        return
     emit_metrics(
         {
             "tables_succeeded": float(body.get("successful_restores", 0)),

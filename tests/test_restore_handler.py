@@ -160,3 +160,54 @@ def test_out_of_time_answers_202_and_resumes(env: None) -> None:
     assert (r["items_written"], r["items_cleared"]) == (len(SOURCE), len(BEFORE))
     items, _ = table_and_keys()
     assert canonical(items) == canonical(SOURCE)
+
+
+def test_fan_out_through_the_handlers(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from handlers.restore import finalize_handler, plan_handler
+
+    plan = plan_handler({"clear_existing_data": True, "items_per_shard": 15}, None)
+    assert plan["statusCode"] == 200, plan
+    shards = plan["body"]["shards"]
+    assert len(shards) >= 2
+    results = [handler({"shard": ref}, FakeContext(remaining_ms=900_000)) for ref in shards]
+    assert [r["statusCode"] for r in results] == [200] * len(shards)
+    final = finalize_handler(
+        {"restore_id": plan["body"]["restore_id"], "shard_results": [r["body"] for r in results]},
+        None,
+    )
+    assert final["statusCode"] == 200, final
+    assert final["body"]["total_items_written"] == len(SOURCE)
+    assert final["body"]["total_items_cleared"] == len(BEFORE)
+    items, _ = table_and_keys()
+    assert canonical(items) == canonical(SOURCE)
+    out = capsys.readouterr().out
+    emf = [orjson.loads(x) for x in out.splitlines() if x.startswith("{") and '"_aws"' in x]
+    # One line per shard (items) and one for finalize (tables): nothing counted twice.
+    assert sum(d.get("items_restored", 0) for d in emf) == len(SOURCE)
+    assert sum(d.get("tables_succeeded", 0) for d in emf) == 1
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"restore_id": "../x", "shard_results": []},
+        {"restore_id": "r1", "shard_results": "all"},
+        {"restore_id": "r1", "extra": 1},
+        [],
+    ],
+)
+def test_finalize_event_validated(env: None, event: Any) -> None:
+    from handlers.restore import finalize_handler
+
+    result = finalize_handler(event, None)
+    assert result["statusCode"] == 400
+    assert result["body"]["problems"]
+
+
+def test_plan_event_validated(env: None) -> None:
+    from handlers.restore import plan_handler
+
+    result = plan_handler({"clear_existing_data": "true"}, None)
+    assert result["statusCode"] == 400
+    items, _ = table_and_keys()
+    assert canonical(items) == canonical(BEFORE)
