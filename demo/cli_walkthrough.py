@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,29 @@ def run(args: list[str], expect: int, env: dict[str, str], workdir: Path) -> Non
         sys.exit(1)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def run_on_terminal(args: list[str], env: dict[str, str], workdir: Path) -> None:
+    """Run with the terminal rendering forced; show the last frame of the bars."""
+    shown = " ".join(["ddb-backup", *args]).replace(str(workdir), "/tmp/walkthrough")
+    done = subprocess.run(
+        [*command(), *args],
+        env={**env, "DDB_BACKUP_TERMINAL": "1", "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    frames = [line.rstrip() for line in _ANSI.sub("", done.stderr).replace("\r", "\n").split("\n")]
+    bars = [line for line in frames if line.strip()]
+    last = bars[-1:] if bars else []
+    print(f"```console\n$ {shown}     # on a terminal: last frame of the bars (stderr)\n")
+    print("\n".join(last) + "\n```\n")
+    if done.returncode != 0:
+        sys.exit(1)
+
+
 def main() -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -133,6 +157,7 @@ def main() -> None:
             run(["restore", "latest", "--tables", totp, "--clear-existing-data"], 2, env, workdir)
             mapped = ["--tables", totp, "--map", f"{totp}={scratch}"]
             run(["restore", "latest", *mapped], 0, env, workdir)
+            run_on_terminal(["restore", "latest", *mapped], env, workdir)
             run(["download", "latest", str(copy)], 0, env, workdir)
             run(["download", "latest", str(copy), "--json"], 0, env, workdir)
             offline = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}

@@ -397,3 +397,20 @@ def test_terminal_mode_download_and_list(
     # --json stays plain JSON even on a terminal.
     code, out, _ = run(capsys, "list", "--json")
     assert orjson.loads(out)[0]["date"] == "2026-11-20"
+
+
+def test_terminal_tables_show_brackets_literally(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ddb_backup.cli.display import Output
+
+    monkeypatch.setenv("DDB_BACKUP_TERMINAL", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    Output().table(["key", "error"], [["data/[x].gz", "[bold]not markup[/bold]"]], title="[t]")
+    out = capsys.readouterr().out
+    assert "[bold]not markup[/bold]" in out
+    assert "data/[x].gz" in out
+    assert "[t]" in out
+    monkeypatch.setenv("DDB_BACKUP_TERMINAL", "0")
+    Output().table(["key", "n"], [["a", "1"], ["bb", "22"]], right=["n"])
+    assert capsys.readouterr().out == "key   n\n---  --\na     1\nbb   22\n"

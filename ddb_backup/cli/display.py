@@ -109,12 +109,14 @@ class Output:
         """Columns named in ``right`` are right-aligned (numbers)."""
         if self.rich_stdout:
             from rich.table import Table
+            from rich.text import Text
 
-            table = Table(title=title, title_justify="left")
+            table = Table(title=Text(title) if title else None, title_justify="left")
             for c in columns:
                 table.add_column(c, justify="right" if c in right else "left")
             for r in rows:
-                table.add_row(*r)
+                # Text, not markup: a key or an error may hold "[...]".
+                table.add_row(*(Text(cell) for cell in r))
             self.console().print(table)
             return
         if title:
@@ -174,6 +176,7 @@ class BackupView(_View):
 
     def _render(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title="backup", title_justify="left")
         table.add_column("table")
@@ -181,7 +184,7 @@ class BackupView(_View):
         table.add_column("since", justify="right")
         now = time.monotonic()
         for name, (state, since) in self.states.items():
-            table.add_row(name, state, format_duration(now - since))
+            table.add_row(Text(name), Text(state), format_duration(now - since))
         return table
 
     def update(self, table: str, state: str) -> None:
@@ -234,7 +237,7 @@ class RestoreView(_View):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("items"),
@@ -265,7 +268,7 @@ class RestoreView(_View):
         failed = int(getattr(progress, "items_failed", 0) or 0)
         cleared = int(getattr(progress, "items_cleared", 0) or 0)
         if self._progress is not None:
-            description = f"{table} [{phase}]"
+            description = f"{table} ({phase})"
             if cleared:
                 description += f" cleared {cleared:,}"
             if failed:
