@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ddb_backup.errors import BackupNotFoundError, DdbBackupError, ManifestError, UnsafeNameError
-from ddb_backup.keys import check_date, check_prefix, manifest_key, run_state_key
+from ddb_backup.keys import (
+    check_date,
+    check_key_inside,
+    check_prefix,
+    check_table_name,
+    manifest_key,
+    run_state_key,
+)
 from ddb_backup.manifest import BackupManifest, BackupStatus, TableStatus, load_manifest
 from ddb_backup.storage import Storage
 
@@ -105,6 +112,15 @@ async def load_backup(storage: Storage, prefix: str, date: dt.date) -> BackupMan
         raise ManifestError(
             f"manifest says backup_date {manifest.backup_date}, folder is {date}", key=key
         )
+    # Everything a manifest points at must stay inside the backup prefix.
+    for table in manifest.tables:
+        try:
+            check_table_name(table.table_name)
+            check_key_inside(table.s3_prefix, prefix)
+            if table.export_folder:
+                check_key_inside(table.export_folder, prefix)
+        except UnsafeNameError as exc:
+            raise ManifestError(f"manifest points outside the backup: {exc}", key=key) from exc
     return manifest
 
 

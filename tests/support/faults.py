@@ -94,7 +94,8 @@ class Fault:
         **kw: Any,
     ) -> Fault:
         """DynamoDB throttling (400 with the error's ``__type``)."""
-        return cls("throttle", "dynamodb", operation, rate=rate, status=400, code=code, **kw)
+        kw.setdefault("service", "dynamodb")
+        return cls("throttle", operation=operation, rate=rate, status=400, code=code, **kw)
 
     @classmethod
     def unprocessed(cls, rate: float = 1.0, *, fraction: float | None = None, **kw: Any) -> Fault:
