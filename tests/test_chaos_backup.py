@@ -102,7 +102,7 @@ async def test_describe_export_failing_intermittently_still_finalizes(
         faulty_aws.set_faults(
             Fault.throttle(0.3, code="ThrottlingException", operation="DescribeExport"),
             Fault.http_error(500, service="dynamodb", operation="DescribeExport", rate=0.2),
-            Fault.reset(0.1, service="dynamodb", operation="DescribeExport"),
+            Fault.latency(0.01, service="dynamodb", operation="DescribeExport", rate=0.3),
         )
         result = await backup(aws)
         assert result.status_code == 200, result.body

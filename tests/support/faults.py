@@ -194,6 +194,7 @@ class RequestRecord:
     path: str
     headers: dict[str, str]
     faults: tuple[str, ...]
+    body: bytes = b""  # DynamoDB requests only (JSON); S3 bodies are not kept
 
 
 def s3_operation(method: str, path: str, query: dict[str, list[str]], headers: Any) -> str:
@@ -424,6 +425,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 path=self.path,
                 headers={k.lower(): v for k, v in self.headers.items()},
                 faults=tuple(f.label for f in fired),
+                body=body if service == "dynamodb" else b"",
             )
         )
         by_kind = {f.kind: f for f in fired}
