@@ -7,19 +7,27 @@ base64 and ``json.dumps`` it again. :func:`fast_sender` serializes the body
 once with orjson and hands the client's own machinery everything else:
 
 * the client's ``provide-client-params`` / ``before-parameter-build`` /
-  ``before-call`` / ``after-call`` hooks (recursion detection, user hooks,
-  stubbers);
+  ``before-call`` / ``before-send`` / ``after-call`` hooks (recursion
+  detection, retry quota, user hooks, stubbers); hooks see the params in wire
+  form (binary as base64 text);
 * endpoint resolution through the client's endpoint ruleset (so
   ``AWS_ENDPOINT_URL_DYNAMODB``, FIPS/dual-stack and account-based endpoints
-  resolve exactly as for ``client.batch_write_item``), with the result cached
-  per table since it depends only on the table and the client;
-* the client's user agent, credentials, SigV4 signing (``request-created``),
-  retry policy (``needs-retry``: throttling, 5xx, connection errors), HTTP
-  session and connection pool, error parsing.
+  resolve exactly as for ``client.batch_write_item``), cached per table since
+  it depends only on the table and the client;
+* the client's User-Agent (built once per table, in a call context, so it
+  carries the same feature flags), credentials and request signer (choose-
+  signer, before-sign, SigV4 with the resolved region and signing name), retry
+  handler (``needs-retry``: mode, quota, backoff; throttling, 5xx and
+  connection errors), retry headers, HTTP session and connection pool, and
+  botocore's error parser.
 
-This mirrors ``AioBaseClient._make_api_call`` step by step with the
-serializer replaced; errors therefore surface as the same modelled
-``ClientError`` subclasses, with the same codes.
+It mirrors ``AioBaseClient._make_api_call`` and ``AioEndpoint._send_request``
+step by step, with the serializer replaced and two costs left out: the
+``request-created`` event (the signer and retry headers it carries are called
+directly; it would rebuild the User-Agent string on every request, about a
+fifth of a request's CPU) and the success-response shape walk (the body is
+read with orjson, so ``UnprocessedItems`` stay in wire form). Errors surface
+as the same modelled ``ClientError`` subclasses, with the same codes.
 """
 
 from __future__ import annotations
@@ -27,11 +35,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiobotocore._helpers import resolve_awaitable
 from botocore.awsrequest import create_request_object, prepare_request_dict
 from botocore.handlers import add_retry_headers
 from botocore.hooks import first_non_none_response
@@ -46,9 +54,10 @@ BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
 
 _OPERATION = "BatchWriteItem"
 
-# The private client members the fast path relies on; all present from
-# aiobotocore 2.15 to 3.x. Checked once, so a future change fails loudly at
-# construction rather than half-way through a restore.
+# The private members the fast path relies on; all present from aiobotocore
+# 2.15 to 3.x. Checked once, so a future change is noticed at construction
+# (and ``default_sender`` falls back to the generic path) rather than half-way
+# through a restore.
 _CLIENT_MEMBERS = (
     "_service_model",
     "_emit_api_params",
@@ -59,11 +68,16 @@ _CLIENT_MEMBERS = (
     "meta",
     "exceptions",
 )
+_ENDPOINT_MEMBERS = ("_send", "_update_retries_context", "prepare_request")
 
 
 def supports_fast_path(client: Any) -> bool:
     """True when ``client`` is an aiobotocore DynamoDB client the fast path can drive."""
     if not all(hasattr(client, name) for name in _CLIENT_MEMBERS):
+        return False
+    if not all(hasattr(client._endpoint, name) for name in _ENDPOINT_MEMBERS):
+        return False
+    if not hasattr(client._endpoint, "_response_parser_factory"):
         return False
     model = client._service_model
     return bool(
@@ -253,10 +267,10 @@ class _FastSender:
                 "body": body,
                 "context": {"operation_name": _OPERATION},
             }
-            parsed: dict[str, Any] = await resolve_awaitable(
-                self._parser.parse(response_dict, self._op.output_shape)
-            )
-            return parsed
+            parsed = self._parser.parse(response_dict, self._op.output_shape)
+            if inspect.isawaitable(parsed):  # aiobotocore's parsers are async from 2.x on
+                parsed = await parsed
+            return dict(parsed)
         # Success: UnprocessedItems stays in wire form (binary as base64 text).
         parsed = orjson.loads(body) if body else {}
         headers = {k.lower(): v for k, v in http.headers.items()}
