@@ -915,3 +915,34 @@ def test_fan_out_restore_with_the_real_handlers(restore_env: None) -> None:
     assert all(set(call) in ({"shard"}, {"resume_token"}) for call in shard_calls)
     assert seen_shards
     assert any(set(call) == {"resume_token"} for call in shard_calls)
+
+
+def test_fan_out_restore_with_a_crashed_shard_never_reports_success(restore_env: None) -> None:
+    answers: list[Any] = []
+
+    def restore(event: Any) -> Any:
+        if event.get("shard", {}).get("shard_id") == 0:
+            raise RuntimeError("the sandbox died")  # as Lambda reports an unhandled error
+        return handlers.restore.handler(event, FakeContext(remaining_ms=900_000))
+
+    def finalize(event: Any) -> Any:
+        answers.append(handlers.restore.finalize_handler(event, FakeContext(900_000)))
+        return answers[-1]
+
+    with pytest.raises(asl_local.ExecutionFailed) as info:
+        asl_local.run(
+            render_asl.render_file("restore.asl.json"),
+            {"restore": {"backup_date": "latest", "clear_existing_data": True}},
+            {
+                RESTORE_ARNS["plan_function_arn"]: lambda e: handlers.restore.plan_handler(
+                    e, FakeContext(900_000)
+                ),
+                RESTORE_ARNS["restore_function_arn"]: restore,
+                RESTORE_ARNS["finalize_function_arn"]: finalize,
+            },
+        )
+    assert info.value.error in {"RestorePartial", "RestoreFailed"}
+    (answer,) = answers
+    assert answer["statusCode"] in {207, 500}
+    total = sum(len(items) for items in FANOUT_TABLES.values())
+    assert answer["body"]["total_items_written"] < total
