@@ -100,7 +100,7 @@ async def test_describe_export_failing_intermittently_still_finalizes(
     async with aws_clients() as aws:
         contents = await setup_tables(aws)
         faulty_aws.set_faults(
-            Fault.throttle(0.3, code="ThrottlingException", operation="DescribeExport"),
+            Fault.throttle(code="ThrottlingException", operation="DescribeExport", every=2),
             Fault.http_error(500, service="dynamodb", operation="DescribeExport", rate=0.2),
             Fault.latency(0.01, service="dynamodb", operation="DescribeExport", rate=0.3),
         )
@@ -178,7 +178,7 @@ async def test_s3_faults_during_verification_do_not_change_the_verdict(
     async with aws_clients() as aws:
         contents = await setup_tables(aws)
         faulty_aws.set_faults(
-            Fault.cut_body(0.5),
+            Fault.cut_body(every=2),
             Fault.slow_down(0.2),
             Fault.latency(0.01, service="s3", rate=0.3),
         )
