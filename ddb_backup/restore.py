@@ -265,6 +265,14 @@ class _Run:
 
     # -- phase 1: verify and check ---------------------------------------
 
+    @property
+    def thorough(self) -> bool | None:
+        """Parse every line while verifying when a bad item must stop the run
+        before anything is destroyed (a clear) or when every item is to be
+        checked (dry run); otherwise MD5-vouched files are screened at memory
+        speed and a bad item ends in the dead letters when written."""
+        return True if (self.clear or self.dry_run) else None
+
     async def prepare_backup_table(self, ts: TableState, tb: TableBackup) -> None:
         """Target check and verification of one table of a backup; never writes
         unless the table is to be created (and only after it verified)."""
@@ -289,7 +297,11 @@ class _Run:
                 key_names = schema.key_names
             ts.key_names = list(key_names)
             verdict = await verify_table_backup(
-                self.storage, tb, concurrency=VERIFY_CONCURRENCY, key_names=tuple(key_names)
+                self.storage,
+                tb,
+                concurrency=VERIFY_CONCURRENCY,
+                key_names=tuple(key_names),
+                thorough=self.thorough,
             )
             if not verdict.ok:
                 ts.errors.extend(verdict.errors)
@@ -321,6 +333,7 @@ class _Run:
                 listing.files,
                 concurrency=VERIFY_CONCURRENCY,
                 key_names=target.key_names,
+                thorough=self.thorough,
             )
             errors = [str(v.error) for v in verdicts if v.error is not None]
             if errors:

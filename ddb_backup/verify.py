@@ -185,12 +185,14 @@ async def verify_files(
     *,
     concurrency: int = 4,
     key_names: tuple[str, ...] = (),
+    thorough: bool | None = None,
 ) -> list[FileVerdict]:
     """Verify every file; failures are collected, not raised, so all are named."""
 
     async def one(f: ExpectedFile) -> FileVerdict:
         try:
-            return FileVerdict(f.key, await verify_file(storage, f, key_names=key_names), None)
+            verified = await verify_file(storage, f, key_names=key_names, thorough=thorough)
+            return FileVerdict(f.key, verified, None)
         except VerificationError as exc:
             return FileVerdict(f.key, None, exc)
 
@@ -240,11 +242,13 @@ async def verify_table_backup(
     *,
     concurrency: int = 4,
     key_names: tuple[str, ...] | None = None,
+    thorough: bool | None = None,
 ) -> TableVerdict:
     """Read every data file of one table's backup back; all problems are collected.
 
     ``key_names`` defaults to the key schema captured in the manifest, so an
-    item missing a key attribute is caught before anything is written.
+    item missing a key attribute is caught before anything is written (when
+    lines are parsed: ``thorough=True``, see :func:`verify_file`).
     """
     if key_names is None:
         key_names = table.table_schema.key_names if table.table_schema else ()
@@ -258,7 +262,9 @@ async def verify_table_backup(
             check_key_inside(f.key, table.s3_prefix)
         except DdbBackupError as exc:
             return TableVerdict(table.table_name, [], [str(exc)])
-    verdicts = await verify_files(storage, files, concurrency=concurrency, key_names=key_names)
+    verdicts = await verify_files(
+        storage, files, concurrency=concurrency, key_names=key_names, thorough=thorough
+    )
     errors = [str(v.error) for v in verdicts if v.error is not None]
     good = [v.data_file for v in verdicts if v.data_file is not None]
     if not errors and table.item_count is not None:

@@ -470,22 +470,9 @@ def _error_text(result: RestoreResult) -> str:
     return " | ".join(p for p in parts if p)
 
 
-_KEYLESS_GAP = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap: verify_file only screens MD5-vouched files (no per-line parse), so a "
-        "keyless item passes verification, clear_existing_data runs, and the item fails at "
-        "write time (207 + dead letter) instead of the table staying untouched"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "damage",
-    [
-        pytest.param(d, id=d.__name__, marks=[_KEYLESS_GAP] if d is item_missing_key else [])
-        for d in DAMAGES
-    ],
+    [pytest.param(d, id=d.__name__) for d in DAMAGES],
 )
 async def test_bad_backup_is_refused_and_the_table_untouched(
     aws: AwsClients, damage: Damage
