@@ -63,6 +63,7 @@ class FileState(_State):
     size: int | None = None
     lines_done: int = Field(default=0, ge=0)
     done: bool = False
+    error: str | None = None  # the last attempt's; cleared when a later round succeeds
     _completed: dict[int, int] = PrivateAttr(default_factory=dict)
 
     def mark(self, start: int, end: int) -> None:
@@ -100,6 +101,10 @@ class TableState(_State):
     duration_seconds: float = 0.0
 
     @property
+    def all_errors(self) -> list[str]:
+        return [*self.errors, *(f.error for f in self.files if f.error and not f.done)]
+
+    @property
     def files_done(self) -> int:
         return sum(f.done for f in self.files)
 
@@ -107,10 +112,10 @@ class TableState(_State):
         if self.phase is TablePhase.FAILED:
             return TableStatus.FAILED
         if dry_run:
-            return TableStatus.DRY_RUN if not self.errors else TableStatus.FAILED
+            return TableStatus.DRY_RUN if not self.all_errors else TableStatus.FAILED
         complete = (
             self.phase is TablePhase.DONE
-            and not self.errors
+            and not self.all_errors
             and self.items_failed == 0
             and self.items_clear_failed == 0
             and self.items_expected is not None
@@ -146,7 +151,7 @@ class TableState(_State):
             ),
             "table_created": self.created,
             "duration_seconds": round(self.duration_seconds, 3),
-            "error": "; ".join(self.errors) if self.errors else None,
+            "error": "; ".join(self.all_errors) or None,
         }
         if self.items_clear_failed:
             out["items_clear_failed"] = self.items_clear_failed

@@ -472,8 +472,9 @@ class _Run:
                         lines = await self._stream_file(ts, f, writer)
                         if lines is not None:
                             ended[f.key] = lines
+                            f.error = None
                     except DdbBackupError as exc:
-                        ts.errors.append(str(exc))
+                        f.error = str(exc)  # the file stays not done: a resume retries it
 
                 await run_workers(pending, one, concurrency=self.files_in_flight)
         finally:
@@ -1169,7 +1170,7 @@ async def finalize_restore(
                     m.dead_letter_folders.append(sts.dead_letter_folder)
                 for f in sts.files:
                     mine = files_of[(sts.source_table, f.key)]
-                    mine.done, mine.lines_done = f.done, f.lines_done
+                    mine.done, mine.lines_done, mine.error = f.done, f.lines_done, f.error
         for m in merged.values():
             if m.phase is TablePhase.WRITING and all(f.done for f in m.files):
                 m.phase = TablePhase.DONE

@@ -39,6 +39,7 @@ class TargetTable:
     key_schema: list[dict[str, Any]]
     attribute_definitions: list[dict[str, Any]]
     item_count: int | None
+    index_statuses: tuple[str, ...] = ()
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -85,6 +86,9 @@ async def describe_target(
         key_schema=desc["KeySchema"],
         attribute_definitions=desc.get("AttributeDefinitions", []),
         item_count=desc.get("ItemCount"),
+        index_statuses=tuple(
+            i.get("IndexStatus", "ACTIVE") for i in desc.get("GlobalSecondaryIndexes", [])
+        ),
     )
 
 
@@ -201,12 +205,10 @@ async def create_table_from_schema(
     until = loop.time() + wait_seconds
     while True:
         target = await describe_target(dynamodb, table, retry=retry)
-        if target is not None and target.status == "ACTIVE":
-            resp = await dynamodb.describe_table(TableName=table)
-            indexes = resp["Table"].get("GlobalSecondaryIndexes", [])
-            if all(i.get("IndexStatus", "ACTIVE") == "ACTIVE" for i in indexes):
-                check_key_schema(target, schema)
-                return target
+        ready = target is not None and target.status == "ACTIVE"
+        if target is not None and ready and all(s == "ACTIVE" for s in target.index_statuses):
+            check_key_schema(target, schema)
+            return target
         if loop.time() > until:
             raise TableError(
                 f"table {table} did not become ACTIVE in {wait_seconds:.0f}s", table=table
