@@ -41,9 +41,9 @@ def _plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def backed_up(moto: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict[str, Any]]]:
-    """A complete backup of T1 (60 items) and T2 (7); both tables exist, T1 holds
+    """A complete backup of T1 (30 items) and T2 (7); both tables exist, T1 holds
     other items than the backup (a loss), T2 is empty."""
-    data = {T1: every_type_items(60), T2: every_type_items(7)}
+    data = {T1: every_type_items(30), T2: every_type_items(7)}
 
     async def go(aws: Any) -> None:
         await aws.s3.create_bucket(Bucket=BUCKET)
@@ -113,7 +113,7 @@ def test_dry_run_writes_nothing(
     assert "(dry run: nothing written)" in out
     assert f"restore {T1}: done (dry run: nothing written)" in err
     rows = {line.split()[0]: line.split() for line in out.splitlines()[3:5]}
-    assert rows[T1][1:6] == ["DRY_RUN_OK", "60", "60", "0", "4"]  # would clear the 4 intruders
+    assert rows[T1][1:6] == ["DRY_RUN_OK", "30", "30", "0", "4"]  # would clear the 4 intruders
     assert rows[T2][1:6] == ["DRY_RUN_OK", "7", "7", "0", "0"]
     assert table(T1) == canonical(_intruders())
     assert table(T2) == []
@@ -173,7 +173,7 @@ def test_clear_on_a_terminal_asks_for_the_names(
     assert table(T1) == canonical(backed_up[T1])
     assert table(T2) == canonical(backed_up[T2])
     row = next(line.split() for line in out.splitlines() if line.startswith(T1))
-    assert row[1:6] == ["COMPLETED", "60", "60", "0", "4"]
+    assert row[1:6] == ["COMPLETED", "30", "30", "0", "4"]
 
     # Through a mapping the name to type is the target's.
     on_aws(lambda aws: create_table(aws.dynamodb, SCRATCH, pitr=False))
@@ -280,7 +280,7 @@ def test_resume_a_restore_that_a_lambda_left_unfinished(
     first = on_aws(interrupted)
     assert first.status_code == 202
     written = first.body["restore_results"][0]["items_written"]
-    assert 0 < written < 60
+    assert 0 < written < 30
     code, out, err = run(capsys, "restore", "latest", "--resume-token", first.body["resume_token"])
     assert code == 0, err
     row = next(line.split() for line in out.splitlines() if line.startswith(T1))
