@@ -1247,7 +1247,7 @@ async def restore_export(
         return _error_result(exc, 500, base)
     state = RestoreState(
         restore_id=new_restore_id(),
-        bucket=storage.location,
+        bucket=storage.bucket if isinstance(storage, S3Storage) else storage.location,
         environment="",
         prefix=root,
         request={"export_folder": folder, "table": table, "max_workers": max_workers},
@@ -1278,4 +1278,5 @@ async def restore_export(
     except DdbBackupError as exc:
         return _error_result(exc, 500, {**base, **run.body()})
     result.body.update(base)
+    result.body["environment"] = None  # not a backup of this deployment
     return result
