@@ -28,6 +28,9 @@ from tests.support.faults import Fault, FaultProxy
 __all__ = ["Fault", "FaultProxy", "fast_retries", "faulty_aws", "record_figures"]
 
 _FIGURES: dict[str, dict[str, Any]] = {}
+_PASSED: set[str] = set()
+#: Where the session's figures are written (next to pytest's own cache).
+REPORT_PATH = Path(__file__).resolve().parents[2] / ".pytest_cache" / "reliability.json"
 
 
 def record_figures(
@@ -51,23 +54,53 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fault_seed(n): seed of the fault proxy's random choices")
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed:
+        _PASSED.add(report.nodeid)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if not _FIGURES:
+    # Only tests that passed count (an expected failure proves nothing).
+    figures = {k: v for k, v in _FIGURES.items() if k in _PASSED}
+    if not figures:
         return
-    totals: Counter[str] = Counter()
-    for entry in _FIGURES.values():
-        totals.update(entry["faults"])
+    chaos = {k: v for k, v in figures.items() if "/test_chaos" in k}
     report = {
-        "tests": len(_FIGURES),
+        **_summary(figures),
+        "chaos_tests": _summary(chaos),
+        "per_test": dict(sorted(figures.items())),
+    }
+    REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+    REPORT_PATH.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def _summary(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    totals: Counter[str] = Counter()
+    for entry in figures.values():
+        totals.update(entry["faults"])
+    return {
+        "tests": len(figures),
         "faults_injected": sum(n for k, n in totals.items() if k != "unprocessed_items"),
         "faults_by_kind": dict(sorted(totals.items())),
-        "items_checked": sum(e["items_checked"] for e in _FIGURES.values()),
-        "items_lost": sum(e["items_lost"] for e in _FIGURES.values()),
-        "per_test": dict(sorted(_FIGURES.items())),
+        "items_checked": sum(e["items_checked"] for e in figures.values()),
+        "items_lost": sum(e["items_lost"] for e in figures.values()),
     }
-    out = Path(str(session.config.rootpath)) / ".pytest_cache" / "reliability.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> None:
+    """``python -m tests.support.fault_fixtures``: the last run's figures, for the README."""
+    report = json.loads(REPORT_PATH.read_text())
+    for title, part in (("all fault tests", report), ("chaos tests", report["chaos_tests"])):
+        print(
+            f"{title}: {part['tests']} tests, {part['faults_injected']} faults injected, "
+            f"{part['items_checked']} items checked, {part['items_lost']} items lost"
+        )
+        for kind, n in part["faults_by_kind"].items():
+            print(f"  {kind:<50} {n:>6}")
+
+
+if __name__ == "__main__":
+    main()
 
 
 @pytest.fixture
