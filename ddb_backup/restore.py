@@ -72,7 +72,7 @@ from ddb_backup.progress import (
 )
 from ddb_backup.progress import TableStatus as ResultStatus
 from ddb_backup.storage import S3Storage, Storage
-from ddb_backup.stream import StreamStats, iter_lines
+from ddb_backup.stream import StreamStats, iter_line_blocks
 from ddb_backup.tables import (
     TargetTable,
     check_key_schema,
@@ -510,24 +510,30 @@ class _Run:
 
             await writer.submit(requests, done)
 
+        # One await per S3 chunk (a block of lines), not per line.
         async with (
             _closing(self.storage.stream(key)) as chunks,
-            _closing(iter_lines(chunks, key=key, stats=stats)) as lines,
+            _closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
         ):
-            async for line in lines:
-                line_no += 1
-                if line_no <= skip:
+            async for block in blocks:
+                if line_no + len(block) <= skip:
+                    line_no += len(block)
                     continue  # handled in an earlier round
-                if not batch and self.should_stop():
-                    return None
-                batch.append(
-                    {"PutRequest": {"Item": parse_item_line(line, key=key, line_no=line_no)}}
-                )
-                ts.items_read += 1
-                if len(batch) == MAX_BATCH:
-                    await submit(batch_start, line_no)
-                    batch_start = line_no
+                for line in block:
+                    line_no += 1
+                    if line_no <= skip:
+                        continue
+                    if not batch and self.should_stop():
+                        return None
+                    batch.append(
+                        {"PutRequest": {"Item": parse_item_line(line, key=key, line_no=line_no)}}
+                    )
+                    if len(batch) == MAX_BATCH:
+                        ts.items_read += MAX_BATCH
+                        await submit(batch_start, line_no)
+                        batch_start = line_no
             if batch:
+                ts.items_read += len(batch)
                 await submit(batch_start, line_no)
         # The file was verified before; check again what was actually streamed.
         if f.item_count is not None and line_no != f.item_count:
