@@ -43,7 +43,7 @@ from botocore.exceptions import ClientError
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
 from ddb_backup.fastpath import fast_sender, from_botocore_request, supports_fast_path
 from ddb_backup.fastpath import from_botocore as wire_from_botocore
-from ddb_backup.items import to_botocore
+from ddb_backup.items import WireItem, to_botocore
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import DataFile
 from ddb_backup.storage import Storage
@@ -53,11 +53,13 @@ __all__ = [
     "BatchSender",
     "BatchWriter",
     "DeadLetterSink",
+    "RawPut",
     "RetryPolicy",
     "WireRequest",
     "call_with_retries",
     "default_sender",
     "generic_sender",
+    "request_item",
     "wire_from_botocore",
 ]
 
@@ -113,9 +115,35 @@ async def call_with_retries(
 # --- wire <-> botocore ------------------------------------------------------
 
 
+class RawPut(dict[str, Any]):
+    """``{"PutRequest": {"Item": ...}}`` carrying the export line itself.
+
+    An export line *is* ``{"Item": {...}}``, the PutRequest's value, so it is
+    embedded in the request body as an ``orjson.Fragment`` and never decoded
+    or re-encoded by the fast sender. Only verified files are sent this way
+    (MD5-vouched bytes, or every line parsed). :func:`request_item` decodes it
+    where an item is needed (generic sender, dead letters).
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: bytes) -> None:
+        super().__init__(PutRequest=orjson.Fragment(line))
+        self.line = line
+
+
+def request_item(request: WireRequest) -> WireItem:
+    """The item of a put request, whatever its form."""
+    if isinstance(request, RawPut):
+        item: WireItem = orjson.loads(request.line)["Item"]
+        return item
+    put: WireItem = request["PutRequest"]["Item"]
+    return put
+
+
 def _request_to_botocore(request: WireRequest) -> dict[str, Any]:
     if "PutRequest" in request:
-        return {"PutRequest": {"Item": to_botocore(request["PutRequest"]["Item"])}}
+        return {"PutRequest": {"Item": to_botocore(request_item(request))}}
     return {"DeleteRequest": {"Key": to_botocore(request["DeleteRequest"]["Key"])}}
 
 
@@ -183,12 +211,17 @@ class DeadLetterSink:
         return [f.key for f in self.files]
 
     async def add(self, requests: list[WireRequest]) -> None:
-        items = [r["PutRequest"]["Item"] for r in requests if "PutRequest" in r]
-        if not items:
+        # A raw put already is an export line; others are encoded as one.
+        lines = [
+            r.line if isinstance(r, RawPut) else orjson.dumps({"Item": r["PutRequest"]["Item"]})
+            for r in requests
+            if "PutRequest" in r
+        ]
+        if not lines:
             return
         async with self._lock:
-            for item in items:
-                chunk = self._gz.compress(orjson.dumps({"Item": item}) + b"\n")
+            for line in lines:
+                chunk = self._gz.compress(line + b"\n")
                 self._out.append(chunk)
                 self._out_bytes += len(chunk)
                 self._pending += 1

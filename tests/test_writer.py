@@ -23,9 +23,11 @@ from ddb_backup.writer import (
     BatchSender,
     BatchWriter,
     DeadLetterSink,
+    RawPut,
     RetryPolicy,
     WireRequest,
     generic_sender,
+    request_item,
 )
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import canonical, create_table, every_type_items, scan_all, to_wire
@@ -56,8 +58,8 @@ def refusing_sender(real: BatchSender, poison: set[str]) -> BatchSender:
     """Never accepts poisoned items (always UnprocessedItems); writes the rest."""
 
     async def send(table: str, requests: list[WireRequest]) -> list[WireRequest]:
-        bad = [r for r in requests if r["PutRequest"]["Item"]["pk"]["S"] in poison]
-        good = [r for r in requests if r["PutRequest"]["Item"]["pk"]["S"] not in poison]
+        bad = [r for r in requests if request_item(r)["pk"]["S"] in poison]
+        good = [r for r in requests if request_item(r)["pk"]["S"] not in poison]
         rest = await real(table, good) if good else []
         return rest + bad
 
@@ -251,3 +253,28 @@ async def test_restore_with_dead_letters_then_restore_them(aws: AwsClients, buck
     assert again.body["restore_results"][0]["items_written"] == len(poison)
     assert canonical(await scan_all(aws.dynamodb, table)) == canonical(items)
     assert b"S3CR3T" not in orjson.dumps(result.body)
+
+
+async def test_raw_lines_sent_as_they_are(aws: AwsClients, bucket: str) -> None:
+    """Export lines go out unparsed (fast path) or decoded once (generic path);
+    a raw line that fails lands in the dead letters byte for byte."""
+    from ddb_backup.writer import default_sender
+    from tests.support.data import export_lines
+
+    items = every_type_items(40)
+    lines = export_lines(items)
+    for sender in (default_sender(aws.dynamodb), generic_sender(aws.dynamodb)):
+        await create_table(aws.dynamodb, TABLE, pitr=False)
+        writer = BatchWriter(TABLE, sender, retry=FAST)
+        await write_all(writer, [RawPut(line) for line in lines])
+        assert canonical(await scan_all(aws.dynamodb, TABLE)) == canonical(items)
+        await aws.dynamodb.delete_table(TableName=TABLE)
+
+    storage = S3Storage(aws.s3, bucket)
+    sink = DeadLetterSink(storage, "dl/raw/dead-letter/t")
+    await sink.add([RawPut(lines[3]), {"PutRequest": {"Item": to_wire(items[4])}}])
+    await sink.flush()
+    (part,) = sink.files
+    got = [line async for line in iter_lines(storage.stream(part.key), key=part.key)]
+    assert got[0] == lines[3]
+    assert orjson.loads(got[1]) == {"Item": to_wire(items[4])}
