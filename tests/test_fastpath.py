@@ -13,7 +13,14 @@ from ddb_backup.aws import AwsClients, aws_clients, error_code, is_retryable
 from ddb_backup.errors import ConfigError
 from ddb_backup.fastpath import fast_sender, from_botocore, supports_fast_path
 from ddb_backup.items import to_botocore
-from tests.support.data import canonical, create_table, every_type_items, scan_all, to_wire
+from tests.support.data import (
+    canonical,
+    create_table,
+    every_type_items,
+    export_lines,
+    scan_all,
+    to_wire,
+)
 
 TABLE = "fastpath-target"
 EVENT = "before-send.dynamodb.BatchWriteItem"
@@ -78,6 +85,25 @@ async def test_same_request_as_generic_path(aws: AwsClients) -> None:
     # Signed the same way: same credential scope and signed headers.
     auth_f, auth_g = fast.headers["Authorization"], generic.headers["Authorization"]
     assert auth_f.split(b"Signature=")[0] == auth_g.split(b"Signature=")[0]
+
+
+async def test_raw_export_lines_make_the_same_request(aws: AwsClients) -> None:
+    """The restore's RawPut (the export line embedded as is) and parsed wire items
+    give the same body, and the same stored items."""
+    from ddb_backup.writer import RawPut
+
+    await create_table(aws.dynamodb, TABLE, pitr=False)
+    items = every_type_items(25)
+    capture = Capture()
+    aws.dynamodb.meta.events.register(EVENT, capture)
+    send = fast_sender(aws.dynamodb)
+    assert await send(TABLE, [RawPut(line) for line in export_lines(items)]) == []
+    await aws.dynamodb.batch_write_item(RequestItems={TABLE: as_botocore(puts(items))})
+
+    raw, generic = capture.requests
+    assert orjson.loads(raw.body) == orjson.loads(generic.body)
+    stored = await scan_all(aws.dynamodb, TABLE)
+    assert canonical([to_wire(i) for i in stored]) == canonical([to_wire(i) for i in items])
 
 
 async def test_items_land_identically(aws: AwsClients) -> None:
