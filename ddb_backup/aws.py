@@ -118,7 +118,7 @@ def client_config(max_pool_connections: int = 32, max_attempts: int = 6) -> AioC
     """Botocore config: a pool matched to our concurrency, adaptive-free standard retries."""
     return AioConfig(
         max_pool_connections=max_pool_connections,
-        retries={"max_attempts": max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
     )

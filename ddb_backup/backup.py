@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ddb_backup import keys
@@ -381,7 +381,7 @@ class _BackupRun:
                 )
                 return False
             raise_aws_error(exc, operation="PutObject", key=self.state_key)
-        except OSError as exc:
+        except (BotoCoreError, OSError) as exc:
             raise_aws_error(exc, operation="PutObject", key=self.state_key)
         return True
 

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ddb_backup.aws import error_code, raise_aws_error
@@ -189,12 +189,12 @@ async def describe_source_table(dynamodb: Any, table: str) -> SourceTable:
         if error_code(exc) == "ResourceNotFoundException":
             raise TableNotFoundError(f"table {table} does not exist", table=table) from exc
         raise_aws_error(exc, operation="DescribeTable", table=table)
-    except OSError as exc:
+    except (BotoCoreError, OSError) as exc:
         raise_aws_error(exc, operation="DescribeTable", table=table)
     try:
         backups = await dynamodb.describe_continuous_backups(TableName=table)
         ttl_resp = await dynamodb.describe_time_to_live(TableName=table)
-    except (ClientError, OSError) as exc:
+    except (ClientError, BotoCoreError, OSError) as exc:
         raise_aws_error(exc, operation="DescribeContinuousBackups/TimeToLive", table=table)
     pitr = (
         backups.get("ContinuousBackupsDescription", {})
@@ -217,7 +217,7 @@ async def start_export(dynamodb: Any, request: ExportRequest) -> ExportDescripti
                 _PITR_MESSAGE.format(table=request.table), table=request.table
             ) from exc
         raise_aws_error(exc, operation="ExportTableToPointInTime", table=request.table)
-    except OSError as exc:
+    except (BotoCoreError, OSError) as exc:
         raise_aws_error(exc, operation="ExportTableToPointInTime", table=request.table)
     desc = ExportDescription.model_validate(resp["ExportDescription"])
     log.info(
@@ -239,7 +239,7 @@ async def describe_export(dynamodb: Any, export_arn: str, *, table: str) -> Expo
         if error_code(exc) == "ExportNotFoundException":
             raise ExportError(f"export {export_arn} not found", table=table) from exc
         raise_aws_error(exc, operation="DescribeExport", table=table)
-    except OSError as exc:
+    except (BotoCoreError, OSError) as exc:
         raise_aws_error(exc, operation="DescribeExport", table=table)
     return ExportDescription.model_validate(resp["ExportDescription"])
 
@@ -259,7 +259,7 @@ async def find_existing_export(
     while True:
         try:
             page = await dynamodb.list_exports(**params)
-        except (ClientError, OSError) as exc:
+        except (ClientError, BotoCoreError, OSError) as exc:
             raise_aws_error(exc, operation="ListExports", table=table)
         for summary in page.get("ExportSummaries", []):
             if summary.get("ExportStatus") == "FAILED":

@@ -117,7 +117,7 @@ async def test_describe_export_errors_reach_the_run_and_it_recovers(
     faulty_aws: FaultProxy, request: pytest.FixtureRequest
 ) -> None:
     """No botocore retries: every injected failure is seen by the run's own polling."""
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         contents = await setup_tables(aws)
         faulty_aws.set_faults(
             Fault.http_error(503, service="dynamodb", operation="DescribeExport", limit=3),
@@ -131,18 +131,10 @@ async def test_describe_export_errors_reach_the_run_and_it_recovers(
     _record(request, faulty_aws, checked)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug: ddb_backup/export.py describe_export catches ClientError and OSError only; "
-        "botocore's EndpointConnectionError/ConnectionClosedError (BotoCoreError) escape the "
-        "translation boundary and end the whole run instead of counting as a poll error"
-    ),
-)
 async def test_connection_resets_on_describe_export_are_survived(
     faulty_aws: FaultProxy, request: pytest.FixtureRequest
 ) -> None:
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         contents = await setup_tables(aws)
         faulty_aws.set_faults(Fault.reset(service="dynamodb", operation="DescribeExport", limit=2))
         result = await backup(aws)

@@ -50,7 +50,7 @@ async def test_passes_everything_through_and_logs_it(faulty_aws: FaultProxy) -> 
 
 @pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
 async def test_throttling_is_parsed_by_botocore(faulty_aws: FaultProxy, code: str) -> None:
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         await create_table(aws.dynamodb, TABLE)
         faulty_aws.set_faults(Fault.throttle(code=code, operation="PutItem"))
         with pytest.raises(ClientError) as info:
@@ -124,7 +124,7 @@ async def test_unprocessed_every_other_batch(faulty_aws: FaultProxy) -> None:
     ("status", "code"), [(500, "InternalServerError"), (503, "ServiceUnavailable")]
 )
 async def test_dynamodb_5xx(faulty_aws: FaultProxy, status: int, code: str) -> None:
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         faulty_aws.set_faults(Fault.http_error(status, service="dynamodb"))
         with pytest.raises(ClientError) as info:
             await aws.dynamodb.list_tables()
@@ -143,7 +143,7 @@ async def test_dynamodb_5xx(faulty_aws: FaultProxy, status: int, code: str) -> N
     ],
 )
 async def test_s3_errors_are_parsed(faulty_aws: FaultProxy, fault: Fault, code: str) -> None:
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         await aws.s3.create_bucket(Bucket=BUCKET)
         await aws.s3.put_object(Bucket=BUCKET, Key="k", Body=b"x")
         faulty_aws.set_faults(fault)
@@ -155,7 +155,7 @@ async def test_s3_errors_are_parsed(faulty_aws: FaultProxy, fault: Fault, code: 
 
 
 async def test_s3_storage_translates_exhausted_slowdown(faulty_aws: FaultProxy) -> None:
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         await aws.s3.create_bucket(Bucket=BUCKET)
         await aws.s3.put_object(Bucket=BUCKET, Key="k", Body=b"x")
         faulty_aws.set_faults(Fault.slow_down(operation="GetObject"))
@@ -175,7 +175,7 @@ async def test_latency_is_injected(faulty_aws: FaultProxy) -> None:
 
 
 async def test_reset_before_response_is_a_connection_error(faulty_aws: FaultProxy) -> None:
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         await create_table(aws.dynamodb, TABLE)
         faulty_aws.set_faults(Fault.reset(service="dynamodb", operation="PutItem"))
         with pytest.raises(Exception) as info:
@@ -187,7 +187,7 @@ async def test_reset_before_response_is_a_connection_error(faulty_aws: FaultProx
 
 
 async def test_reset_after_work_loses_only_the_answer(faulty_aws: FaultProxy) -> None:
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         await create_table(aws.dynamodb, TABLE)
         faulty_aws.set_faults(Fault.reset(operation="PutItem", after=True))
         with pytest.raises(Exception) as info:
@@ -200,7 +200,7 @@ async def test_reset_after_work_loses_only_the_answer(faulty_aws: FaultProxy) ->
 
 async def test_cut_body_breaks_a_raw_read(faulty_aws: FaultProxy) -> None:
     data = bytes(range(256)) * 2000
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         await aws.s3.create_bucket(Bucket=BUCKET)
         await aws.s3.put_object(Bucket=BUCKET, Key="blob", Body=data)
         faulty_aws.set_faults(Fault.cut_body())
@@ -277,7 +277,7 @@ async def test_s3_storage_translates_connection_errors(
     faulty_aws: FaultProxy, operation: str
 ) -> None:
     """A connection lost for good surfaces as AwsError (with the key), not a botocore error."""
-    async with aws_clients(max_attempts=0) as aws:
+    async with aws_clients(max_attempts=1) as aws:
         await aws.s3.create_bucket(Bucket=BUCKET)
         storage = S3Storage(aws.s3, BUCKET)
         faulty_aws.set_faults(Fault.reset(service="s3", operation=operation))
