@@ -11,7 +11,7 @@ import base64
 import hashlib
 import types
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -44,6 +44,9 @@ __all__ = [
 # base64 and type tags stays well under 4x that. A longer "line" is corruption,
 # and refusing it keeps memory bounded on a file with no newlines at all.
 MAX_LINE_BYTES = 4 * 1024 * 1024
+
+#: Most bytes one inflate step may produce (memory stays flat on a gzip bomb).
+MAX_BLOCK_BYTES = 1024 * 1024
 
 
 class LineSplitter:
@@ -83,11 +86,25 @@ class GzipDecoder:
         self._seen_input = False
 
     def feed(self, data: bytes) -> bytes:
-        out: list[bytes] = []
+        """Everything ``data`` decompresses to (see :meth:`feed_blocks` for bounded output)."""
+        blocks = list(self.feed_blocks(data))
+        return blocks[0] if len(blocks) == 1 else b"".join(blocks)
+
+    def feed_blocks(self, data: bytes) -> Iterator[bytes]:
+        """What ``data`` decompresses to, in blocks of at most ``MAX_BLOCK_BYTES``.
+
+        Bounding each inflate step keeps memory flat even for a chunk that
+        expands a thousandfold (a gzip bomb, or a long run of one byte).
+        """
         try:
             while data:
                 self._seen_input = True
-                out.append(self._inflater.decompress(data))
+                block = self._inflater.decompress(data, MAX_BLOCK_BYTES)
+                if block:
+                    yield block
+                data = self._inflater.unconsumed_tail
+                if data:
+                    continue
                 if not self._inflater.eof:
                     break
                 # A new gzip member may follow the end of the previous one.
@@ -96,7 +113,6 @@ class GzipDecoder:
                     self._inflater = _inflate.decompressobj(zlib.MAX_WBITS | 16)
         except _INFLATE_ERRORS as exc:
             raise CorruptDataError(f"not valid gzip or JSON lines ({exc})", key=self._key) from exc
-        return out[0] if len(out) == 1 else b"".join(out)
 
     def finish(self) -> bytes:
         """Bytes left at the end; raises if the gzip stream was cut short."""
@@ -117,11 +133,17 @@ class GzipLineDecoder:
         self._splitter = LineSplitter()
 
     def feed(self, data: bytes) -> list[bytes]:
-        data = self._gzip.feed(data)
-        try:
-            return self._splitter.feed(data)
-        except ValueError as exc:
-            raise CorruptDataError(f"not valid gzip or JSON lines ({exc})", key=self._key) from exc
+        return [line for block in self.feed_blocks(data) for line in block]
+
+    def feed_blocks(self, data: bytes) -> Iterator[list[bytes]]:
+        """Complete lines, one list per bounded block of decompressed bytes."""
+        for block in self._gzip.feed_blocks(data):
+            try:
+                yield self._splitter.feed(block)
+            except ValueError as exc:
+                raise CorruptDataError(
+                    f"not valid gzip or JSON lines ({exc})", key=self._key
+                ) from exc
 
     def finish(self) -> list[bytes]:
         """Lines left at the end; raises if the gzip stream was cut short."""
@@ -156,8 +178,7 @@ async def iter_decompressed(
     async for chunk in chunks:
         stats.compressed_bytes += len(chunk)
         md5.update(chunk)
-        block = decoder.feed(chunk)
-        if block:
+        for block in decoder.feed_blocks(chunk):
             yield block
     block = decoder.finish()
     if block:
@@ -175,10 +196,11 @@ async def iter_line_blocks(
     async for chunk in chunks:
         stats.compressed_bytes += len(chunk)
         md5.update(chunk)
-        lines = _non_blank(decoder.feed(chunk))
-        if lines:
-            stats.lines += len(lines)
-            yield lines
+        for block in decoder.feed_blocks(chunk):
+            lines = _non_blank(block)
+            if lines:
+                stats.lines += len(lines)
+                yield lines
     lines = _non_blank(decoder.finish())
     if lines:
         stats.lines += len(lines)

@@ -161,3 +161,14 @@ async def test_legacy_table_verified_through_aws_manifest(aws: AwsClients, bucke
     verdict = await verify_table_backup(storage, table)
     assert len(verdict.errors) == 1
     assert written["data_keys"][0] in verdict.errors[0]
+
+
+def test_gzip_bomb_inflates_in_bounded_blocks() -> None:
+    from ddb_backup.stream import MAX_BLOCK_BYTES, GzipDecoder
+
+    blob = gzip.compress(b"\n" * (50 * MAX_BLOCK_BYTES), compresslevel=9)
+    assert len(blob) < 100_000  # the whole bomb fits in one S3 chunk
+    dec = GzipDecoder("bomb.json.gz")
+    sizes = [len(b) for b in dec.feed_blocks(blob)]
+    assert max(sizes) <= MAX_BLOCK_BYTES
+    assert sum(sizes) + len(dec.finish()) == 50 * MAX_BLOCK_BYTES
