@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) demo/demo.py
 
 ## Lint, type-check and run the whole test suite.
-test: $(STAMP) lint typecheck deploy-check unit
+test: $(STAMP) lint typecheck deploy-lint unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ddb_backup handlers tests benchmarks demo
@@ -32,10 +32,10 @@ unit: $(STAMP)
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) deploy/.tools build dist *.egg-info
 
 # --- Deployment (deploy/): the Lambda zip and the checks CI runs on the infrastructure code.
-.PHONY: package deploy-check
+.PHONY: package deploy-check deploy-lint
 
 ## Build build/ddb-backup-lambda.zip (package + handlers + deps for the Lambda platform).
 package: $(STAMP)
@@ -60,9 +60,13 @@ $(ASL_STAMP):
 	npm install --prefix deploy/.tools --no-audit --no-fund --no-save --silent asl-validator@$(ASL_VALIDATOR_VERSION)
 	touch $@
 
-## Validate the state machines, check the Terraform invariants, scan the module with checkov.
-deploy-check: $(STAMP) $(CHECKOV_STAMP) $(ASL_STAMP)
+## Validate the state machines and scan the Terraform module with checkov.
+## (`make test` runs this; tests/test_deploy.py runs with the rest of the suite.)
+deploy-lint: $(STAMP) $(CHECKOV_STAMP) $(ASL_STAMP)
 	$(PY) deploy/render_asl.py build/asl
 	deploy/.tools/node_modules/.bin/asl-validator --json-path build/asl/backup.asl.json --json-path build/asl/restore.asl.json
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py
 	$(TOOLS_VENV)/bin/checkov --directory deploy/terraform --framework terraform --quiet --compact --skip-download
+
+## deploy-lint plus the Terraform invariants and state-machine runs of tests/test_deploy.py.
+deploy-check: deploy-lint
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py
