@@ -236,7 +236,8 @@ def moto_s3() -> Iterator[str]:
 def instant_dynamodb() -> Iterator[str]:
     """The instant BatchWriteItem endpoint, in its own process; yields its URL."""
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "instant_dynamodb.py")],
+        [sys.executable, str(BENCH / "instant_dynamodb.py"), "--exit-with-stdin"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -245,6 +246,8 @@ def instant_dynamodb() -> Iterator[str]:
         port = int(proc.stdout.readline())
         yield f"http://127.0.0.1:{port}"
     finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
         proc.terminate()
         proc.wait(timeout=10)
 

@@ -116,22 +116,32 @@ class _Http(asyncio.Protocol):
         )
 
 
-async def _serve(port: int) -> None:
+async def _serve(port: int, exit_with_stdin: bool) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_Http, "127.0.0.1", port, backlog=512)
     sock_port = server.sockets[0].getsockname()[1]
     sys.stdout.write(f"{sock_port}\n")
     sys.stdout.flush()
     async with server:
+        if exit_with_stdin:
+            # Started by a benchmark with a pipe on stdin: when that process
+            # ends (however it ends) the pipe closes and this server goes too.
+            reader = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+            serving = asyncio.ensure_future(server.serve_forever())
+            await reader.read()
+            serving.cancel()
+            return
         await server.serve_forever()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--exit-with-stdin", action="store_true", help="stop when stdin closes")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.port))
+        asyncio.run(_serve(args.port, args.exit_with_stdin))
 
 
 if __name__ == "__main__":
