@@ -71,6 +71,11 @@ _CLIENT_MEMBERS = (
 _ENDPOINT_MEMBERS = ("_send", "_update_retries_context", "prepare_request")
 
 
+def _protocol(model: Any) -> str:
+    # botocore >= 1.36 resolves a protocol list; older ones have the one protocol.
+    return str(getattr(model, "resolved_protocol", None) or model.protocol)
+
+
 def supports_fast_path(client: Any) -> bool:
     """True when ``client`` is an aiobotocore DynamoDB client the fast path can drive."""
     if not all(hasattr(client, name) for name in _CLIENT_MEMBERS):
@@ -82,7 +87,7 @@ def supports_fast_path(client: Any) -> bool:
     model = client._service_model
     return bool(
         model.service_name == "dynamodb"
-        and model.resolved_protocol == "json"
+        and _protocol(model) == "json"
         and _OPERATION in model.operation_names
     )
 
@@ -101,9 +106,7 @@ class _FastSender:
             "X-Amz-Target": f"{self._op.metadata['targetPrefix']}.{_OPERATION}",
             "Content-Type": f"application/x-amz-json-{self._op.metadata['jsonVersion']}",
         }
-        self._parser = client._endpoint._response_parser_factory.create_parser(
-            model.resolved_protocol
-        )
+        self._parser = client._endpoint._response_parser_factory.create_parser(_protocol(model))
         # Per table: endpoint URL, headers, signing context, endpoint properties
         # and User-Agent.
         self._endpoints: dict[str, tuple[str, dict[str, Any], dict[str, Any], Any, str]] = {}

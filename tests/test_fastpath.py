@@ -45,8 +45,11 @@ class Capture:
 
 
 class _Body:
-    def __init__(self, data: bytes) -> None:
+    """The raw side of a canned response (``raw_headers`` as aiobotocore 2.x reads them)."""
+
+    def __init__(self, data: bytes, headers: dict[str, str]) -> None:
         self._data = data
+        self.raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
 
     async def read(self) -> bytes:
         return self._data
@@ -60,7 +63,7 @@ def canned(status: int, body: dict[str, Any]) -> Any:
     def answer(request: Any, **_: Any) -> AioAWSResponse:
         calls.append(1)
         headers = {"content-type": "application/x-amz-json-1.0", "x-amzn-requestid": "t"}
-        return AioAWSResponse(request.url, status, headers, _Body(data))
+        return AioAWSResponse(request.url, status, headers, _Body(data, headers))
 
     answer.calls = calls  # type: ignore[attr-defined]
     return answer
