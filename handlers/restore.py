@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import ConfigError
@@ -41,6 +41,8 @@ __all__ = ["finalize_handler", "handler", "plan_handler"]
 
 log = get_logger("handlers.restore")
 
+E = TypeVar("E", bound=BaseModel)
+
 
 def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
     """A restore (``{}`` / a restore event), a shard (``{"shard": ...}``) or a resume."""
@@ -54,18 +56,10 @@ def plan_handler(event: Any, context: LambdaContext | None = None) -> dict[str, 
 
 def finalize_handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
     """``{"restore_id", "shard_results"}`` -> the response of a whole restore."""
-    setup()
-    if not isinstance(event, dict):
-        return _invalid(["event: must be a JSON object"])
-    try:
-        request = FinalizeEvent.model_validate(event)
-    except ValidationError as exc:
-        return _invalid(validation_problems(exc))
-    try:
-        config = RestoreConfig.from_environ(os.environ)
-    except ConfigError as exc:
-        log.error("bad configuration", extra={"error": str(exc)})
-        return response(500, {"error": str(exc)})
+    parsed = _parse(event, FinalizeEvent)
+    if isinstance(parsed, dict):
+        return parsed
+    request, config = parsed
 
     async def run() -> RestoreResult:
         async with restore_clients() as clients:
@@ -83,12 +77,13 @@ def _invalid(problems: list[str]) -> dict[str, Any]:
     return response(400, {"error": "invalid event", "problems": problems})
 
 
-def _handle(kind: str, event: Any, context: LambdaContext | None) -> dict[str, Any]:
+def _parse(event: Any, model: type[E]) -> tuple[E, RestoreConfig] | dict[str, Any]:
+    """The validated event and settings, or the 400/500 response that refuses them."""
     setup()
     if not isinstance(event, dict):
         return _invalid(["event: must be a JSON object"])
     try:
-        request = RestoreRequest.model_validate(event)
+        request = model.model_validate(event)
     except ValidationError as exc:
         return _invalid(validation_problems(exc))
     try:
@@ -96,6 +91,14 @@ def _handle(kind: str, event: Any, context: LambdaContext | None) -> dict[str, A
     except ConfigError as exc:
         log.error("bad configuration", extra={"error": str(exc)})
         return response(500, {"error": str(exc)})
+    return request, config
+
+
+def _handle(kind: str, event: Any, context: LambdaContext | None) -> dict[str, Any]:
+    parsed = _parse(event, RestoreRequest)
+    if isinstance(parsed, dict):
+        return parsed
+    request, config = parsed
     result = asyncio.run(_run(kind, config, request, deadline_seconds(context)))
     # One EMF line per finished unit of work, so nothing is counted twice: a
     # restore or a shard when final (not per 202 round); a plan only when it
@@ -118,40 +121,21 @@ async def _run(
 def _metrics(
     config: RestoreConfig, result: RestoreResult, *, shard: bool = False, tables_only: bool = False
 ) -> None:
+    """Finalize counts tables (the shards counted their items); a shard counts items only."""
     body = result.body
-    if tables_only:
-        # Finalize: the shards already counted their items.
-        emit_metrics(
-            {
-                "tables_succeeded": float(body.get("successful_restores", 0)),
-                "tables_partial": float(body.get("partial_restores", 0)),
-                "tables_failed": float(
-                    body.get("failed_restores", 0) or (result.status_code >= 400)
-                ),
-                "duration_seconds": float(body.get("duration_seconds", 0.0)),
-            },
-            {"Function": "restore", "Environment": config.environment},
-        )
-        return
-    if shard:
-        # A shard's body is compact; finalize counts the tables. Items only.
-        emit_metrics(
-            {
-                "items_restored": float(body.get("total_items_written", 0)),
-                "items_failed": float(body.get("total_items_failed", 0)),
-                "duration_seconds": float(body.get("duration_seconds", 0.0)),
-            },
-            {"Function": "restore", "Environment": config.environment},
-        )
-        return
+    tables = {
+        "tables_succeeded": float(body.get("successful_restores", 0)),
+        "tables_partial": float(body.get("partial_restores", 0)),
+        "tables_failed": float(body.get("failed_restores", 0) or (result.status_code >= 400)),
+    }
+    items = {
+        "items_restored": float(body.get("total_items_written", 0)),
+        "items_failed": float(body.get("total_items_failed", 0)),
+    }
+    metrics = {} if shard else tables
+    if not tables_only:
+        metrics |= items
     emit_metrics(
-        {
-            "tables_succeeded": float(body.get("successful_restores", 0)),
-            "tables_partial": float(body.get("partial_restores", 0)),
-            "tables_failed": float(body.get("failed_restores", 0) or (result.status_code >= 400)),
-            "items_restored": float(body.get("total_items_written", 0)),
-            "items_failed": float(body.get("total_items_failed", 0)),
-            "duration_seconds": float(body.get("duration_seconds", 0.0)),
-        },
+        {**metrics, "duration_seconds": float(body.get("duration_seconds", 0.0))},
         {"Function": "restore", "Environment": config.environment},
     )
