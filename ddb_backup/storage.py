@@ -112,11 +112,14 @@ class S3Storage:
                 resp = await self._s3.get_object(**params)
                 if total is None:
                     total = offset + int(resp["ContentLength"])
-                async with resp["Body"] as body:
+                body = resp["Body"]
+                try:  # not ``async with``: aiobotocore 2.x bodies are no context managers
                     while chunk := await body.read(chunk_size):
                         offset += len(chunk)
                         failures = 0
                         yield chunk
+                finally:
+                    body.close()
                 if offset >= total:
                     return
                 # Body ended early without an error (connection closed cleanly).
