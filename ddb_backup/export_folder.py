@@ -84,6 +84,21 @@ async def locate_export_folder(
     )
 
 
+def _rebased(key: str, folder: str) -> str:
+    """A data key of an export folder that was copied elsewhere, moved into ``folder``.
+
+    AWS writes absolute keys (``<s3Prefix>/AWSDynamoDB/<id>/data/<name>``); a
+    folder copied under another prefix keeps them. Only the part after
+    ``AWSDynamoDB/<id>/data/`` is kept, and the caller still checks the result
+    stays inside the folder.
+    """
+    marker = "/".join(folder.split("/")[-2:]) + "/data/"
+    parts = key.split("/")
+    if key.startswith(folder + "/") or marker not in key or {"", ".", ".."} & set(parts):
+        return key  # left to check_key_inside, which refuses it if it is odd
+    return f"{folder}/data/{key.split(marker, 1)[1]}"
+
+
 async def _checked_sidecar(storage: Storage, key: str, data: bytes) -> None:
     """Check ``manifest-*.md5`` (base64 MD5, no newline) when AWS wrote one."""
     sidecar = key.removesuffix(".json") + ".md5"
@@ -125,7 +140,7 @@ async def read_export_folder(storage: Storage, folder: str) -> ExportListing:
         entries = parse_aws_manifest_files(raw_files, key=files_key)
         files = [
             ExpectedFile(
-                key=check_key_inside(e.data_file_s3_key, folder),
+                key=check_key_inside(_rebased(e.data_file_s3_key, folder), folder),
                 item_count=e.item_count,
                 md5=e.md5_checksum,
             )

@@ -172,3 +172,20 @@ def test_gzip_bomb_inflates_in_bounded_blocks() -> None:
     sizes = [len(b) for b in dec.feed_blocks(blob)]
     assert max(sizes) <= MAX_BLOCK_BYTES
     assert sum(sizes) + len(dec.finish()) == 50 * MAX_BLOCK_BYTES
+
+
+async def test_export_folder_copied_under_another_prefix(aws: AwsClients, bucket: str) -> None:
+    """AWS's manifest keys keep the original s3Prefix; a copied folder still reads."""
+    written = await write_aws_export(aws.s3, bucket, "orig/prefix", every_type_items(6), files=2)
+    copied = written["folder"].replace("orig/prefix/", "", 1)  # AWSDynamoDB/<id> at the root
+    listing = await aws.s3.list_objects_v2(Bucket=bucket, Prefix=written["folder"])
+    for obj in listing["Contents"]:
+        body = await (await aws.s3.get_object(Bucket=bucket, Key=obj["Key"]))["Body"].read()
+        new_key = obj["Key"].replace("orig/prefix/", "", 1)
+        await aws.s3.put_object(Bucket=bucket, Key=new_key, Body=body)
+    storage = S3Storage(aws.s3, bucket)
+    read = await read_export_folder(storage, copied)
+    assert all(f.key.startswith(copied + "/data/") for f in read.files)
+    verdicts = await verify_files(storage, read.files)
+    assert [v.error for v in verdicts] == [None] * len(read.files)
+    assert sum(v.data_file.item_count for v in verdicts if v.data_file) == 6
