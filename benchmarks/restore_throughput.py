@@ -66,6 +66,11 @@ def main() -> None:
         default="project,floor,baseline",
         help="comma list of project, pipeline, floor, baseline (pipeline = no verify pass)",
     )
+    parser.add_argument(
+        "--sender",
+        default="default",
+        help="the project's sender: default, direct, fast or generic",
+    )
     parser.add_argument("--baseline-max", type=int, default=10**9, help="skip baseline above N")
     opts = parser.parse_args()
     sizes = [int(s) for s in opts.sizes.split(",")]
@@ -80,6 +85,7 @@ def main() -> None:
                 "folder": folder,
                 "max_workers": opts.max_workers,
                 "files_in_flight": opts.files_in_flight,
+                "sender": opts.sender,
             }
             by_mode: dict[str, dict[str, Any]] = {}
             for mode in modes:

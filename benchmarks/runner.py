@@ -7,8 +7,9 @@ this process, every thread included, measured around the work only, from the
 moment the mode's clients exist; their creation is ``setup_cpu_s``), and
 peak RSS of this process. Modes:
 
-* ``project``  - the project's restore (``restore_export``) when it exists,
-  else ``pipeline``;
+* ``project``  - the project's restore (``restore_export``); ``"sender"``
+  picks ``default`` (``writer.default_sender``), ``direct``, ``fast`` or
+  ``generic``;
 * ``pipeline`` - the project's pieces: S3Storage.stream -> iter_lines ->
   parse_item_line -> batches of 25 -> BatchWriter(fast_sender);
   ``"verify": true`` first runs verify_files (as the restore does);
@@ -101,10 +102,19 @@ def _measure(work: Callable[[], int]) -> dict[str, Any]:
 def run_project(args: dict[str, Any]) -> int:
     """The project's restore: ``ddb_backup.restore.restore_export`` with the
     clients the restore handler uses (verification first, then the writes)."""
+    from ddb_backup.fastpath import direct_sender, fast_sender
     from ddb_backup.restore import restore_clients, restore_export
     from ddb_backup.storage import S3Storage
+    from ddb_backup.writer import default_sender, generic_sender
 
     max_workers = int(args["max_workers"])
+    senders = {
+        "default": default_sender,
+        "direct": direct_sender,
+        "fast": fast_sender,
+        "generic": generic_sender,
+    }
+    make_sender = senders[str(args.get("sender", "default"))]
 
     async def main() -> int:
         async with restore_clients(max_workers) as clients:
@@ -116,6 +126,7 @@ def run_project(args: dict[str, Any]) -> int:
                 clients,
                 max_workers=max_workers,
                 files_in_flight=int(args.get("files_in_flight", 2)),
+                sender=make_sender(clients.dynamodb),
             )
         body = result.body
         written = int(body.get("total_items_written", 0))

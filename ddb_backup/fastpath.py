@@ -36,18 +36,34 @@ import asyncio
 import base64
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from botocore.awsrequest import create_request_object, prepare_request_dict
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import (
+    AWSPreparedRequest,
+    AWSRequest,
+    create_request_object,
+    prepare_request_dict,
+)
+from botocore.exceptions import ClientError, NoCredentialsError, ResponseStreamingError
 from botocore.handlers import add_retry_headers
 from botocore.hooks import first_non_none_response
 
 from ddb_backup.errors import ConfigError
 from ddb_backup.items import WireItem
 
-__all__ = ["BatchSender", "WireRequest", "fast_sender", "from_botocore", "supports_fast_path"]
+__all__ = [
+    "BatchSender",
+    "WireRequest",
+    "direct_sender",
+    "fast_sender",
+    "from_botocore",
+    "supports_direct_path",
+    "supports_fast_path",
+]
 
 WireRequest = dict[str, Any]
 BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
@@ -303,6 +319,179 @@ def fast_sender(dynamodb_client: Any) -> BatchSender:
     aiobotocore DynamoDB client (see :func:`supports_fast_path`).
     """
     return _FastSender(dynamodb_client)
+
+
+class _DirectSender:
+    """Callable ``(table, requests) -> unprocessed requests`` with one signed POST each.
+
+    See :func:`direct_sender`.
+    """
+
+    def __init__(self, client: Any) -> None:
+        if not supports_direct_path(client):
+            raise ConfigError("direct path needs an aiobotocore DynamoDB client")
+        self._client = client
+        op = client._service_model.operation_model(_OPERATION)
+        self._op = op
+        self._base_headers = {
+            "X-Amz-Target": f"{op.metadata['targetPrefix']}.{_OPERATION}",
+            "Content-Type": f"application/x-amz-json-{op.metadata['jsonVersion']}",
+        }
+        # Per table: URL, headers (endpoint's + ours + User-Agent), signing name, region.
+        self._targets: dict[str, tuple[str, dict[str, str], str, str]] = {}
+        # The client's aiohttp session with its proxy settings (None: use ``send``).
+        self._aiohttp: tuple[Any, str | None, dict[str, str] | None] | None = None
+        self._aiohttp_checked = False
+
+    async def _target(self, table: str) -> tuple[str, dict[str, str], str, str]:
+        """Resolved once per table through the client's endpoint ruleset (so
+        ``AWS_ENDPOINT_URL_DYNAMODB``, FIPS/dual-stack and account-based
+        endpoints are the client's), with the client's User-Agent."""
+        cached = self._targets.get(table)
+        if cached is None:
+            client = self._client
+            signer = client._request_signer
+            context: dict[str, Any] = {
+                "client_region": client.meta.region_name,
+                "client_config": client.meta.config,
+            }
+            async with _call_context():
+                url, endpoint_headers, _ = await client._resolve_endpoint_ruleset(
+                    self._op, {"RequestItems": {table: []}}, context
+                )
+                user_agent = client._user_agent_creator.to_string()
+            signing = context.get("signing") or {}
+            headers = {
+                **self._base_headers,
+                **dict(endpoint_headers or {}),
+                "User-Agent": user_agent,
+            }
+            cached = (
+                url if url.endswith("/") else url + "/",
+                headers,
+                str(signing.get("signing_name") or signer.signing_name),
+                str(signing.get("region") or signer.region_name),
+            )
+            self._targets[table] = cached
+        return cached
+
+    async def __call__(self, table: str, requests: list[WireRequest]) -> list[WireRequest]:
+        client = self._client
+        url, headers, signing_name, region = await self._target(table)
+        body = orjson.dumps({"RequestItems": {table: requests}})
+        # The client's credentials, refreshed as aiobotocore refreshes them.
+        credentials = client._request_signer._credentials
+        if credentials is None:
+            raise NoCredentialsError()
+        frozen = await credentials.get_frozen_credentials()
+        request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+        SigV4Auth(frozen, signing_name, region).add_auth(request)
+        status, answer_headers, data = await self._post(url, dict(request.headers.items()), body)
+        if status >= 300:
+            raise self._error(status, answer_headers, data)
+        crc = answer_headers.get("x-amz-crc32")
+        if crc is not None and int(crc) != zlib.crc32(data):
+            # DynamoDB's body checksum; botocore retries a mismatch, so does the writer.
+            raise ResponseStreamingError(error="x-amz-crc32 does not match the response body")
+        parsed = orjson.loads(data) if data else {}
+        unprocessed: list[WireRequest] = (parsed.get("UnprocessedItems") or {}).get(table, [])
+        return unprocessed
+
+    async def _post(
+        self, url: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """POST through the client's HTTP session: its aiohttp session (connection
+        pool, timeouts, TLS and proxy settings) when aiobotocore exposes it, else
+        its ``send``. Connection failures stay aiohttp's or botocore's exceptions,
+        which :func:`ddb_backup.aws.is_retryable` treats as transient."""
+        http_session = self._client._endpoint.http_session
+        if not self._aiohttp_checked:
+            self._aiohttp = await _aiohttp_session(http_session, url)
+            self._aiohttp_checked = True
+        if self._aiohttp is None:
+            prepared = AWSPreparedRequest("POST", url, headers, body, False)  # type: ignore[arg-type]
+            http = await http_session.send(prepared)
+            return int(http.status_code), http.headers, await http.content
+        session, proxy, proxy_headers = self._aiohttp
+        # As aiobotocore asks: no compressed answers (botocore/issues/1255).
+        headers["Accept-Encoding"] = "identity"
+        async with session.post(
+            url, data=body, headers=headers, proxy=proxy, proxy_headers=proxy_headers
+        ) as resp:
+            return resp.status, resp.headers, await resp.read()
+
+    def _error(self, status: int, headers: Mapping[str, str], data: bytes) -> ClientError:
+        """The ``ClientError`` botocore's JSON error parser would raise for this answer."""
+        try:
+            body = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        code = str(body.get("__type") or headers.get("x-amzn-errortype") or status)
+        # "com.amazonaws.dynamodb.v20120810#ThrottlingException" -> "ThrottlingException"
+        code = code.rsplit("#", 1)[-1].split(":", 1)[0]
+        message = body.get("message", body.get("Message", ""))
+        response: dict[str, Any] = {
+            "Error": {"Code": code, "Message": str(message)},
+            "ResponseMetadata": {
+                "RequestId": headers.get("x-amzn-requestid", ""),
+                "HTTPStatusCode": status,
+                "HTTPHeaders": dict(headers),
+                "RetryAttempts": 0,
+            },
+        }
+        error: ClientError = self._client.exceptions.from_code(code)(response, _OPERATION)
+        return error
+
+
+async def _aiohttp_session(
+    http_session: Any, url: str
+) -> tuple[Any, str | None, dict[str, str] | None] | None:
+    """The aiohttp session aiobotocore's HTTP session would send ``url`` through."""
+    get_session = getattr(http_session, "_get_session", None)
+    proxy_config = getattr(http_session, "_proxy_config", None)
+    if get_session is None or proxy_config is None:
+        return None
+    proxy_url = proxy_config.proxy_url_for(url)
+    proxy_headers = proxy_config.proxy_headers_for(url) if proxy_url else None
+    session = await get_session(proxy_url)
+    return session, proxy_url, proxy_headers or None
+
+
+def supports_direct_path(client: Any) -> bool:
+    """True when ``client`` offers what :func:`direct_sender` uses."""
+    if not supports_fast_path(client):
+        return False
+    signer = client._request_signer
+    return (
+        hasattr(signer, "_credentials")
+        and hasattr(signer, "signing_name")
+        and hasattr(client._endpoint, "http_session")
+        and hasattr(client._endpoint.http_session, "send")
+    )
+
+
+def direct_sender(dynamodb_client: Any) -> BatchSender:
+    """A :data:`BatchSender` making one SigV4-signed POST per batch with the client's parts.
+
+    What the client provides is used as is: its credentials (refreshed through
+    ``get_frozen_credentials`` as aiobotocore does), its endpoint (resolved by
+    its ruleset once per table), its signing name and region, its User-Agent
+    and its HTTP session (connection pool, timeouts, proxies, connection
+    errors as botocore exceptions). What is left out is the per-request event
+    machinery (hooks, stubbers), botocore's retries (the writer's
+    :class:`~ddb_backup.writer.RetryPolicy` retries throttling, 5xx and
+    connection errors) and the header copies: the body is one ``orjson.dumps``
+    (export lines embedded as they are), the answer one ``orjson.loads``
+    (``UnprocessedItems`` in wire form). Errors are the client's modelled
+    ``ClientError`` subclasses with the code from the JSON ``__type`` and the
+    HTTP status in ``ResponseMetadata``.
+
+    Raises :class:`~ddb_backup.errors.ConfigError` if the client is not an
+    aiobotocore DynamoDB client (see :func:`supports_direct_path`).
+    """
+    return _DirectSender(dynamodb_client)
 
 
 def from_botocore(item: dict[str, Any]) -> WireItem:

@@ -41,7 +41,13 @@ import orjson
 from botocore.exceptions import ClientError
 
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
-from ddb_backup.fastpath import fast_sender, from_botocore_request, supports_fast_path
+from ddb_backup.fastpath import (
+    direct_sender,
+    fast_sender,
+    from_botocore_request,
+    supports_direct_path,
+    supports_fast_path,
+)
 from ddb_backup.fastpath import from_botocore as wire_from_botocore
 from ddb_backup.items import WireItem, to_botocore
 from ddb_backup.log import get_logger
@@ -161,7 +167,11 @@ def generic_sender(dynamodb: Any) -> BatchSender:
 
 
 def default_sender(dynamodb: Any) -> BatchSender:
-    """The fast path when the client supports it, else :func:`generic_sender`."""
+    """The direct path (one signed POST per batch with the client's credentials,
+    endpoint and HTTP session; retries are this module's) when the client
+    supports it, else the fast path, else :func:`generic_sender`."""
+    if supports_direct_path(dynamodb):
+        return direct_sender(dynamodb)
     if supports_fast_path(dynamodb):
         return fast_sender(dynamodb)
     return generic_sender(dynamodb)
