@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from aiobotocore.session import AioSession, get_session
+
 from ddb_backup.aws import AwsClients, client_config
 from ddb_backup.catalog import load_backup, resolve_backup
 from ddb_backup.checkpoint import (
@@ -146,16 +148,17 @@ def new_restore_id() -> str:
 
 
 @contextlib.asynccontextmanager
-async def restore_clients(max_workers: int = 5) -> AsyncIterator[AwsClients]:
+async def restore_clients(
+    max_workers: int = 5, *, session: AioSession | None = None, s3_max_attempts: int = 6
+) -> AsyncIterator[AwsClients]:
     """Clients for a restore: DynamoDB without botocore retries (the writer's
-    :class:`RetryPolicy` decides alone), S3 with botocore's standard retries."""
-    from aiobotocore.session import get_session
-
-    session = get_session()
+    :class:`RetryPolicy` decides alone), S3 with botocore's standard retries;
+    the pool sized for ``max_workers`` writers plus the S3 streams."""
+    session = session or get_session()
     pool = max(10, max_workers * 2 + 4)
     async with (
         session.create_client("dynamodb", config=client_config(pool, max_attempts=1)) as ddb,
-        session.create_client("s3", config=client_config(pool)) as s3,
+        session.create_client("s3", config=client_config(pool, s3_max_attempts)) as s3,
     ):
         yield AwsClients(dynamodb=ddb, s3=s3)
 

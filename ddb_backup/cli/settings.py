@@ -16,10 +16,11 @@ from pathlib import Path
 import orjson
 from aiobotocore.session import AioSession
 
-from ddb_backup.aws import AwsClients, aws_clients, client_config
+from ddb_backup.aws import AwsClients, aws_clients
 from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
 from ddb_backup.errors import ConfigError
 from ddb_backup.keys import check_prefix
+from ddb_backup.restore import restore_clients as core_restore_clients
 from ddb_backup.storage import LocalStorage, S3Storage, Storage
 from ddb_backup.writer import RetryPolicy
 
@@ -150,12 +151,8 @@ async def clients(args: argparse.Namespace) -> AsyncIterator[AwsClients]:
 
 @contextlib.asynccontextmanager
 async def restore_clients(args: argparse.Namespace, max_workers: int) -> AsyncIterator[AwsClients]:
-    """As :func:`ddb_backup.restore.restore_clients` (DynamoDB without botocore
-    retries: the writer's RetryPolicy decides alone), on the CLI's session."""
-    session = _session(args)
-    pool = max(10, max_workers * 2 + 4)
-    async with (
-        session.create_client("dynamodb", config=client_config(pool, max_attempts=1)) as ddb,
-        session.create_client("s3", config=client_config(pool, _max_attempts())) as s3,
-    ):
-        yield AwsClients(dynamodb=ddb, s3=s3)
+    """:func:`ddb_backup.restore.restore_clients` on the CLI's session and settings."""
+    async with core_restore_clients(
+        max_workers, session=_session(args), s3_max_attempts=_max_attempts()
+    ) as aws:
+        yield aws
