@@ -11,7 +11,8 @@ the same retries. The count is exact: deletes DynamoDB acknowledged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,38 @@ class ClearResult:
 def _projection(key_names: tuple[str, ...]) -> dict[str, Any]:
     names = {f"#k{i}": name for i, name in enumerate(key_names)}
     return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+
+
+async def _scan_segment(
+    dynamodb: Any,
+    table: str,
+    retry: RetryPolicy,
+    segment: int,
+    total: int,
+    extra: dict[str, Any],
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The pages of one segment of a consistent parallel Scan, each call retried."""
+    start: dict[str, Any] | None = None
+    while True:
+        params: dict[str, Any] = {
+            "TableName": table,
+            "Segment": segment,
+            "TotalSegments": total,
+            "ConsistentRead": True,
+            **extra,
+        }
+        if start:
+            params["ExclusiveStartKey"] = start
+
+        async def scan(p: dict[str, Any] = params) -> dict[str, Any]:
+            resp: dict[str, Any] = await dynamodb.scan(**p)
+            return resp
+
+        page = await call_with_retries(retry, scan, operation="Scan", table=table)
+        yield page
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return
 
 
 async def clear_existing_data(
@@ -76,35 +109,23 @@ async def clear_existing_data(
 
     async def segment(writer: BatchWriter, seg: int) -> None:
         nonlocal stopped
-        start: dict[str, Any] | None = None
-        while True:
-            if should_stop is not None and should_stop():
-                stopped = True
-                return
-            params: dict[str, Any] = {
-                "TableName": table,
-                "Segment": seg,
-                "TotalSegments": total,
-                "ConsistentRead": True,
-                **projection,
-            }
-            if start:
-                params["ExclusiveStartKey"] = start
-
-            async def scan(p: dict[str, Any] = params) -> dict[str, Any]:
-                resp: dict[str, Any] = await dynamodb.scan(**p)
-                return resp
-
-            page = await call_with_retries(retry, scan, operation="Scan", table=table)
-            keys = [
-                {"DeleteRequest": {"Key": wire_from_botocore(item)}}
-                for item in page.get("Items", [])
-            ]
-            for i in range(0, len(keys), MAX_BATCH):
-                await writer.submit(keys[i : i + MAX_BATCH], done)
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return
+        async with contextlib.aclosing(
+            _scan_segment(dynamodb, table, retry, seg, total, projection)
+        ) as pages:
+            while True:
+                # Polled before every page, so a stopped clear leaves no page half-read.
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    return
+                page = await anext(pages, None)
+                if page is None:
+                    return
+                keys = [
+                    {"DeleteRequest": {"Key": wire_from_botocore(item)}}
+                    for item in page.get("Items", [])
+                ]
+                for i in range(0, len(keys), MAX_BATCH):
+                    await writer.submit(keys[i : i + MAX_BATCH], done)
 
     async with (
         BatchWriter(table, sender, max_workers=max_workers, retry=retry) as writer,
@@ -123,27 +144,8 @@ async def count_items(
     totals = [0] * segments
 
     async def segment(seg: int) -> None:
-        start: dict[str, Any] | None = None
-        while True:
-            params: dict[str, Any] = {
-                "TableName": table,
-                "Select": "COUNT",
-                "Segment": seg,
-                "TotalSegments": segments,
-                "ConsistentRead": True,
-            }
-            if start:
-                params["ExclusiveStartKey"] = start
-
-            async def scan(p: dict[str, Any] = params) -> dict[str, Any]:
-                resp: dict[str, Any] = await dynamodb.scan(**p)
-                return resp
-
-            page = await call_with_retries(retry, scan, operation="Scan", table=table)
+        async for page in _scan_segment(dynamodb, table, retry, seg, segments, {"Select": "COUNT"}):
             totals[seg] += int(page.get("Count", 0))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return
 
     async with asyncio.TaskGroup() as tg:
         for seg in range(segments):
