@@ -80,10 +80,11 @@ class LineSplitter:
 class GzipDecoder:
     """Gzip bytes in (any chunking), decompressed bytes out; multi-member allowed."""
 
-    def __init__(self, key: str = "<stream>") -> None:
+    def __init__(self, key: str = "<stream>", *, max_block: int = MAX_BLOCK_BYTES) -> None:
         self._key = key
         self._inflater = _inflate.decompressobj(zlib.MAX_WBITS | 16)
         self._seen_input = False
+        self._max_block = max_block
 
     def feed(self, data: bytes) -> bytes:
         """Everything ``data`` decompresses to (see :meth:`feed_blocks` for bounded output)."""
@@ -91,7 +92,7 @@ class GzipDecoder:
         return blocks[0] if len(blocks) == 1 else b"".join(blocks)
 
     def feed_blocks(self, data: bytes) -> Iterator[bytes]:
-        """What ``data`` decompresses to, in blocks of at most ``MAX_BLOCK_BYTES``.
+        """What ``data`` decompresses to, in blocks of at most ``max_block`` bytes.
 
         Bounding each inflate step keeps memory flat even for a chunk that
         expands a thousandfold (a gzip bomb, or a long run of one byte).
@@ -99,7 +100,7 @@ class GzipDecoder:
         try:
             while data:
                 self._seen_input = True
-                block = self._inflater.decompress(data, MAX_BLOCK_BYTES)
+                block = self._inflater.decompress(data, self._max_block)
                 if block:
                     yield block
                 data = self._inflater.unconsumed_tail
@@ -168,11 +169,15 @@ class StreamStats:
 
 
 async def iter_decompressed(
-    chunks: AsyncIterator[bytes], *, key: str, stats: StreamStats | None = None
+    chunks: AsyncIterator[bytes],
+    *,
+    key: str,
+    stats: StreamStats | None = None,
+    max_block: int = MAX_BLOCK_BYTES,
 ) -> AsyncIterator[bytes]:
-    """Decompressed blocks of a gzip byte stream, hashing the raw bytes as it goes
-    (``stats.lines`` is left to the caller)."""
-    decoder = GzipDecoder(key)
+    """Decompressed blocks (at most ``max_block`` bytes each) of a gzip byte
+    stream, hashing the raw bytes as it goes (``stats.lines`` is left to the caller)."""
+    decoder = GzipDecoder(key, max_block=max_block)
     stats = stats if stats is not None else StreamStats()
     md5 = stats._md5
     async for chunk in chunks:

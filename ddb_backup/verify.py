@@ -110,6 +110,11 @@ async def _parse_file(
 
 
 _ITEM_START = b'\n{"Item":{'
+_HEAD = len(_ITEM_START) - 1
+# The screen's per-chunk and per-block Python work is a visible share of its
+# cost at 256 KB / 1 MB; these sizes still bound memory (per file screened).
+_SCREEN_CHUNK = 1024 * 1024
+_SCREEN_BLOCK = 4 * 1024 * 1024
 # A window this long without a newline means a line too long to be screened.
 _WINDOW = MAX_ITEM_BYTES // 2
 
@@ -118,9 +123,9 @@ class _LineScreen:
     """Counts export lines in decompressed blocks with C-speed searches only.
 
     Every line must start ``{"Item":{``: the count of line starts and of
-    newlines must agree (two passes of ``bytes.count``, the cheapest checks
-    there are). A line of ``_WINDOW`` bytes or more is "unusual" (it might
-    exceed 400 KB).
+    newlines must agree (two passes of ``bytes.count`` over each block, in
+    place, the cheapest checks there are). A line of ``_WINDOW`` bytes or more
+    is "unusual" (it might exceed 400 KB).
     """
 
     def __init__(self) -> None:
@@ -132,9 +137,18 @@ class _LineScreen:
         self._last = b"\n"
 
     def feed(self, block: bytes) -> None:
-        # Patterns crossing a block boundary are found through the carried head.
-        window = self._head + block
-        self.starts += window.count(_ITEM_START)
+        # The head (shorter than the pattern) is carried so patterns crossing
+        # into this block are found; the block itself is searched in place.
+        head = self._head
+        if len(block) < _HEAD:
+            window = head + block
+            self.starts += window.count(_ITEM_START)
+            self._head = window[-_HEAD:]
+        else:
+            self.starts += block.count(_ITEM_START)
+            # Only patterns starting in the head fit in head + block[:_HEAD].
+            self.starts += (head + block[:_HEAD]).count(_ITEM_START)
+            self._head = block[-_HEAD:]
         self.newlines += block.count(b"\n")
         first = block.find(b"\n")
         if first < 0:
@@ -149,7 +163,6 @@ class _LineScreen:
             self._since_newline = len(block) - last - 1
         if self._since_newline >= _WINDOW:
             self.unusual = True
-        self._head = window[-(len(_ITEM_START) - 1) :]
         self._last = block[-1:]
 
     def lines(self) -> int | None:
@@ -166,7 +179,10 @@ async def _screen_file(storage: Storage, expected: ExpectedFile) -> DataFile | N
     stats = StreamStats()
     screen = _LineScreen()
     async for block in iter_decompressed(
-        storage.stream(expected.key), key=expected.key, stats=stats
+        storage.stream(expected.key, chunk_size=_SCREEN_CHUNK),
+        key=expected.key,
+        stats=stats,
+        max_block=_SCREEN_BLOCK,
     ):
         screen.feed(block)
     items = screen.lines()

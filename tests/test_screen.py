@@ -43,6 +43,21 @@ def test_screen_counts_item_lines_under_any_chunking(
     assert screen(data, cuts) == n
 
 
+@pytest.mark.parametrize("size", [1, 3, 9, 10, 11, 97])
+@pytest.mark.parametrize("damaged", [False, True])
+def test_screen_finds_line_starts_across_small_blocks(size: int, damaged: bool) -> None:
+    """Blocks shorter than the line-start pattern, and every boundary offset:
+    each start is counted once, wherever the block edges fall."""
+    data = b"\n".join(LINES) + b"\n"
+    if damaged:
+        data = data.replace(b'\n{"Item":{', b'\n{"Item":[', 1)
+    s = _LineScreen()
+    for i in range(0, len(data), size):
+        s.feed(data[i : i + size])
+    assert s.lines() == (None if damaged else len(LINES))
+    assert s.starts == len(LINES) - (1 if damaged else 0)
+
+
 @pytest.mark.parametrize(
     "damage",
     [
