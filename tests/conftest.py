@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,6 +15,17 @@ pytest_plugins = ["tests.support.fault_fixtures"]
 
 BUCKET = "ddb-backup-test-bucket"
 ENVIRONMENT = "test"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Handlers call ``configure_logging()``: give the next test pytest's logging back."""
+    yield
+    logger = logging.getLogger("ddb_backup")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_ddb_backup", False):
+            logger.removeHandler(handler)
+    logger.propagate = True
 
 
 @pytest.fixture(scope="session")

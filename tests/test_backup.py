@@ -7,9 +7,7 @@ import base64
 import datetime as dt
 import gzip
 import io
-import logging
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -100,16 +98,11 @@ def lines_of(blob: bytes) -> list[bytes]:
 
 
 @pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
+def json_logs() -> io.StringIO:
     """The package's JSON log lines, captured; the logger restored afterwards."""
     buf = io.StringIO()
     configure_logging(stream=buf)
-    yield buf
-    logger = logging.getLogger("ddb_backup")
-    for h in list(logger.handlers):
-        if getattr(h, "_ddb_backup", False):
-            logger.removeHandler(h)
-    logger.propagate = True
+    return buf
 
 
 async def three_tables(aws: AwsClients, *, pitr_off: str | None = None) -> dict[str, list[Any]]:

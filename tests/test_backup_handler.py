@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +61,7 @@ def exports_and_objects() -> tuple[int, list[str]]:
 
 
 @pytest.fixture
-def env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def env(moto: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Sample tables on a clean moto server, a good environment, fast polling."""
     asyncio.run(_setup_tables())
     for k, v in GOOD_ENV.items():
@@ -71,13 +69,7 @@ def env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     for k in ("EXPORT_KMS_KEY_ID", "BACKUP_BUCKET_OWNER"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setattr(handlers.backup, "POLLING", Polling(initial=0.01, maximum=0.05))
-    yield dict(GOOD_ENV)
-    # setup() pointed the package logger at pytest's captured stdout: undo it.
-    logger = logging.getLogger("ddb_backup")
-    for h in list(logger.handlers):
-        if getattr(h, "_ddb_backup", False):
-            logger.removeHandler(h)
-    logger.propagate = True
+    return dict(GOOD_ENV)
 
 
 def stdout_docs(out: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import base64
 import gzip
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -100,7 +100,7 @@ def _no_traceback(doc: Any) -> None:
 
 
 @pytest.fixture
-def handler_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def handler_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async def setup() -> None:
         async with aws_clients(session=SESSION) as aws:
             await _setup(aws)
@@ -110,14 +110,7 @@ def handler_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
     monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
     monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
-    yield
-    import logging
-
-    logger = logging.getLogger("ddb_backup")
-    for h in list(logger.handlers):
-        if getattr(h, "_ddb_backup", False):
-            logger.removeHandler(h)
-    logger.propagate = True
+    return
 
 
 def snapshot() -> tuple[list[bytes], list[tuple[str, str]]]:

@@ -13,7 +13,6 @@ import ast
 import asyncio
 import importlib.util
 import json
-import logging
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -787,7 +786,7 @@ async def _exports_per_table() -> list[int]:
 
 
 @pytest.fixture
-def backup_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def backup_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables on a clean moto server and the environment Terraform gives the function."""
     asyncio.run(_backup_tables())
     monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
@@ -797,13 +796,7 @@ def backup_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("EXPORT_KMS_KEY_ID", "BACKUP_BUCKET_OWNER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(handlers.backup, "POLLING", Polling(initial=0.01, maximum=0.05))
-    yield
-    # The handler's setup() pointed the package logger at pytest's captured stdout.
-    logger = logging.getLogger("ddb_backup")
-    for h in list(logger.handlers):
-        if getattr(h, "_ddb_backup", False):
-            logger.removeHandler(h)
-    logger.propagate = True
+    return
 
 
 def test_backup_machine_drives_the_real_handler_from_202_to_its_manifest(
@@ -860,18 +853,13 @@ async def _tables() -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.fixture
-def restore_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def restore_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(_restore_setup())
     monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
     monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
     monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
     monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
-    yield
-    logger = logging.getLogger("ddb_backup")
-    for h in list(logger.handlers):
-        if getattr(h, "_ddb_backup", False):
-            logger.removeHandler(h)
-    logger.propagate = True
+    return
 
 
 def test_fan_out_restore_with_the_real_handlers(restore_env: None) -> None:

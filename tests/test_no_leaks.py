@@ -118,10 +118,6 @@ def records() -> Iterator[_Records]:
     yield handler
     logger.removeHandler(handler)
     logger.setLevel(level)
-    for h in list(logger.handlers):
-        if getattr(h, "_ddb_backup", False):
-            logger.removeHandler(h)
-    logger.propagate = True
 
 
 @pytest.fixture

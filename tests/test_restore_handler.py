@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +53,13 @@ def table_and_keys() -> tuple[list[dict[str, Any]], list[str]]:
 
 
 @pytest.fixture
-def env(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(_setup())
     monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
     monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
     monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
     monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
-    yield
-    logger = logging.getLogger("ddb_backup")
-    for h in list(logger.handlers):
-        if getattr(h, "_ddb_backup", False):
-            logger.removeHandler(h)
-    logger.propagate = True
+    return
 
 
 def test_restore_latest_with_clear(env: None, capsys: pytest.CaptureFixture[str]) -> None:

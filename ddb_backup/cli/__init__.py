@@ -65,7 +65,9 @@ def _map_arg(value: str) -> tuple[str, str]:
     return _table_arg(source.strip()), _table_arg(target.strip())
 
 
-_EXPORT_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/((?:.+/)?AWSDynamoDB/[^/]+)/?$")
+_EXPORT_URI = re.compile(
+    r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/((?:.+/)?AWSDynamoDB/[^/]+)/?$"
+)
 
 
 def _export_uri_arg(value: str) -> tuple[str, str]:
