@@ -414,3 +414,26 @@ def test_terminal_tables_show_brackets_literally(
     monkeypatch.setenv("DDB_BACKUP_TERMINAL", "0")
     Output().table(["key", "n"], [["a", "1"], ["bb", "22"]], right=["n"])
     assert capsys.readouterr().out == "key   n\n---  --\na     1\nbb   22\n"
+
+
+def test_export_uri_with_and_without_prefix() -> None:
+    import argparse
+
+    from ddb_backup.cli import _export_uri_arg
+
+    assert _export_uri_arg("s3://acme-exports/AWSDynamoDB/0171-c488/") == (
+        "acme-exports",
+        "AWSDynamoDB/0171-c488",
+    )
+    assert _export_uri_arg("s3://acme-exports/a/b/AWSDynamoDB/0171-c488") == (
+        "acme-exports",
+        "a/b/AWSDynamoDB/0171-c488",
+    )
+    for bad in (
+        "s3://acme-exports/a/../AWSDynamoDB/1/",
+        "s3://acme-exports/a//AWSDynamoDB/1/",
+        "s3://acme-exports/AWSDynamoDB/",
+        "https://acme-exports/AWSDynamoDB/1/",
+    ):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _export_uri_arg(bad)
