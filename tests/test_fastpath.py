@@ -407,3 +407,21 @@ async def test_default_sender_is_the_direct_path(aws: AwsClients) -> None:
     assert not supports_direct_path(aws.s3)
     with pytest.raises(ConfigError):
         direct_sender(aws.s3)
+
+
+async def test_direct_through_the_http_sessions_send(aws: AwsClients) -> None:
+    """Without aiobotocore's aiohttp session at hand (older aiobotocore), the
+    direct path posts through the HTTP session's own ``send``: same items."""
+    from ddb_backup.fastpath import _DirectSender
+
+    await create_table(aws.dynamodb, TABLE, pitr=False)
+    items = every_type_items(25)
+    send = direct_sender(aws.dynamodb)
+    assert isinstance(send, _DirectSender)
+    send._aiohttp_checked = True  # as when ``_get_session`` is missing
+    assert await send(TABLE, puts(items)) == []
+    stored = await scan_all(aws.dynamodb, TABLE)
+    assert canonical([to_wire(i) for i in stored]) == canonical([to_wire(i) for i in items])
+    with pytest.raises(ClientError) as missing:
+        await send("no-such-table", puts(items[:1]))
+    assert error_code(missing.value) == "ResourceNotFoundException"
