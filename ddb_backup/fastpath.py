@@ -1,4 +1,15 @@
-"""BatchWriteItem without botocore's per-attribute work, everything else genuine.
+"""BatchWriteItem without botocore's per-attribute work.
+
+Two senders, both serializing the body once with orjson (export lines go in as
+they are):
+
+* :func:`direct_sender` (the restore's default, see
+  ``writer.default_sender``): one SigV4-signed POST per batch built from the
+  client's own credentials, endpoint, signing name/region, User-Agent and
+  HTTP session, no per-request event machinery, no botocore retries (the
+  writer's ``RetryPolicy`` retries).
+* :func:`fast_sender`: the client's whole per-request machinery (hooks,
+  retry handler, error parser), only the serializer replaced; described below.
 
 Export lines are already DynamoDB JSON, which is exactly what BatchWriteItem's
 body carries. The generic path turns base64 text into bytes, has botocore
@@ -437,7 +448,7 @@ class _DirectSender:
             "ResponseMetadata": {
                 "RequestId": headers.get("x-amzn-requestid", ""),
                 "HTTPStatusCode": status,
-                "HTTPHeaders": dict(headers),
+                "HTTPHeaders": {k.lower(): v for k, v in headers.items()},
                 "RetryAttempts": 0,
             },
         }
