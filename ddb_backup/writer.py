@@ -16,14 +16,17 @@ a dead-letter object for whatever still fails.
 
 The sender is pluggable: ``sender(table, wire_requests) -> unprocessed
 wire_requests``, raising botocore's ``ClientError`` (or connection errors).
-:func:`generic_sender` goes through botocore's ordinary ``batch_write_item``;
-``ddb_backup.fastpath.fast_sender`` skips its per-attribute serializer.
+:func:`default_sender` picks, in order: ``fastpath.direct_sender`` (the
+client's credentials, endpoint and HTTP session, SigV4 per batch, the export's
+JSON as the body), ``fastpath.fast_sender`` (the client's full request path
+minus its per-attribute serializer), and :func:`generic_sender` (botocore's
+ordinary ``batch_write_item``).
 
-Botocore retries inside the client too: a client built with
-``max_attempts=A`` makes up to ``A`` HTTP attempts per sender call, so a batch
-costs at most ``A * RetryPolicy.max_attempts`` attempts. The restore handler
-builds its DynamoDB client with ``max_attempts=1`` so this module alone
-decides (see :func:`ddb_backup.restore.restore_clients`).
+Retries are decided here. The direct sender makes one HTTP attempt per call;
+the other two go through the client, whose own retries multiply with these
+(``A`` client attempts per call), which is why the restore builds its
+DynamoDB client with ``max_attempts=1`` (see
+:func:`ddb_backup.restore.restore_clients`).
 """
 
 from __future__ import annotations
