@@ -64,14 +64,13 @@ from ddb_backup.progress import (
     FileState,
     Phase,
     RestoreState,
-    ShardFile,
-    ShardPlan,
     SkippedDate,
     TablePhase,
     TableProgress,
     TableState,
 )
 from ddb_backup.progress import TableStatus as ResultStatus
+from ddb_backup.shards import make_shards, shard_state
 from ddb_backup.storage import S3Storage, Storage
 from ddb_backup.stream import StreamStats, iter_line_blocks
 from ddb_backup.tables import (
@@ -97,7 +96,6 @@ __all__ = [
     "RestoreResult",
     "TableProgress",
     "finalize_restore",
-    "make_shards",
     "new_restore_id",
     "plan_restore",
     "restore_clients",
@@ -975,7 +973,7 @@ async def _entry(
         elif request.shard is not None:
             if mode == "plan":
                 raise UnsafeNameError("the planning step takes a restore event, not a shard")
-            state = await _shard_state(
+            state = await shard_state(
                 storage, config, request.shard.restore_id, request.shard.shard_id
             )
             original = RestoreRequest.model_validate(state.request)
@@ -1040,84 +1038,6 @@ async def _entry(
             return await run.run()
     except DdbBackupError as exc:
         return _error_result(exc, 500, {**base, **run.body()})
-
-
-async def _shard_state(
-    storage: Storage, config: RestoreConfig, restore_id: str, shard_id: int
-) -> RestoreState:
-    """A shard's own state: its checkpoint if it ran before, else cut from the plan."""
-    plan = await load_state(storage, plan_key(config.prefix, restore_id), config, restore_id)
-    if plan is None or plan.kind != "plan" or not plan.finished:
-        raise CheckpointError(f"no finished plan for restore {restore_id}")
-    shard = next((s for s in plan.shards if s.shard_id == shard_id), None)
-    if shard is None:
-        raise CheckpointError(f"the plan of restore {restore_id} has no shard {shard_id}")
-    key = checkpoint_key(config.prefix, restore_id, shard_id)
-    existing = await load_state(storage, key, config, restore_id)
-    if existing is not None:
-        if existing.kind != "shard" or existing.shard_id != shard_id:
-            raise CheckpointError(f"{key} is not the state of shard {shard_id}")
-        if not existing.finished:
-            existing.round += 1
-        return existing
-    tables = []
-    for ts in plan.tables:
-        keys = {f.key for f in shard.files if f.table == ts.source_table}
-        if ts.phase is not TablePhase.WRITING or not keys:
-            continue
-        files = [
-            FileState(key=f.key, item_count=f.item_count, md5=f.md5, size=f.size)
-            for f in ts.files
-            if f.key in keys
-        ]
-        tables.append(
-            TableState(
-                source_table=ts.source_table,
-                target_table=ts.target_table,
-                s3_prefix=ts.s3_prefix,
-                phase=TablePhase.WRITING,
-                key_names=ts.key_names,
-                items_expected=sum(f.item_count or 0 for f in files),
-                files=files,
-            )
-        )
-    return RestoreState(
-        kind="shard",
-        shard_id=shard_id,
-        restore_id=restore_id,
-        bucket=plan.bucket,
-        environment=plan.environment,
-        prefix=plan.prefix,
-        backup_date=plan.backup_date,
-        request=plan.request,
-        tables=tables,
-        started_at=dt.datetime.now(dt.UTC),
-    )
-
-
-def make_shards(tables: list[TableState], items_per_shard: int) -> list[ShardPlan]:
-    """Group every file of ``tables`` into shards of at most ``items_per_shard``
-    items (a larger file is a shard alone), balanced by items then bytes:
-    largest first, each into the lightest shard (LPT)."""
-    files = [(ts.source_table, f) for ts in tables for f in ts.files]
-    if not files:
-        return []
-    total = sum(f.item_count or 0 for _, f in files)
-    count = max(1, min(len(files), -(-total // max(1, items_per_shard))))
-    shards = [ShardPlan(shard_id=i, files=[]) for i in range(count)]
-    for table, f in sorted(
-        files, key=lambda tf: (tf[1].item_count or 0, tf[1].size or 0), reverse=True
-    ):
-        items = f.item_count or 0
-        fits = [s for s in shards if s.items + items <= items_per_shard] or shards
-        target = min(fits, key=lambda s: (s.items, s.size, s.shard_id))
-        if target.items and target.items + items > items_per_shard:
-            target = ShardPlan(shard_id=len(shards), files=[])
-            shards.append(target)
-        target.files.append(ShardFile(table=table, key=f.key))
-        target.items += items
-        target.size += f.size or 0
-    return [s for s in shards if s.files]
 
 
 async def finalize_restore(

@@ -17,7 +17,8 @@ from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest, ShardRef
 from ddb_backup.manifest import DataFile
 from ddb_backup.progress import FileState, TableState
-from ddb_backup.restore import finalize_restore, make_shards, plan_restore, run_restore
+from ddb_backup.restore import finalize_restore, plan_restore, run_restore
+from ddb_backup.shards import make_shards
 from ddb_backup.writer import RetryPolicy
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
