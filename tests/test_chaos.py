@@ -144,7 +144,7 @@ async def test_clear_existing_data_under_throttling(
 ) -> None:
     source = every_type_items(120)
     await backup_of(aws, {T1: source})
-    old = [
+    old: list[dict[str, Any]] = [
         {"pk": {"S": f"stale-{i:04d}"}, "sk": {"S": "x"}, "v": {"N": str(i)}} for i in range(150)
     ]
     # Backup keys holding other values: overwritten, and cleared first.

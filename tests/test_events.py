@@ -127,5 +127,6 @@ def test_resume_token_alone() -> None:
 
 
 def test_non_object_events() -> None:
+    event: object
     for event in ([], "x", 3, None):
         assert problems(event)

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 from aiobotocore.awsrequest import AioAWSResponse
+from botocore.awsrequest import HTTPHeaders
 from botocore.exceptions import ClientError
 
 from ddb_backup.aws import AwsClients, aws_clients, error_code, is_retryable
@@ -69,7 +70,9 @@ def canned(status: int, body: dict[str, Any]) -> Any:
     def answer(request: Any, **_: Any) -> AioAWSResponse:
         calls.append(1)
         headers = {"content-type": "application/x-amz-json-1.0", "x-amzn-requestid": "t"}
-        return AioAWSResponse(request.url, status, headers, _Body(data, headers))
+        return AioAWSResponse(
+            request.url, status, HTTPHeaders.from_dict(headers), _Body(data, headers)
+        )
 
     answer.calls = calls  # type: ignore[attr-defined]
     return answer
@@ -213,7 +216,8 @@ async def test_direct_items_land_identically_to_the_generic_path(aws: AwsClients
     send = direct_sender(aws.dynamodb)
     wire = puts(items[:30])
     raw = [RawPut(line) for line in export_lines(items[30:])]
-    for batch in (wire[:25], wire[25:], raw[:25], raw[25:]):
+    batches: list[list[Any]] = [wire[:25], wire[25:], raw[:25], raw[25:]]
+    for batch in batches:
         assert await send(TABLE, batch) == []
     for i in range(0, len(items), 25):
         await aws.dynamodb.batch_write_item(

@@ -48,7 +48,9 @@ def old_items(n: int) -> list[dict[str, Any]]:
     return items
 
 
-async def test_full_cycle_item_for_item(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_full_cycle_item_for_item(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
     source = every_type_items(120)
     other = every_type_items(30, marker="other")
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: source, T2: other})
@@ -81,7 +83,7 @@ async def test_full_cycle_item_for_item(aws: AwsClients, bucket: str, config: Re
 
 async def test_latest_skips_incomplete_newer_date(
     aws: AwsClients, bucket: str, config: RestoreConfig
-):
+) -> None:
     good = every_type_items(20)
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-25", {T1: good})
     # Newer: a run still in progress, and a partial backup lacking T1.
@@ -111,7 +113,7 @@ async def test_latest_skips_incomplete_newer_date(
 
 async def test_explicit_date_skips_failed_exports(
     aws: AwsClients, bucket: str, config: RestoreConfig
-):
+) -> None:
     items = every_type_items(10)
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-26", {T2: items}, failed_tables=(T1,))
     await create_table(aws.dynamodb, T2)
@@ -122,7 +124,9 @@ async def test_explicit_date_skips_failed_exports(
     assert result.body["skipped_tables"][0]["table"] == T1
 
 
-async def test_legacy_manifest_restores(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_legacy_manifest_restores(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
     items = every_type_items(40)
     await make_legacy_backup(aws.s3, bucket, PREFIX, "2026-11-20", {T1: items})
     await create_table(aws.dynamodb, T1)
@@ -149,7 +153,7 @@ async def _corrupt_first_file(aws: AwsClients, bucket: str, key: str, how: str) 
 @pytest.mark.parametrize("how", ["bytes", "count"])
 async def test_bad_file_leaves_table_untouched(
     aws: AwsClients, bucket: str, config: RestoreConfig, how: str
-):
+) -> None:
     manifest = await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: every_type_items(30)})
     tb = manifest.tables[0]
     assert tb.files is not None
@@ -178,7 +182,7 @@ async def test_bad_file_leaves_table_untouched(
     assert canonical(await scan_all(aws.dynamodb, T1)) == canonical(before)
 
 
-async def test_dry_run_writes_nothing(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_dry_run_writes_nothing(aws: AwsClients, bucket: str, config: RestoreConfig) -> None:
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: every_type_items(35)})
     await create_table(aws.dynamodb, T1)
     before = old_items(7)
@@ -201,7 +205,7 @@ async def test_dry_run_writes_nothing(aws: AwsClients, bucket: str, config: Rest
     ]
 
 
-async def test_missing_target_table(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_missing_target_table(aws: AwsClients, bucket: str, config: RestoreConfig) -> None:
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: every_type_items(5)})
     result = await restore(config, aws)
     assert result.status_code == 500
@@ -212,7 +216,7 @@ async def test_missing_target_table(aws: AwsClients, bucket: str, config: Restor
     assert tables["TableNames"] == []
 
 
-async def test_key_schema_mismatch(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_key_schema_mismatch(aws: AwsClients, bucket: str, config: RestoreConfig) -> None:
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: every_type_items(5)})
     await create_table(
         aws.dynamodb,
@@ -228,7 +232,7 @@ async def test_key_schema_mismatch(aws: AwsClients, bucket: str, config: Restore
     assert await scan_all(aws.dynamodb, T1) == [{"pk": {"S": "keep"}}]
 
 
-async def test_create_missing_table(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_create_missing_table(aws: AwsClients, bucket: str, config: RestoreConfig) -> None:
     items = every_type_items(12)
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: items})
     result = await restore(config, aws, create_missing_tables=True)
@@ -237,7 +241,7 @@ async def test_create_missing_table(aws: AwsClients, bucket: str, config: Restor
     assert canonical(await scan_all(aws.dynamodb, T1)) == canonical(items)
 
 
-async def test_table_mapping(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_table_mapping(aws: AwsClients, bucket: str, config: RestoreConfig) -> None:
     items = every_type_items(12)
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: items})
     await create_table(aws.dynamodb, T1)
@@ -251,20 +255,22 @@ async def test_table_mapping(aws: AwsClients, bucket: str, config: RestoreConfig
 
 async def test_mapping_of_table_not_in_backup_refused(
     aws: AwsClients, bucket: str, config: RestoreConfig
-):
+) -> None:
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: every_type_items(3)})
     result = await restore(config, aws, table_mapping={"not-backed-up": "scratch-copy"})
     assert result.status_code == 400
     assert "not-backed-up" in result.body["error"]
 
 
-async def test_no_backup_is_400(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_no_backup_is_400(aws: AwsClients, bucket: str, config: RestoreConfig) -> None:
     result = await restore(config, aws, backup_date="2026-11-01")
     assert result.status_code == 400
     assert "no manifest for backup 2026-11-01" in result.body["error"]
 
 
-async def test_foreign_environment_refused(aws: AwsClients, bucket: str, config: RestoreConfig):
+async def test_foreign_environment_refused(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
     await make_backup(
         aws.s3, bucket, PREFIX, "2026-11-27", {T1: every_type_items(3)}, environment="prod"
     )
@@ -277,7 +283,7 @@ async def test_foreign_environment_refused(aws: AwsClients, bucket: str, config:
 
 async def test_generic_sender_restores_the_same(
     aws: AwsClients, bucket: str, config: RestoreConfig
-):
+) -> None:
     """The default (fast path) and botocore's generic path bring back the same items."""
     from ddb_backup.writer import default_sender, generic_sender
 

@@ -44,7 +44,7 @@ def client_error(code: str, status: int = 400) -> ClientError:
     return ClientError(
         {
             "Error": {"Code": code, "Message": "injected"},
-            "ResponseMetadata": {"HTTPStatusCode": status},
+            "ResponseMetadata": {"HTTPStatusCode": status},  # type: ignore[typeddict-item]
         },
         "BatchWriteItem",
     )

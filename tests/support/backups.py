@@ -23,10 +23,12 @@ from tests.support.data import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, write_aws_expo
 PREFIX = "native-exports"
 ENVIRONMENT = "test"
 
-SCHEMA = TableSchema(
-    KeySchema=KEY_SCHEMA,
-    AttributeDefinitions=ATTRIBUTE_DEFINITIONS,
-    BillingMode="PAY_PER_REQUEST",
+SCHEMA = TableSchema.model_validate(
+    {
+        "KeySchema": KEY_SCHEMA,
+        "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
+        "BillingMode": "PAY_PER_REQUEST",
+    }
 )
 
 
