@@ -97,8 +97,11 @@ def raise_aws_error(
             key=key,
         ) from exc
     if isinstance(exc, BotoCoreError | aiohttp.ClientError | OSError | TimeoutError):
+        # Connection errors say where they failed; any other botocore error
+        # (e.g. ParamValidationError) may quote a parameter, i.e. item data.
+        detail = str(exc) if isinstance(exc, TRANSIENT_ERRORS) else ""
         raise AwsError(
-            type(exc).__name__ + (f": {exc}" if str(exc) else ""),
+            type(exc).__name__ + (f": {detail}" if detail else ""),
             operation=operation,
             table=table,
             key=key,

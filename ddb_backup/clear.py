@@ -10,12 +10,12 @@ the same retries. The count is exact: deletes DynamoDB acknowledged.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ddb_backup.concurrency import task_group
 from ddb_backup.writer import (
     MAX_BATCH,
     BatchSender,
@@ -129,7 +129,7 @@ async def clear_existing_data(
 
     async with (
         BatchWriter(table, sender, max_workers=max_workers, retry=retry) as writer,
-        asyncio.TaskGroup() as tg,
+        task_group() as tg,
     ):
         for seg in range(total):
             tg.create_task(segment(writer, seg))
@@ -147,7 +147,7 @@ async def count_items(
         async for page in _scan_segment(dynamodb, table, retry, seg, segments, {"Select": "COUNT"}):
             totals[seg] += int(page.get("Count", 0))
 
-    async with asyncio.TaskGroup() as tg:
+    async with task_group() as tg:
         for seg in range(segments):
             tg.create_task(segment(seg))
     return sum(totals)

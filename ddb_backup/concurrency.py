@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
-__all__ = ["run_workers"]
+__all__ = ["first_error", "run_workers", "task_group"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -17,9 +18,9 @@ async def run_workers(
 ) -> list[R]:
     """Apply ``work`` to every input with at most ``concurrency`` running; keep order.
 
-    The first exception cancels the other workers and propagates (as the
-    TaskGroup's ``ExceptionGroup``); callers that want every outcome catch
-    inside ``work``.
+    The first exception cancels the other workers and propagates as itself
+    (see :func:`task_group`); callers that want every outcome catch inside
+    ``work``.
     """
     items = list(inputs)
     results: dict[int, R] = {}
@@ -33,7 +34,7 @@ async def run_workers(
             finally:
                 queue.task_done()
 
-    async with asyncio.TaskGroup() as tg:
+    async with task_group() as tg:
         workers = [tg.create_task(worker()) for _ in range(max(1, min(concurrency, len(items))))]
         for pair in enumerate(items):
             await queue.put(pair)
@@ -41,3 +42,26 @@ async def run_workers(
         for w in workers:
             w.cancel()
     return [results[i] for i in range(len(items))]
+
+
+@contextlib.asynccontextmanager
+async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """An :class:`asyncio.TaskGroup` whose failure is raised as its first exception.
+
+    Callers handle ``DdbBackupError`` and friends one at a time; an
+    ``ExceptionGroup`` would slip past every ``except DdbBackupError``. The
+    other exceptions of the group were raised by tasks cancelled because of
+    the first, or are the same failure seen by sibling tasks.
+    """
+    try:
+        async with asyncio.TaskGroup() as tg:
+            yield tg
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

@@ -186,11 +186,10 @@ async def _screen_file(storage: Storage, expected: ExpectedFile) -> DataFile | N
     ):
         screen.feed(block)
     items = screen.lines()
-    if stats.md5_base64 != expected.md5 or items is None:
-        # A wrong MD5 is reported as such; odd-looking content is parsed to say why.
-        if stats.md5_base64 != expected.md5:
-            return _check_totals(expected, stats, items or 0)
-        return None
+    if stats.md5_base64 != expected.md5:
+        return _check_totals(expected, stats, items or 0)  # raises: the MD5 is reported
+    if items is None:
+        return None  # odd-looking content: parsed, to say exactly why
     stats.lines = items
     return _check_totals(expected, stats, items)
 

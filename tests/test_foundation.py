@@ -189,3 +189,35 @@ async def test_export_folder_copied_under_another_prefix(aws: AwsClients, bucket
     verdicts = await verify_files(storage, read.files)
     assert [v.error for v in verdicts] == [None] * len(read.files)
     assert sum(v.data_file.item_count for v in verdicts if v.data_file) == 6
+
+
+def test_aws_errors_never_quote_parameters() -> None:
+    from botocore.exceptions import ParamValidationError
+
+    from ddb_backup.aws import raise_aws_error
+    from ddb_backup.errors import AwsError
+
+    exc = ParamValidationError(report="Invalid type for parameter Item.s, value: S3CR3T-value")
+    with pytest.raises(AwsError) as info:
+        raise_aws_error(exc, operation="BatchWriteItem", table="tbl-a")
+    assert "S3CR3T" not in str(info.value)
+    assert "ParamValidationError" in str(info.value)
+
+
+async def test_task_group_raises_the_first_error_itself() -> None:
+    import asyncio
+
+    from ddb_backup.concurrency import task_group
+    from ddb_backup.errors import ExportError
+
+    async def fail(n: int) -> None:
+        await asyncio.sleep(0)
+        raise ExportError(f"boom {n}")
+
+    async def two_failures() -> None:
+        async with task_group() as tg:
+            tg.create_task(fail(1))
+            tg.create_task(fail(2))
+
+    with pytest.raises(ExportError, match="boom"):
+        await two_failures()

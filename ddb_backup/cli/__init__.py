@@ -23,6 +23,7 @@ from ddb_backup import __version__
 from ddb_backup.cli.commands import COMMANDS, EXIT_FAILED, EXIT_USAGE, UsageError
 from ddb_backup.cli.display import Output
 from ddb_backup.cli.settings import FLAG_FOR_VARIABLE
+from ddb_backup.concurrency import first_error
 from ddb_backup.errors import ConfigError, DdbBackupError, UnsafeNameError
 from ddb_backup.keys import check_date, check_table_name
 from ddb_backup.log import JsonFormatter
@@ -268,13 +269,6 @@ def _error(message: str) -> None:
     print(f"ddb-backup: error: {message}", file=sys.stderr, flush=True)
 
 
-def _first_leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups from task groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _config_hint(message: str) -> str:
     for var, flag in FLAG_FOR_VARIABLE.items():
         if f"variable {var} " in message:
@@ -314,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             if debug:
                 traceback.print_exc()
-            leaf = _first_leaf(exc)
+            leaf = first_error(exc)
             if isinstance(leaf, DdbBackupError):
                 _error(str(leaf))
                 return EXIT_FAILED
