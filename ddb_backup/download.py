@@ -210,7 +210,9 @@ async def download_backup(
         },
     )
     verification = None
-    if not copy_failed:
+    # manifest.json last, and only over a complete copy: a table that could not
+    # even be planned leaves the copy without one too.
+    if not copy_failed and not problems:
         local = LocalStorage(root)
         await local.put_bytes(key, raw_manifest)
         names = [t.table_name for t in [*selection.completed, *selection.not_completed]]

@@ -20,7 +20,6 @@ from ddb_backup.errors import CorruptDataError
 __all__ = [
     "MAX_ITEM_BYTES",
     "WireItem",
-    "item_key",
     "line_within_item_limit",
     "parse_item_line",
     "to_botocore",
@@ -69,18 +68,6 @@ def line_within_item_limit(line: bytes, item: WireItem) -> bool:
     type tags are longer as text), so only long lines need measuring.
     """
     return len(line) <= MAX_ITEM_BYTES or wire_item_size(item) <= MAX_ITEM_BYTES
-
-
-def item_key(item: WireItem, key_names: tuple[str, ...]) -> tuple[Any, ...]:
-    """The item's primary key as a hashable tuple of (type, value) pairs."""
-    out = []
-    for name in key_names:
-        attr = item.get(name)
-        if not isinstance(attr, dict) or len(attr) != 1:
-            raise KeyError(name)
-        ((t, v),) = attr.items()
-        out.append((t, v))
-    return tuple(out)
 
 
 def wire_item_size(item: WireItem) -> int:

@@ -110,7 +110,8 @@ class TableState(_State):
 
     def status(self, dry_run: bool) -> TableStatus:
         if self.phase is TablePhase.FAILED:
-            return TableStatus.FAILED
+            # FAILED means untouched; a table whose clear began is not.
+            return TableStatus.PARTIAL if self.items_cleared else TableStatus.FAILED
         if dry_run:
             return TableStatus.DRY_RUN if not self.all_errors else TableStatus.FAILED
         complete = (

@@ -623,10 +623,10 @@ class _Run:
         writable = [t for t in st.tables if t.phase is TablePhase.WRITING]
         st.shards = [] if self.dry_run else make_shards(writable, items_per_shard)
         st.finished = True
+        body = self.body()  # counts this round's time itself: take it before adding it
         st.elapsed_seconds += time.monotonic() - self.t0
         await save_state(self.dead_storage, plan_key(st.prefix, st.restore_id), st)
         await save_checkpoint(self.dead_storage, st)  # spends any plan token
-        body = self.body()
         body["shards"] = [{"restore_id": st.restore_id, "shard_id": s.shard_id} for s in st.shards]
         body["items_per_shard"] = items_per_shard
         failed = [t for t in st.tables if t.phase is TablePhase.FAILED]

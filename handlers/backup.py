@@ -22,6 +22,7 @@ from ddb_backup.config import BackupConfig
 from ddb_backup.errors import ConfigError, UnsafeNameError
 from ddb_backup.keys import check_date
 from ddb_backup.log import get_logger
+from ddb_backup.manifest import BACKUP_TYPE
 from ddb_backup.metrics import emit_metrics
 from handlers.common import LambdaContext, deadline_seconds, response, setup, validation_problems
 
@@ -75,7 +76,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     except ConfigError as exc:
         log.error("invalid configuration; nothing started", extra={"error": str(exc)})
         _emit(None, None, started)
-        return response(500, {"error": str(exc), "backup_type": "DYNAMODB_NATIVE_EXPORT"})
+        return response(500, {"error": str(exc), "backup_type": BACKUP_TYPE})
     log.info(
         "backup invocation",
         extra={

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import ConfigError
-from ddb_backup.events import FinalizeEvent, RestoreRequest
+from ddb_backup.events import MAX_WORKERS, FinalizeEvent, RestoreRequest
 from ddb_backup.log import get_logger
 from ddb_backup.metrics import emit_metrics
 from ddb_backup.restore import (
@@ -112,7 +112,11 @@ def _handle(kind: str, event: Any, context: LambdaContext | None) -> dict[str, A
 async def _run(
     kind: str, config: RestoreConfig, request: RestoreRequest, deadline: float | None
 ) -> RestoreResult:
-    async with restore_clients(request.max_workers) as clients:
+    # A resume or a shard runs with the max_workers of the restore it continues,
+    # unknown until its state is read: size the pool for the largest.
+    continues = request.resume_token is not None or request.shard is not None
+    workers = MAX_WORKERS if continues and "max_workers" not in request.model_fields_set else None
+    async with restore_clients(workers or request.max_workers) as clients:
         if kind == "plan":
             return await plan_restore(config, request, clients, deadline_seconds=deadline)
         return await run_restore(config, request, clients, deadline_seconds=deadline)

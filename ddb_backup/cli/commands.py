@@ -593,7 +593,9 @@ async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
 
     bucket, folder = args.uri
     async with settings.restore_clients(args, args.max_workers) as aws:
-        source = S3Storage(aws.s3, bucket)
+        # The export's bucket is named by the URI; the owner check still applies.
+        owner = settings.cli_environ(args).get("BACKUP_BUCKET_OWNER") or None
+        source = S3Storage(aws.s3, bucket, expected_owner=owner)
         with RestoreView(
             out, interval=args.progress_interval, verb="restore-export", dry_run=args.dry_run
         ) as view:
