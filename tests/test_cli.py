@@ -193,6 +193,7 @@ def test_verify_a_corrupted_file_exits_1_and_names_it(
         return victim.key
 
     key = on_aws(go)
+    before = on_aws(lambda aws: aws.s3.list_objects_v2(Bucket=BUCKET))
     code, out, _ = run(capsys, "verify", "2026-11-20", "--json")
     assert code == 1
     doc = orjson.loads(out)
@@ -200,8 +201,10 @@ def test_verify_a_corrupted_file_exits_1_and_names_it(
     [problem] = doc["problems"]
     assert problem.startswith(f"{T1}: {key}: ")
     # Nothing was written: the bucket holds exactly what it held.
-    keys = on_aws(lambda aws: aws.s3.list_objects_v2(Bucket=BUCKET))
-    assert not any("_restore" in o["Key"] for o in keys["Contents"])
+    after = on_aws(lambda aws: aws.s3.list_objects_v2(Bucket=BUCKET))
+    assert [(o["Key"], o["ETag"]) for o in after["Contents"]] == [
+        (o["Key"], o["ETag"]) for o in before["Contents"]
+    ]
 
 
 def test_verify_unknown_table_exits_1(env: str, capsys: pytest.CaptureFixture[str]) -> None:

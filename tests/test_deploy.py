@@ -863,10 +863,8 @@ def restore_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_fan_out_restore_with_the_real_handlers(restore_env: None) -> None:
-    plan = getattr(handlers.restore, "plan_handler", None)
-    finalize = getattr(handlers.restore, "finalize_handler", None)
-    if plan is None or finalize is None:
-        pytest.skip("handlers.restore has no plan_handler/finalize_handler yet")
+    plan = handlers.restore.plan_handler
+    finalize = handlers.restore.finalize_handler
     seen_shards: set[int] = set()
 
     def restore(event: Any) -> Any:

@@ -132,8 +132,12 @@ async def test_only_the_requested_tables_are_copied(
     await write_backup(aws.s3, bucket, DATE, {T1: every_type_items(3), T2: every_type_items(3)})
     result = await download_backup(S3Storage(aws.s3, bucket), tmp_path, PREFIX, DATE, [T2])
     assert result.ok
+    assert result.files
     assert all(f.key.startswith(f"{PREFIX}/{DATE}/{T2}/") for f in result.files)
     assert not (tmp_path / PREFIX / DATE / T1).exists()
+    # T2 arrived whole: every object of its export, plus the manifest.
+    t2_keys = await _s3_keys(aws, bucket, f"{PREFIX}/{DATE}/{T2}/")
+    assert _local_files(tmp_path) == sorted([*t2_keys, f"{PREFIX}/{DATE}/manifest.json"])
 
 
 async def test_a_leftover_part_file_is_replaced(

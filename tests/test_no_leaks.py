@@ -89,9 +89,10 @@ def forbidden() -> list[str]:
     return words
 
 
-def assert_clean(*texts: str) -> None:
-    joined = "\n".join(texts)
-    assert joined.strip(), "nothing was captured"
+def assert_clean(logs: str, *texts: str) -> None:
+    """No forbidden word in the log records nor in the other texts (output, responses)."""
+    assert logs.strip(), "no log record was captured: the check would prove nothing"
+    joined = "\n".join([logs, *texts])
     for word in forbidden():
         assert word not in joined, f"leaked: {word[:12]}..."
 
@@ -170,7 +171,7 @@ def test_restore_handler_logs_and_response_are_clean(
     assert result["statusCode"] == 200, result
     out = capsys.readouterr()
     assert '"restore progress"' in out.out  # the JSON lines were really captured
-    assert_clean(out.out, out.err, "\n".join(records.lines), text_of(result))
+    assert_clean("\n".join(records.lines), out.out, out.err, text_of(result))
 
 
 def test_invalid_event_with_secret_values_is_not_echoed(
@@ -180,7 +181,7 @@ def test_invalid_event_with_secret_values_is_not_echoed(
     result = restore_handler(event, None)
     assert result["statusCode"] == 400
     out = capsys.readouterr()
-    assert_clean(out.out, out.err, "\n".join(records.lines), text_of(result))
+    assert_clean("\n".join(records.lines), out.out, out.err, text_of(result))
 
 
 # -- restore error paths through the core ---------------------------------------------
@@ -250,7 +251,7 @@ async def test_restore_error_paths_are_clean(
     # Invalid base64 in a B value is not caught before the write (moto accepts it);
     # every other damage must fail the table.
     assert result.status_code != 200 or kind == "bad-base64", result.body
-    assert_clean(json_lines.getvalue(), "\n".join(records.lines), text_of(result.body))
+    assert_clean("\n".join(records.lines), json_lines.getvalue(), text_of(result.body))
 
 
 # -- under faults: dead letters, and ExpectedBucketOwner on every S3 request ------------
@@ -277,7 +278,7 @@ async def test_dead_letters_under_faults_are_clean_and_owner_pinned(
         )
     assert result.status_code == 207, result.body
     assert result.body["total_items_failed"] > 0
-    assert_clean(json_lines.getvalue(), "\n".join(records.lines), text_of(result.body))
+    assert_clean("\n".join(records.lines), json_lines.getvalue(), text_of(result.body))
     s3 = _s3_requests_since(faulty_aws, start)
     ops = {r.operation for r in s3}
     assert {"GetObject", "PutObject"} <= ops  # data read, dead letters written
@@ -317,7 +318,7 @@ async def test_backup_is_clean_and_owner_pinned(
     assert SECRET_MARKER.encode() in gzip.decompress(blob)
     assert result.status_code == 200, result.body
     # ...the logs and the response do not.
-    assert_clean(json_lines.getvalue(), "\n".join(records.lines), text_of(result.body))
+    assert_clean("\n".join(records.lines), json_lines.getvalue(), text_of(result.body))
     s3 = _s3_requests_since(faulty_aws, start, end)
     assert {"GetObject", "PutObject", "ListObjectsV2"} <= {r.operation for r in s3}
     missing = [(r.operation, r.path) for r in s3 if "x-amz-expected-bucket-owner" not in r.headers]
@@ -346,4 +347,4 @@ def test_backup_handler_logs_are_clean(
     result = handlers.backup.handler({}, FakeContext(remaining_ms=900_000))
     assert result["statusCode"] == 200, result
     out = capsys.readouterr()
-    assert_clean(out.out, out.err, "\n".join(records.lines), text_of(result))
+    assert_clean("\n".join(records.lines), out.out, out.err, text_of(result))

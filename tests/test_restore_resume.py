@@ -159,11 +159,13 @@ async def test_foreign_token_refused(
         "prefix": "other-prefix",
     }[field]
     foreign = config.model_copy(update={field: other})
+    before = canonical(await scan_all(aws.dynamodb, T1))
     resumed = await run_restore(
         foreign, RestoreRequest(resume_token=first.body["resume_token"]), aws, retry=FAST
     )
     assert resumed.status_code == 400
     assert f"another {field}" in resumed.body["error"]
+    assert canonical(await scan_all(aws.dynamodb, T1)) == before
 
 
 async def test_stale_and_garbage_tokens_refused(
@@ -178,15 +180,18 @@ async def test_stale_and_garbage_tokens_refused(
     stale = await run_restore(config, RestoreRequest(resume_token=token), aws, retry=FAST)
     assert stale.status_code == 400
     assert "not the newest" in stale.body["error"]
+    before = canonical(await scan_all(aws.dynamodb, T1))
     for bad in ("v1.bm90IGpzb24", "v2.abc", "v1.e30"):
         garbage = await run_restore(config, RestoreRequest(resume_token=bad), aws, retry=FAST)
         assert garbage.status_code == 400, bad
+    assert canonical(await scan_all(aws.dynamodb, T1)) == before
     # The newest token still finishes the job; afterwards it is spent.
     last = await run_restore(
         config, RestoreRequest(resume_token=second.body["resume_token"]), aws, retry=FAST
     )
     assert last.status_code == 200
     assert last.body["restore_results"][0]["items_written"] == 100
+    assert canonical(await scan_all(aws.dynamodb, T1)) == canonical(every_type_items(100))
     replay = await run_restore(
         config, RestoreRequest(resume_token=second.body["resume_token"]), aws, retry=FAST
     )
