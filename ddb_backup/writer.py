@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
 from ddb_backup.fastpath import (
@@ -389,7 +389,9 @@ class BatchWriter:
             self.stats.calls += 1
             try:
                 unprocessed = await self._sender(self.table, pending)
-            except ClientError as exc:
+            except (ClientError, ParamValidationError, ValueError) as exc:
+                # Refusals of the request itself (DynamoDB's, or botocore's and
+                # base64's on the generic path) are isolated to the bad item.
                 self.stats.note_error(exc)
                 if not is_retryable(exc):
                     return await self._isolate(pending, exc)
@@ -413,12 +415,12 @@ class BatchWriter:
             await asyncio.sleep(self._retry.delay(calls, self._rng))
         return []
 
-    async def _isolate(self, requests: list[WireRequest], exc: ClientError) -> list[WireRequest]:
+    async def _isolate(self, requests: list[WireRequest], exc: Exception) -> list[WireRequest]:
         """A request DynamoDB refuses (not throttling): find it by halving the batch."""
         if len(requests) == 1:
             log.warning(
                 "request refused",
-                extra={"table": self.table, "code": error_code(exc) or "unknown"},
+                extra={"table": self.table, "code": error_code(exc) or type(exc).__name__},
             )
             return requests
         mid = len(requests) // 2

@@ -279,3 +279,19 @@ async def test_raw_lines_sent_as_they_are(aws: AwsClients, bucket: str) -> None:
     got = [line async for line in iter_lines(storage.stream(part.key), key=part.key)]
     assert got[0] == lines[3]
     assert orjson.loads(got[1]) == {"Item": to_wire(items[4])}
+
+
+async def test_bad_base64_on_the_generic_path_is_isolated(aws: AwsClients, bucket: str) -> None:
+    """base64 that does not decode refuses one item, not the run: it is dead-lettered."""
+    await create_table(aws.dynamodb, TABLE, pitr=False)
+    items = every_type_items(25)
+    requests = puts(items)
+    requests[7]["PutRequest"]["Item"]["secret"] = {"B": "***not base64***"}
+    sink = DeadLetterSink(S3Storage(aws.s3, bucket), "dl/x/dead-letter/writer-target")
+    writer = BatchWriter(TABLE, generic_sender(aws.dynamodb), retry=FAST, dead_letters=sink)
+    await write_all(writer, requests)
+    await sink.flush()
+    assert (writer.stats.written, writer.stats.failed) == (24, 1)
+    good = [it for i, it in enumerate(items) if i != 7]
+    assert canonical(await scan_all(aws.dynamodb, TABLE)) == canonical(good)
+    assert sink.count == 1
