@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ddb_backup import keys
-from ddb_backup.aws import AwsClients, error_code, raise_aws_error
+from ddb_backup.aws import AwsClients, error_code, is_retryable, raise_aws_error
 from ddb_backup.concurrency import run_workers
 from ddb_backup.config import BackupConfig
 from ddb_backup.errors import (
@@ -491,10 +491,23 @@ class _BackupRun:
                     ),
                 )
         except DdbBackupError as exc:
+            if exc.__cause__ is not None and is_retryable(exc.__cause__):
+                # AWS may have accepted the call before the answer was lost: the
+                # table stays STARTING and the next invocation looks for the export
+                # (ListExports) before it starts one, instead of failing a table
+                # whose export may be running.
+                table.error = f"start not confirmed ({exc}); retried on the next invocation"
+                self._resumed_starting.add(table.table_name)
+                log.warning(
+                    "export start not confirmed",
+                    extra={"table": table.table_name, "error": str(exc)},
+                )
+                return
             self._fail(table, exc)
             return
         table.export_arn = desc.export_arn
         table.status = RunTableStatus.IN_PROGRESS
+        table.error = None
         self._progress(table, "IN_PROGRESS")
         if desc.export_status == "FAILED":
             self._fail(table, f"export failed: {desc.failure}")
@@ -516,6 +529,15 @@ class _BackupRun:
                 changed |= await self._verify_all(exported)
             if all(t.status in FINAL_STATUSES for t in self._state.tables):
                 return
+            if (
+                not running
+                and not exported
+                and not any(
+                    t.status in (RunTableStatus.IN_PROGRESS, RunTableStatus.EXPORTED)
+                    for t in self._state.tables
+                )
+            ):
+                return  # only unconfirmed starts left: a later invocation takes them
             if changed:
                 await self._save_state()
             remaining = self._remaining()

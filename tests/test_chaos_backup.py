@@ -194,3 +194,29 @@ async def test_manifest_is_json_object_after_faults(
             doc = orjson.loads(await _get(aws, manifest_key(PREFIX, NOW.date())))
     assert doc["status"] == "COMPLETE"
     assert faulty_aws.counts["http_503_SlowDown"] == 1
+
+
+async def test_lost_answer_to_export_start_never_starts_a_second_export(
+    faulty_aws: FaultProxy, request: pytest.FixtureRequest
+) -> None:
+    """AWS started the export but the answer was lost: not FAILED, not started twice."""
+    async with aws_clients(max_attempts=1) as aws:
+        contents = await setup_tables(aws)
+        faulty_aws.set_faults(
+            Fault.reset(
+                service="dynamodb", operation="ExportTableToPointInTime", after=True, limit=1
+            )
+        )
+        first = await backup(aws)
+        assert first.status_code == 202, first.body
+        assert first.body["failed_exports"] == 0
+        faulty_aws.set_faults()
+        second = await backup(aws)
+        assert second.status_code == 200, second.body
+        checked = await check_backup(faulty_aws, aws, contents)
+        for name in TABLES:
+            arn = (await aws.dynamodb.describe_table(TableName=name))["Table"]["TableArn"]
+            exports = await aws.dynamodb.list_exports(TableArn=arn)
+            assert len(exports["ExportSummaries"]) == 1, name
+    assert faulty_aws.counts["reset_after"] == 1
+    _record(request, faulty_aws, checked)
