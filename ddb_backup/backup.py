@@ -19,20 +19,17 @@ export still running is never counted as a success: the run answers 202.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ddb_backup import keys
-from ddb_backup.aws import AwsClients, error_code, is_retryable, raise_aws_error
+from ddb_backup.aws import AwsClients, is_retryable
 from ddb_backup.concurrency import run_workers
 from ddb_backup.config import BackupConfig
 from ddb_backup.errors import (
@@ -357,33 +354,13 @@ class _BackupRun:
     async def _create_state_object(self, data: bytes) -> bool:
         """Create the state only if absent (``If-None-Match: *``), so two invocations
         started together cannot both start exports; False if it already exists."""
-        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-        params: dict[str, Any] = {
-            "Bucket": self.config.bucket,
-            "Key": self.state_key,
-            "Body": data,
-            "ContentType": "application/json",
-            "ContentMD5": md5,
-            "IfNoneMatch": "*",
-        }
-        if self.config.expected_bucket_owner:
-            params["ExpectedBucketOwner"] = self.config.expected_bucket_owner
-        if self.config.kms_key_id:
-            params["ServerSideEncryption"] = "aws:kms"
-            params["SSEKMSKeyId"] = self.config.kms_key_id
-        try:
-            await self.clients.s3.put_object(**params)
-        except ClientError as exc:
-            if error_code(exc) in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
-                log.warning(
-                    "backup run already claimed by another invocation",
-                    extra={"backup_date": self.date.isoformat(), "key": self.state_key},
-                )
-                return False
-            raise_aws_error(exc, operation="PutObject", key=self.state_key)
-        except (BotoCoreError, OSError) as exc:
-            raise_aws_error(exc, operation="PutObject", key=self.state_key)
-        return True
+        if await self.storage.put_bytes_if_absent(self.state_key, data):
+            return True
+        log.warning(
+            "backup run already claimed by another invocation",
+            extra={"backup_date": self.date.isoformat(), "key": self.state_key},
+        )
+        return False
 
     async def _save_state(self) -> None:
         state = self._state

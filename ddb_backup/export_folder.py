@@ -8,14 +8,12 @@ learnt by the verification pass instead of checked against AWS's.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass
 
 from ddb_backup.errors import ExportError, ManifestError, UnsupportedFormatError
 from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import AwsManifestSummary, DataFile, parse_aws_manifest_files
-from ddb_backup.storage import Storage
+from ddb_backup.storage import Storage, content_md5
 
 __all__ = ["ExpectedFile", "ExportListing", "locate_export_folder", "read_export_folder"]
 
@@ -105,8 +103,7 @@ async def _checked_sidecar(storage: Storage, key: str, data: bytes) -> None:
     expected = await storage.get_bytes_or_none(sidecar)
     if expected is None:
         return
-    actual = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest())
-    if expected.strip() != actual:
+    if expected.strip() != content_md5(data).encode():
         raise ManifestError("checksum of manifest does not match its .md5 sidecar", key=key)
 
 

@@ -24,11 +24,27 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
 from ddb_backup.errors import DataFileMissingError, UnsafeNameError
 
-__all__ = ["CHUNK_SIZE", "LocalStorage", "ObjectInfo", "S3Storage", "Storage"]
+__all__ = [
+    "CHUNK_SIZE",
+    "LocalStorage",
+    "ObjectInfo",
+    "S3Storage",
+    "Storage",
+    "content_md5",
+]
 
 #: Bytes read from a body at a time: large enough to keep syscalls rare,
 #: small enough that N files in flight stay within a 128 MB Lambda.
 CHUNK_SIZE = 256 * 1024
+
+
+#: What S3 answers a conditional write whose key is already taken.
+_ALREADY_THERE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
+
+
+def content_md5(data: bytes) -> str:
+    """Base64 MD5, as S3's ``Content-MD5``, AWS's ``md5Checksum`` and ``.md5`` sidecars."""
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,19 +180,37 @@ class S3Storage:
         self, key: str, data: bytes, *, content_type: str = "application/json"
     ) -> None:
         """Upload with an S3-checked MD5, so a damaged upload is refused by S3 itself."""
-        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        await self._put(key, data, content_type=content_type)
+
+    async def put_bytes_if_absent(
+        self, key: str, data: bytes, *, content_type: str = "application/json"
+    ) -> bool:
+        """As :meth:`put_bytes`, only if no object has the key (``If-None-Match: *``);
+        False when one already had it."""
+        return await self._put(key, data, content_type=content_type, if_none_match=True)
+
+    async def _put(
+        self, key: str, data: bytes, *, content_type: str, if_none_match: bool = False
+    ) -> bool:
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
         try:
             await self._s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=data,
                 ContentType=content_type,
-                ContentMD5=md5,
+                ContentMD5=content_md5(data),
+                **extra,
                 **self._owner,
                 **self._kms,
             )
-        except (ClientError, BotoCoreError, OSError) as exc:
+        except ClientError as exc:
+            if if_none_match and error_code(exc) in _ALREADY_THERE:
+                return False
             raise_aws_error(exc, operation="PutObject", key=key)
+        except (BotoCoreError, OSError) as exc:
+            raise_aws_error(exc, operation="PutObject", key=key)
+        return True
 
 
 class LocalStorage:

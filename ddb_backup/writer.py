@@ -32,8 +32,6 @@ DynamoDB client with ``max_attempts=1`` (see
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import random
 import zlib
 from collections.abc import Awaitable, Callable
@@ -55,7 +53,7 @@ from ddb_backup.fastpath import from_botocore as wire_from_botocore
 from ddb_backup.items import WireItem, to_botocore
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import DataFile
-from ddb_backup.storage import Storage
+from ddb_backup.storage import Storage, content_md5
 
 __all__ = [
     "MAX_BATCH",
@@ -264,9 +262,10 @@ class DeadLetterSink:
     async def _upload(self) -> None:
         body = b"".join([*self._out, self._gz.flush()])
         key = f"{self.folder}/data/{self._part_prefix}-{len(self.files) + 1:05d}.json.gz"
-        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
         await self._storage.put_bytes(key, body, content_type="application/gzip")
-        self.files.append(DataFile(key=key, item_count=self._pending, md5=md5, size=len(body)))
+        self.files.append(
+            DataFile(key=key, item_count=self._pending, md5=content_md5(body), size=len(body))
+        )
         log.warning(
             "dead-letter part written",
             extra={"key": key, "items": self._pending, "bytes": len(body)},
