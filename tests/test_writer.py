@@ -87,6 +87,10 @@ async def test_unprocessed_items_retried_until_written(aws: AwsClients) -> None:
         # Accept a random part, hand back the rest as UnprocessedItems.
         keep = [r for r in requests if rng.random() < 0.5]
         send = [r for r in requests if r not in keep]
+        if not send:
+            # Always some progress: the retry budget (calls without progress)
+            # is another test's subject, and would make this one a coin toss.
+            send, keep = keep[:1], keep[1:]
         return (await real(table, send) if send else []) + keep
 
     writer = BatchWriter(TABLE, flaky, max_workers=3, retry=FAST)
