@@ -7,8 +7,9 @@ payload each invocation receives, how 202 rounds loop, what a failed shard turns
 into and what Finalize is given, with the real handlers on a moto server or with
 fakes. It is not Step Functions: Retry is not replayed (an error goes straight to
 Catch), Wait does not wait, and a Map runs its items one after the other.
-Anything outside the subset raises :class:`Unsupported`, so a definition cannot
-silently use a feature the tests never exercised.
+Anything outside the subset (an unknown field, a Map processor mode other than
+inline or standard distributed) raises :class:`Unsupported` before the first
+state runs, so a definition cannot silently use a feature the tests never exercised.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Execution", "ExecutionFailed", "Invocation", "Unsupported", "run"]
+__all__ = [
+    "Execution",
+    "ExecutionFailed",
+    "Invocation",
+    "Unsupported",
+    "check_definition",
+    "run",
+]
 
 Handler = Callable[[Any], Any]
 
@@ -215,6 +223,80 @@ def _matches(rule: Mapping[str, Any], data: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------
+# What the interpreter implements: anything else is refused, never ignored
+# ---------------------------------------------------------------------------
+
+_COMMON = frozenset({"Type", "Comment"})
+_FLOW = frozenset({"Next", "End"})
+_IO = frozenset({"InputPath", "OutputPath"})
+_RESULT = frozenset({"Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"})
+_FIELDS: dict[str, frozenset[str]] = {
+    "Choice": _COMMON | {"Choices", "Default", "InputPath", "OutputPath"},
+    "Fail": _COMMON | {"Error", "ErrorPath", "Cause", "CausePath"},
+    "Succeed": _COMMON | _IO,
+    "Wait": _COMMON | _FLOW | _IO | {"Seconds"},
+    "Pass": _COMMON | _FLOW | _IO | {"Parameters", "Result", "ResultPath"},
+    "Task": _COMMON | _FLOW | _IO | _RESULT | {"Resource"},
+    # MaxConcurrency only bounds parallelism, and this runner runs items one by one.
+    "Map": _COMMON
+    | _FLOW
+    | _IO
+    | _RESULT
+    | {
+        "ItemsPath",
+        "ItemSelector",
+        "ItemProcessor",
+        "Label",
+        "MaxConcurrency",
+        "MaxConcurrencyPath",
+        "ToleratedFailurePercentage",
+    },
+}
+_MACHINE_FIELDS = frozenset({"StartAt", "States", "Comment", "ProcessorConfig"})
+_RETRY_FIELDS = frozenset(
+    {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds"}
+    | {"JitterStrategy"}
+)
+_CATCH_FIELDS = frozenset({"ErrorEquals", "Next", "ResultPath"})
+# Both run each item as its own child execution with the same semantics; only
+# scale and billing differ, which a local run does not model.
+_PROCESSOR_CONFIGS = (
+    {},
+    {"Mode": "INLINE"},
+    {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+)
+
+
+def _refuse_unknown(where: str, fields: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise Unsupported(f"{where}: fields {unknown} are not implemented")
+
+
+def _check_state(name: str, state: Mapping[str, Any]) -> None:
+    kind = state.get("Type")
+    if kind not in _FIELDS:
+        raise Unsupported(f"state {name}: type {kind!r}")
+    _refuse_unknown(f"state {name}", state, _FIELDS[kind])
+    for retrier in state.get("Retry", []):
+        _refuse_unknown(f"state {name} Retry", retrier, _RETRY_FIELDS)
+    for catcher in state.get("Catch", []):
+        _refuse_unknown(f"state {name} Catch", catcher, _CATCH_FIELDS)
+    if kind == "Map":
+        processor = state["ItemProcessor"]
+        if processor.get("ProcessorConfig", {}) not in _PROCESSOR_CONFIGS:
+            raise Unsupported(f"state {name}: ProcessorConfig {processor['ProcessorConfig']}")
+        check_definition(processor)
+
+
+def check_definition(definition: Mapping[str, Any]) -> None:
+    """Raise :class:`Unsupported` for any field or mode this interpreter does not run."""
+    _refuse_unknown("state machine", definition, _MACHINE_FIELDS)
+    for name, state in definition["States"].items():
+        _check_state(name, state)
+
+
+# ---------------------------------------------------------------------------
 # The interpreter
 # ---------------------------------------------------------------------------
 
@@ -323,7 +405,8 @@ class _Runner:
     def map(self, state: Mapping[str, Any], data: Any, context: dict[str, Any]) -> Any:
         items = _get(state["ItemsPath"], data, context)
         processor = state["ItemProcessor"]
-        results, failures = [], 0
+        results: list[Any] = []
+        failures: list[StatesError | ExecutionFailed] = []
         for index, item in enumerate(items):
             item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
             item_input = (
@@ -334,11 +417,14 @@ class _Runner:
             try:
                 results.append(self.machine(processor, item_input, item_context))
             except (StatesError, ExecutionFailed) as exc:
-                failures += 1
+                failures.append(exc)
                 results.append({"Error": exc.error, "Cause": exc.cause})
+        if failures and "ToleratedFailurePercentage" not in state:
+            # As Step Functions does: the Map fails with the iteration's own error.
+            raise StatesError(failures[0].error, failures[0].cause)
         tolerated = state.get("ToleratedFailurePercentage", 0)
-        if items and failures * 100 / len(items) > tolerated:
-            raise StatesError("States.ExceedToleratedFailureThreshold", f"{failures} failed")
+        if items and len(failures) * 100 / len(items) > tolerated:
+            raise StatesError("States.ExceedToleratedFailureThreshold", f"{len(failures)} failed")
         return results
 
 
@@ -349,6 +435,7 @@ def run(
 
     ``functions`` maps each FunctionName ARN to ``handler(event) -> response``.
     """
+    check_definition(definition)
     execution = Execution(output=None)
     context: dict[str, Any] = {"Execution": {"Input": execution_input}}
     runner = _Runner(functions, execution)
