@@ -4,17 +4,24 @@ Starts its own moto server on loopback, points the standard AWS settings at
 it, creates sample MFA tables, and drives the two Lambda handlers exactly as
 Lambda would (event, context, environment). Exits non-zero unless the
 restored tables are item-for-item identical to the originals.
+
+It prints a short account; the handlers' JSON logs and their full responses go
+to ``build/demo/`` (``--verbose`` prints them too).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import logging
 import os
 import secrets
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -76,12 +83,65 @@ def canonical(items: list[dict[str, Any]]) -> list[str]:
     return sorted(json.dumps(norm(i), sort_keys=True) for i in items)
 
 
-def show(title: str, response: dict[str, Any]) -> None:
-    print(f"\n=== {title}: statusCode {response['statusCode']} ===")
-    print(json.dumps(response["body"], indent=2, default=str))
+class Record:
+    """Where the full story goes: a folder always, the terminal with ``--verbose``."""
+
+    def __init__(self, folder: Path, verbose: bool) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.verbose = verbose
+        self.logs: TextIO = (folder / "handler-logs.jsonl").open("w")
+        self.responses: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[None]:
+        """Handlers log JSON lines to stdout, as on Lambda: into the log file here."""
+        if self.verbose:
+            yield
+            return
+        with contextlib.redirect_stdout(self.logs):
+            yield
+
+    def invoke(self, title: str, handler: Callable[..., Any], event: Any) -> dict[str, Any]:
+        with self.capture():
+            response: dict[str, Any] = handler(event, Context())
+        self.responses[title] = response
+        if self.verbose:
+            print(f"\n=== {title}: statusCode {response['statusCode']} ===")
+            print(json.dumps(response["body"], indent=2, default=str))
+        return response
+
+    def close(self) -> None:
+        self.logs.close()
+        text = json.dumps(self.responses, indent=2, default=str)
+        (self.folder / "responses.json").write_text(text + "\n")
 
 
-def main() -> int:
+def backup_line(response: dict[str, Any]) -> str:
+    body = response["body"]
+    return (
+        f"backup {body.get('backup_date')}: statusCode {response['statusCode']}, "
+        f"{body.get('successful_exports')} exports verified, "
+        f"{body.get('total_items_exported')} items, manifest {body.get('manifest_s3_key')}"
+    )
+
+
+def restore_lines(response: dict[str, Any]) -> list[str]:
+    lines = [f"restore: statusCode {response['statusCode']}"]
+    for r in response["body"].get("restore_results", []):
+        lines.append(
+            f"  {r['table']}: {r['status']}, {r.get('items_written')} written, "
+            f"{r.get('items_cleared')} cleared, {r.get('items_failed')} failed"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--verbose", action="store_true", help="print logs and full responses")
+    parser.add_argument("--out", type=Path, default=Path("build/demo"), help="output folder")
+    args = parser.parse_args(argv)
+    record = Record(args.out, args.verbose)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -131,14 +191,10 @@ def main() -> int:
             originals[name] = scan(ddb, name)
         print(f"Created {len(TYPES)} tables with {ITEMS_PER_TABLE} items each.")
 
-        backup = backup_handler.handler({}, Context())
-        show("backup", backup)
+        backup = record.invoke("backup", backup_handler.handler, {})
+        print(backup_line(backup))
         if backup["statusCode"] != 200:
             return 1
-        manifest_key = backup["body"]["manifest_s3_key"]
-        manifest = boto3.client("s3").get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read()
-        print(f"\n=== manifest s3://{BUCKET}/{manifest_key} ===")
-        print(manifest.decode())
 
         # The bad day: items deleted, others overwritten, junk added.
         for name, items in originals.items():
@@ -147,26 +203,27 @@ def main() -> int:
             for item in items[1::4]:
                 ddb.put_item(TableName=name, Item={**item, "secret": {"B": b"overwritten"}})
             ddb.put_item(TableName=name, Item={"pk": {"S": "intruder"}, "sk": {"S": "x"}})
-        print(
-            "\nSimulated loss: a quarter of the items deleted, a quarter overwritten, junk added."
-        )
+        print("Simulated loss: a quarter of the items deleted, a quarter overwritten, junk added.")
 
-        restore = restore_handler.handler(
-            {"backup_date": "latest", "clear_existing_data": True, "max_workers": 8}, Context()
+        restore = record.invoke(
+            "restore",
+            restore_handler.handler,
+            {"backup_date": "latest", "clear_existing_data": True, "max_workers": 8},
         )
-        show("restore", restore)
+        print("\n".join(restore_lines(restore)))
 
         verdicts = {
             name: canonical(scan(ddb, name)) == canonical(items)
             for name, items in originals.items()
         }
-        print("\n=== verdict ===")
         for name, same in verdicts.items():
             print(f"{name}: {'IDENTICAL to the original' if same else 'DIFFERENT'}")
         ok = restore["statusCode"] == 200 and all(verdicts.values())
         print("RESULT:", "every table restored item for item" if ok else "FAILED")
+        print(f"(handler logs and full responses: {args.out}/)")
         return 0 if ok else 1
     finally:
+        record.close()
         server.stop()
 
 
