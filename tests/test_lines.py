@@ -20,21 +20,13 @@ from ddb_backup.items import MAX_ITEM_BYTES, check_item_line, wire_item_size
 from ddb_backup.storage import LocalStorage
 from ddb_backup.verify import verify_file
 from ddb_backup.writer import put_request
-from tests.support.data import every_type_items, export_lines, gzip_lines, md5_b64
+from tests.support.data import SMUGGLING, every_type_items, export_lines, gzip_lines, md5_b64
 from tests.test_stream_properties import numbers, values, wire_items
 
 LINES = export_lines(every_type_items(12))
 KEYS = (("pk", "S"), ("sk", "S"))
 TARGET = "target-table"
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-#: The issue's smuggling lines: each closes its Item early and adds requests of its own.
-SMUGGLING = [
-    b'{"Item":{"pk":{"S":"b"},"sk":{"S":"2"}}}},{"DeleteRequest":{"Key":{"pk":{"S":"victim"},'
-    b'"sk":{"S":"v"}}}',
-    b'{"Item":{"pk":{"S":"c"},"sk":{"S":"3"}}}}],"other-table":[{"DeleteRequest":{"Key":'
-    b'{"pk":{"S":"o"},"sk":{"S":"o"}}}}',
-]
 
 
 def check(line: bytes, keys: Any = KEYS) -> dict[str, Any]:
