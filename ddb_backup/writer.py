@@ -17,8 +17,8 @@ a dead-letter object for whatever still fails.
 The sender is pluggable: ``sender(table, wire_requests) -> unprocessed
 wire_requests``, raising botocore's ``ClientError`` (or connection errors).
 :func:`default_sender` picks, in order: ``fastpath.direct_sender`` (the
-client's credentials, endpoint and HTTP session, SigV4 per batch, the export's
-JSON as the body), ``fastpath.fast_sender`` (the client's full request path
+client's credentials, endpoint and HTTP session, SigV4 per batch, the body
+orjson-encoded from the parsed items), ``fastpath.fast_sender`` (the client's full request path
 minus its per-attribute serializer), and :func:`generic_sender` (botocore's
 ordinary ``batch_write_item``).
 
