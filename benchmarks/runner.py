@@ -38,6 +38,8 @@ if str(REPO) not in sys.path:
 
 BUCKET = "ddb-backup-bench"
 TABLE = "mfa-api_bench_u2f_global"
+#: The bench table's key attributes, as every line is checked against them.
+KEYS = (("pk", "S"), ("sk", "S"))
 
 
 def _cpu() -> float:
@@ -145,7 +147,7 @@ def run_pipeline(args: dict[str, Any]) -> int:
     from ddb_backup.concurrency import run_workers
     from ddb_backup.export_folder import ExpectedFile, read_export_folder
     from ddb_backup.fastpath import fast_sender
-    from ddb_backup.items import parse_item_line
+    from ddb_backup.items import check_item_line
     from ddb_backup.storage import S3Storage
     from ddb_backup.stream import iter_lines
     from ddb_backup.verify import verify_files
@@ -161,7 +163,7 @@ def run_pipeline(args: dict[str, Any]) -> int:
             listing = await read_export_folder(storage, args["folder"])
             if args.get("verify"):
                 verdicts = await verify_files(
-                    storage, listing.files, concurrency=files_in_flight, key_names=("pk", "sk")
+                    storage, listing.files, concurrency=files_in_flight, keys=KEYS
                 )
                 bad = [v for v in verdicts if v.error]
                 if bad:
@@ -177,7 +179,7 @@ def run_pipeline(args: dict[str, Any]) -> int:
                     n = 0
                     async for line in iter_lines(storage.stream(f.key), key=f.key):
                         n += 1
-                        item = parse_item_line(line, key=f.key, line_no=n)
+                        item = check_item_line(line, key=f.key, line_no=n, keys=KEYS)
                         batch.append({"PutRequest": {"Item": item}})
                         if len(batch) == 25:
                             await writer.submit(batch)
@@ -375,12 +377,11 @@ def run_floor(args: dict[str, Any]) -> int:
 
 
 def run_verify(args: dict[str, Any]) -> int:
-    """``verify_files`` as the restore runs it; ``"thorough": true`` parses every line."""
+    """``verify_files`` as the restore runs it (every line parsed and checked)."""
     from ddb_backup.aws import aws_clients
-    from ddb_backup.concurrency import run_workers
-    from ddb_backup.export_folder import ExpectedFile, read_export_folder
+    from ddb_backup.export_folder import read_export_folder
     from ddb_backup.storage import S3Storage
-    from ddb_backup.verify import verify_file, verify_files
+    from ddb_backup.verify import verify_files
 
     async def main() -> int:
         async with aws_clients(max_attempts=1) as aws:
@@ -391,15 +392,8 @@ def run_verify(args: dict[str, Any]) -> int:
             # manifests, the first S3 calls) is per backup, not per megabyte.
             _WORK_STARTED.setdefault("files_cpu", _cpu())
             concurrency = int(args.get("files_in_flight", 2))
-            if args.get("thorough"):
-
-                async def one(f: ExpectedFile) -> int:
-                    d = await verify_file(storage, f, key_names=("pk", "sk"), thorough=True)
-                    return d.item_count
-
-                return sum(await run_workers(listing.files, one, concurrency=concurrency))
             verdicts = await verify_files(
-                storage, listing.files, concurrency=concurrency, key_names=("pk", "sk")
+                storage, listing.files, concurrency=concurrency, keys=KEYS
             )
             bad = [v for v in verdicts if v.error]
             if bad:

@@ -63,7 +63,7 @@ from ddb_backup.manifest import (
     load_manifest,
 )
 from ddb_backup.storage import S3Storage
-from ddb_backup.verify import verify_files
+from ddb_backup.verify import schema_keys, verify_files
 
 __all__ = [
     "BackupResult",
@@ -584,12 +584,11 @@ class _BackupRun:
                 )
             )
             listing = await read_export_folder(self.storage, folder)
-            key_names = table.table_schema.key_names if table.table_schema else ()
             verdicts = await verify_files(
                 self.storage,
                 listing.files,
                 concurrency=self.config.verify_concurrency,
-                key_names=key_names,
+                keys=schema_keys(table.table_schema),
             )
             bad = [v.error for v in verdicts if v.error is not None]
             if bad:

@@ -22,7 +22,8 @@ Exception tree::
     │   ├── DataFileMissingError
     │   ├── ChecksumMismatchError
     │   ├── ItemCountMismatchError
-    │   └── CorruptDataError         bad gzip, a line that is not JSON / not an item
+    │   ├── DuplicateDataFileError   a manifest lists one data file twice
+    │   └── CorruptDataError         bad gzip, a line that is not exactly one item
     ├── UnsupportedFormatError       e.g. ION exports
     └── AwsError                     a translated botocore ClientError / connection error
 """
@@ -38,6 +39,7 @@ __all__ = [
     "CorruptDataError",
     "DataFileMissingError",
     "DdbBackupError",
+    "DuplicateDataFileError",
     "ExportError",
     "ItemCountMismatchError",
     "KeySchemaMismatchError",
@@ -126,6 +128,10 @@ class ChecksumMismatchError(VerificationError):
 
 class ItemCountMismatchError(VerificationError):
     """A data file holds another number of items than the manifest says."""
+
+
+class DuplicateDataFileError(VerificationError):
+    """A manifest lists one data file more than once."""
 
 
 class CorruptDataError(VerificationError):

@@ -1,7 +1,7 @@
 """BatchWriteItem without botocore's per-attribute work.
 
-Two senders, both serializing the body once with orjson (export lines go in as
-they are):
+Two senders, both serializing the body once with orjson from the parsed
+items (:func:`batch_body`; a line's bytes never reach a body):
 
 * :func:`direct_sender` (the restore's default, see
   ``writer.default_sender``): one SigV4-signed POST per batch built from the
@@ -69,6 +69,7 @@ from ddb_backup.items import WireItem
 __all__ = [
     "BatchSender",
     "WireRequest",
+    "batch_body",
     "direct_sender",
     "fast_sender",
     "from_botocore",
@@ -96,6 +97,12 @@ _CLIENT_MEMBERS = (
     "exceptions",
 )
 _ENDPOINT_MEMBERS = ("_send", "_update_retries_context", "prepare_request")
+
+
+def batch_body(table: str, requests: list[WireRequest]) -> bytes:
+    """The BatchWriteItem JSON body, encoded from parsed values only: whatever an
+    export line held, it can only be the value of its own ``Item``."""
+    return orjson.dumps({"RequestItems": {table: requests}})
 
 
 def _protocol(model: Any) -> str:
@@ -389,7 +396,7 @@ class _DirectSender:
     async def __call__(self, table: str, requests: list[WireRequest]) -> list[WireRequest]:
         client = self._client
         url, headers, signing_name, region = await self._target(table)
-        body = orjson.dumps({"RequestItems": {table: requests}})
+        body = batch_body(table, requests)
         # The client's credentials, refreshed as aiobotocore refreshes them.
         credentials = client._request_signer._credentials
         if credentials is None:
@@ -494,7 +501,7 @@ def direct_sender(dynamodb_client: Any) -> BatchSender:
     machinery (hooks, stubbers), botocore's retries (the writer's
     :class:`~ddb_backup.writer.RetryPolicy` retries throttling, 5xx and
     connection errors) and the header copies: the body is one ``orjson.dumps``
-    (export lines embedded as they are), the answer one ``orjson.loads``
+    of the parsed requests (:func:`batch_body`), the answer one ``orjson.loads``
     (``UnprocessedItems`` in wire form). Errors are the client's modelled
     ``ClientError`` subclasses with the code from the JSON ``__type`` and the
     HTTP status in ``ResponseMetadata``.

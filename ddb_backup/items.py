@@ -2,15 +2,21 @@
 
 A *wire item* is the ``{"attr": {"S": "..."}, ...}`` mapping of an export
 line, binary values still base64 text. It is what BatchWriteItem's JSON body
-carries too, so the fast path can send it as is; the generic botocore path
-needs :func:`to_botocore` (base64 text to bytes, once, never twice).
+carries too; the generic botocore path needs :func:`to_botocore` (base64 text
+to bytes, once, never twice).
+
+Lines are data, never syntax: :func:`check_item_line` is the one check every
+line of every file passes before it can reach a request (backup verification,
+``verify``, dry runs and real restores all call it), and requests are built
+from the value it returns, never from the line's bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from itertools import chain
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -18,61 +24,147 @@ import orjson
 from ddb_backup.errors import CorruptDataError
 
 __all__ = [
+    "KEY_TYPES",
     "MAX_ITEM_BYTES",
+    "KeySpec",
     "WireItem",
-    "line_within_item_limit",
-    "parse_item_line",
+    "check_item_line",
+    "key_spec",
+    "number_size",
     "to_botocore",
     "wire_item_size",
 ]
 
 WireItem = dict[str, Any]
+#: The key attributes an item must carry: ``(name, "S" | "N" | "B" | "")``,
+#: HASH first (an empty type accepts any of the three, for old checkpoints).
+KeySpec = tuple[tuple[str, str], ...]
 
 #: DynamoDB's item size limit.
 MAX_ITEM_BYTES = 400 * 1024
+#: The types a key attribute can have.
+KEY_TYPES = frozenset({"S", "N", "B"})
+#: DynamoDB's nesting limit for L and M.
+_MAX_DEPTH = 32
 
-_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "L", "M"})
-_DICT = frozenset({dict})
-_ONE = frozenset({1})
+# A number as DynamoDB reads it (Java BigDecimal syntax, ASCII digits only).
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
-def parse_item_line(line: bytes, *, key: str, line_no: int) -> WireItem:
-    """Parse one export line (``{"Item": {...}}``) and check it is an item."""
+def key_spec(key_names: Sequence[str], types: Mapping[str, str]) -> KeySpec:
+    """``(name, type)`` per key attribute, HASH first, from a table's definitions."""
+    return tuple((name, types.get(name, "")) for name in key_names)
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+        return False
+    return True
+
+
+def _is_number(text: Any) -> bool:
+    return type(text) is str and _NUMBER.fullmatch(text) is not None
+
+
+def _is_set(x: Any) -> bool:
+    # A non-empty list of strings without duplicates (DynamoDB refuses the rest;
+    # no export writes them).
+    return type(x) is list and bool(x) and all(type(e) is str for e in x) and len(set(x)) == len(x)
+
+
+def _valid_value(value: Any, depth: int) -> bool:
+    """True when ``value`` is one typed DynamoDB JSON value, nested values included."""
+    if type(value) is not dict or len(value) != 1:
+        return False
+    ((t, x),) = value.items()
+    if t == "S":
+        return type(x) is str
+    if t == "N":
+        return _is_number(x)
+    if t == "B":
+        return type(x) is str and _is_base64(x)
+    if t == "BOOL":
+        return type(x) is bool
+    if t == "NULL":
+        return x is True
+    if t == "SS":
+        return _is_set(x)
+    if t == "NS":
+        return _is_set(x) and all(map(_is_number, x))
+    if t == "BS":
+        return _is_set(x) and all(map(_is_base64, x))
+    if depth >= _MAX_DEPTH:
+        return False
+    if t == "L":
+        return type(x) is list and all(_valid_value(e, depth + 1) for e in x)
+    if t == "M":
+        return type(x) is dict and all(_valid_value(e, depth + 1) for e in x.values())
+    return False
+
+
+def check_item_line(line: bytes, *, key: str, line_no: int, keys: KeySpec = ()) -> WireItem:
+    """Parse one export line and prove it is exactly one item; return the item.
+
+    The line must be one JSON object with the single member ``Item`` (nothing
+    before or after it), whose value is a non-empty object of typed
+    attributes: every value, nested ones included, of DynamoDB's shape (``N``
+    a number, ``B``/``BS`` valid base64, sets non-empty lists without
+    duplicates, ``L``/``M`` at most 32 deep). ``keys`` must be present with
+    their types and not empty; the item must be within 400 KB by DynamoDB's
+    rules. Raises :class:`CorruptDataError` naming the file and the line,
+    never a value (attribute names of data are not named either).
+    """
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise CorruptDataError(f"line {line_no} is not JSON", key=key) from exc
-    item = doc.get("Item") if type(doc) is dict else None
+    item = doc.get("Item") if type(doc) is dict and len(doc) == 1 else None
     if type(item) is not dict or not item:
         raise CorruptDataError(f"line {line_no} is not an item", key=key)
-    values = item.values()
-    # Every value a one-key dict whose key is a type tag, checked in three
-    # C-level passes rather than a Python loop: this runs for every item.
-    if not (
-        _DICT.issuperset(map(type, values))
-        and _ONE.issuperset(map(len, values))
-        and _TYPES.issuperset(chain.from_iterable(values))
-    ):
-        # The attribute name is data too (it could be a secret's label): not logged.
+    if "" in item or not all(_valid_value(v, 0) for v in item.values()):
         raise CorruptDataError(
             f"line {line_no} has an attribute that is not DynamoDB JSON", key=key
         )
+    for name, want in keys:
+        # Key names come from the table's schema, not from the data: safe to name.
+        value = item.get(name)
+        if value is None:
+            raise CorruptDataError(f"line {line_no} lacks key attribute {name!r}", key=key)
+        ((t, x),) = value.items()
+        if t not in KEY_TYPES or (want and t != want):
+            raise CorruptDataError(
+                f"line {line_no}: key attribute {name!r} is of type {t}, "
+                f"the table's key is {want or 'S, N or B'}",
+                key=key,
+            )
+        if x == "":
+            raise CorruptDataError(f"line {line_no}: key attribute {name!r} is empty", key=key)
+    # An item's DynamoDB size never exceeds its line's length (names and strings
+    # appear whole, base64 is 4/3 of its bytes, numbers and tags are longer as
+    # text), so only long lines are measured.
+    if len(line) > MAX_ITEM_BYTES and wire_item_size(item) > MAX_ITEM_BYTES:
+        raise CorruptDataError(f"line {line_no} is over DynamoDB's 400 KB limit", key=key)
     return item
 
 
-def line_within_item_limit(line: bytes, item: WireItem) -> bool:
-    """True when the item is within DynamoDB's 400 KB; cheap for ordinary lines.
-
-    An item's DynamoDB size never exceeds its export line's length (names and
-    strings appear whole, base64 is 4/3 of the bytes it stands for, numbers and
-    type tags are longer as text), so only long lines need measuring.
-    """
-    return len(line) <= MAX_ITEM_BYTES or wire_item_size(item) <= MAX_ITEM_BYTES
-
-
 def wire_item_size(item: WireItem) -> int:
-    """DynamoDB's size of an item (names + values; base64 counted as raw bytes)."""
+    """DynamoDB's size of a (checked) item, by the documented rules: names and
+    strings in UTF-8 bytes, numbers by significant digits, binaries decoded."""
     return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def number_size(text: str) -> int:
+    """About 1 byte per 2 significant digits, plus 1 (leading/trailing zeros,
+    sign, decimal point and exponent do not count)."""
+    mantissa = text.lstrip("+-").split("e", 1)[0].split("E", 1)[0]
+    digits = mantissa.replace(".", "").strip("0")
+    return (len(digits) + 1) // 2 + 1
+
+
+def _binary_size(text: str) -> int:
+    return len(text) * 3 // 4 - text[-2:].count("=")
 
 
 def _value_size(value: dict[str, Any]) -> int:
@@ -80,17 +172,17 @@ def _value_size(value: dict[str, Any]) -> int:
     if t == "S":
         return len(v.encode())
     if t == "N":
-        return len(str(v).lstrip("-").lstrip("0") or "0") // 2 + 1
+        return number_size(v)
     if t == "B":
-        return (len(v) * 3) // 4
+        return _binary_size(v)
     if t in {"BOOL", "NULL"}:
         return 1
     if t == "SS":
         return sum(len(s.encode()) for s in v)
     if t == "NS":
-        return sum(len(str(n)) // 2 + 1 for n in v)
+        return sum(map(number_size, v))
     if t == "BS":
-        return sum((len(b) * 3) // 4 for b in v)
+        return sum(map(_binary_size, v))
     if t == "L":
         return 3 + sum(_value_size(x) + 1 for x in v)
     if t == "M":

@@ -83,6 +83,8 @@ class TableState(_State):
     s3_prefix: str | None = None
     phase: TablePhase = TablePhase.PENDING
     key_names: list[str] = Field(default_factory=list)
+    #: The target's key types (S/N/B) in ``key_names`` order; every line is checked against them.
+    key_types: list[str] = Field(default_factory=list)
     items_expected: int | None = None
     items_read: int = 0
     items_written: int = 0

@@ -57,6 +57,7 @@ from ddb_backup.errors import (
 )
 from ddb_backup.events import RestoreRequest
 from ddb_backup.export_folder import ExportListing, read_export_folder
+from ddb_backup.items import KeySpec, check_item_line
 from ddb_backup.keys import check_prefix, dead_letter_prefix
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import BackupManifest, TableBackup, TableStatus
@@ -80,16 +81,16 @@ from ddb_backup.tables import (
     describe_target,
     missing_table_error,
 )
-from ddb_backup.verify import verify_files, verify_table_backup
+from ddb_backup.verify import DistinctKeys, schema_keys, verify_files, verify_table_backup
 from ddb_backup.writer import (
     MAX_BATCH,
     BatchSender,
     BatchWriter,
     DeadLetterSink,
-    RawPut,
     RetryPolicy,
     WireRequest,
     default_sender,
+    put_request,
 )
 
 __all__ = [
@@ -266,13 +267,15 @@ class _Run:
 
     # -- phase 1: verify and check ---------------------------------------
 
-    @property
-    def thorough(self) -> bool | None:
-        """Parse every line while verifying when a bad item must stop the run
-        before anything is destroyed (a clear) or when every item is to be
-        checked (dry run); otherwise MD5-vouched files are screened at memory
-        speed and a bad item ends in the dead letters when written."""
-        return True if (self.clear or self.dry_run) else None
+    @staticmethod
+    def _set_keys(ts: TableState, keys: KeySpec) -> None:
+        ts.key_names = [name for name, _ in keys]
+        ts.key_types = [t for _, t in keys]
+
+    @staticmethod
+    def _keys(ts: TableState) -> KeySpec:
+        types = ts.key_types if len(ts.key_types) == len(ts.key_names) else [""] * len(ts.key_names)
+        return tuple(zip(ts.key_names, types, strict=True))
 
     async def prepare_backup_table(self, ts: TableState, tb: TableBackup) -> None:
         """Target check and verification of one table of a backup; never writes
@@ -282,10 +285,15 @@ class _Run:
         schema = tb.table_schema
         try:
             target = await describe_target(self.clients.dynamodb, ts.target_table, retry=self.retry)
+            distinct: DistinctKeys | None = None
             if target is not None:
+                keys = target.keys
                 if schema is not None:
                     check_key_schema(target, schema)
-                key_names = schema.key_names if schema else target.key_names
+                else:
+                    # No captured schema (the replaced system's backups): the
+                    # lines themselves must fit the target's keys, each key once.
+                    distinct = DistinctKeys(keys)
             elif not self.create_missing:
                 raise missing_table_error(ts.target_table)
             elif schema is None:
@@ -295,14 +303,10 @@ class _Run:
                     table=ts.target_table,
                 )
             else:
-                key_names = schema.key_names
-            ts.key_names = list(key_names)
+                keys = schema_keys(schema)
+            self._set_keys(ts, keys)
             verdict = await verify_table_backup(
-                self.storage,
-                tb,
-                concurrency=VERIFY_CONCURRENCY,
-                key_names=tuple(key_names),
-                thorough=self.thorough,
+                self.storage, tb, concurrency=VERIFY_CONCURRENCY, keys=keys, distinct=distinct
             )
             if not verdict.ok:
                 ts.errors.extend(verdict.errors)
@@ -328,13 +332,15 @@ class _Run:
                 raise TableNotFoundError(
                     f"target table {ts.target_table} does not exist", table=ts.target_table
                 )
-            ts.key_names = list(target.key_names)
+            # Anyone's export: no schema to compare, so every line must carry the
+            # target's keys with their types, and no key may come twice.
+            self._set_keys(ts, target.keys)
             verdicts = await verify_files(
                 self.storage,
                 listing.files,
                 concurrency=VERIFY_CONCURRENCY,
-                key_names=target.key_names,
-                thorough=self.thorough,
+                keys=target.keys,
+                distinct=DistinctKeys(target.keys),
             )
             errors = [str(v.error) for v in verdicts if v.error is not None]
             if errors:
@@ -497,6 +503,7 @@ class _Run:
         line_no = 0
         batch: list[WireRequest] = []
         batch_start = skip
+        keys = self._keys(ts)
 
         async def submit(start: int, end: int) -> None:
             nonlocal batch
@@ -526,9 +533,10 @@ class _Run:
                         continue
                     if not batch and self.should_stop():
                         return None
-                    # Verified before (MD5-vouched, or every line parsed): sent
-                    # as the line itself, with no decode/re-encode.
-                    batch.append(RawPut(line))
+                    # The same check as verification; the request is built from
+                    # the parsed item, never from the line's bytes.
+                    item = check_item_line(line, key=key, line_no=line_no, keys=keys)
+                    batch.append(put_request(item))
                     if len(batch) == MAX_BATCH:
                         ts.items_read += MAX_BATCH
                         await submit(batch_start, line_no)

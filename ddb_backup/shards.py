@@ -61,6 +61,7 @@ async def shard_state(
                 s3_prefix=ts.s3_prefix,
                 phase=TablePhase.WRITING,
                 key_names=ts.key_names,
+                key_types=ts.key_types,
                 items_expected=sum(f.item_count or 0 for f in files),
                 files=files,
             )

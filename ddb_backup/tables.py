@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from ddb_backup.aws import error_code
 from ddb_backup.errors import KeySchemaMismatchError, TableError, TableNotFoundError
+from ddb_backup.items import KeySpec, key_spec
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import TableSchema
 from ddb_backup.writer import RetryPolicy, call_with_retries
@@ -44,6 +45,12 @@ class TargetTable:
     @property
     def key_names(self) -> tuple[str, ...]:
         return key_names_of(self.key_schema)
+
+    @property
+    def keys(self) -> KeySpec:
+        """Key attributes with their types (S/N/B), HASH first, as DescribeTable says."""
+        types = {d["AttributeName"]: d["AttributeType"] for d in self.attribute_definitions}
+        return key_spec(self.key_names, types)
 
 
 def key_names_of(key_schema: list[dict[str, Any]]) -> tuple[str, ...]:

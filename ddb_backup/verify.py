@@ -1,36 +1,42 @@
 """Read every data file back and prove it is what the manifest says.
 
 A file passes when its raw bytes hash to the expected MD5, it decompresses
-completely, every line is a DynamoDB item, and the number of items is the
+completely, every line passes :func:`~ddb_backup.items.check_item_line` (the
+one per-line check, shared with the restore), and the number of items is the
 expected one. Files are verified by a fixed pool of workers fed from a
 bounded queue, each streaming its file in constant memory.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from ddb_backup.concurrency import run_workers
 from ddb_backup.errors import (
     ChecksumMismatchError,
     CorruptDataError,
     DdbBackupError,
+    DuplicateDataFileError,
     ItemCountMismatchError,
     ManifestError,
     VerificationError,
 )
 from ddb_backup.export_folder import ExpectedFile, locate_export_folder, read_export_folder
-from ddb_backup.items import MAX_ITEM_BYTES, line_within_item_limit, parse_item_line
+from ddb_backup.items import KeySpec, WireItem, check_item_line, key_spec
 from ddb_backup.keys import check_key_inside
-from ddb_backup.manifest import DataFile, TableBackup
+from ddb_backup.manifest import DataFile, TableBackup, TableSchema
 from ddb_backup.storage import Storage
-from ddb_backup.stream import StreamStats, iter_decompressed, iter_line_blocks
+from ddb_backup.stream import StreamStats, iter_line_blocks
 
 __all__ = [
+    "DistinctKeys",
     "FileVerdict",
     "TableVerdict",
     "expected_files",
+    "schema_keys",
     "verify_file",
     "verify_files",
     "verify_table_backup",
@@ -46,29 +52,64 @@ class FileVerdict:
     error: VerificationError | None
 
 
+class DistinctKeys:
+    """The target keys seen so far in one table's files: two lines with one key
+    would leave fewer items in the table than were written (a backup of a
+    (pk, sk) table restored into one keyed on pk alone).
+
+    Used where no captured schema proves the keys match (restore-export, the
+    replaced system's backups). Keeps a 64-bit hash per item (about 60 bytes of
+    memory each); a hash collision would refuse a sound table, with odds of
+    about n**2 / 2**65 (3 in a million at 10 million items), never pass a bad one.
+    """
+
+    def __init__(self, keys: KeySpec) -> None:
+        self._names = tuple(name for name, _ in keys)
+        self._seen: set[int] = set()
+
+    def add(self, item: WireItem, *, key: str, line_no: int) -> None:
+        """Record a (checked) item's key; raise if an earlier line had it."""
+        parts = []
+        for name in self._names:
+            ((t, x),) = item[name].items()
+            # 1, 1.0 and 1E0 are one number to DynamoDB.
+            parts.append((t, str(Decimal(x).normalize()) if t == "N" else x))
+        h = hash(tuple(parts))
+        if h in self._seen:
+            raise CorruptDataError(
+                f"line {line_no} has the same target key as an earlier line: the target "
+                f"table's key ({', '.join(self._names)}) is not the backup's",
+                key=key,
+            )
+        self._seen.add(h)
+
+
 async def verify_file(
     storage: Storage,
     expected: ExpectedFile,
     *,
-    key_names: tuple[str, ...] = (),
-    thorough: bool | None = None,
+    keys: KeySpec = (),
+    distinct: DistinctKeys | None = None,
 ) -> DataFile:
     """Stream one file and check it; raises :class:`VerificationError` naming the file.
 
-    With an expected MD5 (AWS's manifest or ours) the file is *screened*: the
-    MD5 proves its bytes are the ones written, gzip's CRC that they inflate
-    whole, and every line is counted and checked to be an ``{"Item":{...}}``
-    object of a sane length, at memory speed, without parsing it (the restore
-    parses every line as it writes). Anything unusual, or no MD5 to hold the
-    file to, or ``thorough=True``, parses and checks every line instead.
+    The MD5 proves the bytes are the ones written, gzip's CRC that they
+    inflate whole, and every line is parsed and checked by
+    :func:`~ddb_backup.items.check_item_line` (the same check the restore
+    applies to every line it writes), with ``keys`` present and typed, and
+    with no key twice when ``distinct`` is given.
     """
-    if thorough is None:
-        thorough = expected.md5 is None
-    if not thorough:
-        screened = await _screen_file(storage, expected)
-        if screened is not None:
-            return screened
-    return await _parse_file(storage, expected, key_names)
+    stats = StreamStats()
+    items = 0
+    async for lines in iter_line_blocks(
+        storage.stream(expected.key), key=expected.key, stats=stats
+    ):
+        for line in lines:
+            items += 1
+            item = check_item_line(line, key=expected.key, line_no=items, keys=keys)
+            if distinct is not None:
+                distinct.add(item, key=expected.key, line_no=items)
+    return _check_totals(expected, stats, items)
 
 
 def _check_totals(expected: ExpectedFile, stats: StreamStats, items: int) -> DataFile:
@@ -86,127 +127,32 @@ def _check_totals(expected: ExpectedFile, stats: StreamStats, items: int) -> Dat
     )
 
 
-async def _parse_file(
-    storage: Storage, expected: ExpectedFile, key_names: tuple[str, ...]
-) -> DataFile:
-    stats = StreamStats()
-    items = 0
-    async for lines in iter_line_blocks(
-        storage.stream(expected.key), key=expected.key, stats=stats
-    ):
-        for line in lines:
-            items += 1
-            item = parse_item_line(line, key=expected.key, line_no=items)
-            for name in key_names:
-                if name not in item:
-                    raise CorruptDataError(
-                        f"line {items} lacks key attribute {name!r}", key=expected.key
-                    )
-            if not line_within_item_limit(line, item):
-                raise CorruptDataError(
-                    f"line {items} is over DynamoDB's 400 KB limit", key=expected.key
-                )
-    return _check_totals(expected, stats, items)
-
-
-_ITEM_START = b'\n{"Item":{'
-_HEAD = len(_ITEM_START) - 1
-# The screen's per-chunk and per-block Python work is a visible share of its
-# cost at 256 KB / 1 MB; these sizes still bound memory (per file screened).
-_SCREEN_CHUNK = 1024 * 1024
-_SCREEN_BLOCK = 4 * 1024 * 1024
-# A window this long without a newline means a line too long to be screened.
-_WINDOW = MAX_ITEM_BYTES // 2
-
-
-class _LineScreen:
-    """Counts export lines in decompressed blocks with C-speed searches only.
-
-    Every line must start ``{"Item":{``: the count of line starts and of
-    newlines must agree (two passes of ``bytes.count`` over each block, in
-    place, the cheapest checks there are). A line of ``_WINDOW`` bytes or more
-    is "unusual" (it might exceed 400 KB).
-    """
-
-    def __init__(self) -> None:
-        self.newlines = 0
-        self.starts = 0
-        self.unusual = False
-        self._head = b"\n"  # the data is read as if preceded by a newline
-        self._since_newline = 0
-        self._last = b"\n"
-
-    def feed(self, block: bytes) -> None:
-        # The head (shorter than the pattern) is carried so patterns crossing
-        # into this block are found; the block itself is searched in place.
-        head = self._head
-        if len(block) < _HEAD:
-            window = head + block
-            self.starts += window.count(_ITEM_START)
-            self._head = window[-_HEAD:]
-        else:
-            self.starts += block.count(_ITEM_START)
-            # Only patterns starting in the head fit in head + block[:_HEAD].
-            self.starts += (head + block[:_HEAD]).count(_ITEM_START)
-            self._head = block[-_HEAD:]
-        self.newlines += block.count(b"\n")
-        first = block.find(b"\n")
-        if first < 0:
-            self._since_newline += len(block)
-        else:
-            if self._since_newline + first >= _WINDOW:
-                self.unusual = True
-            last = block.rfind(b"\n")
-            for start in range(first, last, _WINDOW):
-                if start + _WINDOW < last and block.find(b"\n", start + 1, start + _WINDOW) < 0:
-                    self.unusual = True
-            self._since_newline = len(block) - last - 1
-        if self._since_newline >= _WINDOW:
-            self.unusual = True
-        self._last = block[-1:]
-
-    def lines(self) -> int | None:
-        """The number of item lines, or ``None`` if the data is not plainly item lines."""
-        # A final line without its newline still counts.
-        lines = self.newlines + (1 if self._last != b"\n" else 0)
-        if self.unusual or self.starts != lines:
-            return None
-        return lines
-
-
-async def _screen_file(storage: Storage, expected: ExpectedFile) -> DataFile | None:
-    """Screen a file (see :func:`verify_file`); ``None`` when it needs parsing."""
-    stats = StreamStats()
-    screen = _LineScreen()
-    async for block in iter_decompressed(
-        storage.stream(expected.key, chunk_size=_SCREEN_CHUNK),
-        key=expected.key,
-        stats=stats,
-        max_block=_SCREEN_BLOCK,
-    ):
-        screen.feed(block)
-    items = screen.lines()
-    if stats.md5_base64 != expected.md5:
-        return _check_totals(expected, stats, items or 0)  # raises: the MD5 is reported
-    if items is None:
-        return None  # odd-looking content: parsed, to say exactly why
-    stats.lines = items
-    return _check_totals(expected, stats, items)
-
-
 async def verify_files(
     storage: Storage,
     files: Iterable[ExpectedFile],
     *,
     concurrency: int = 4,
-    key_names: tuple[str, ...] = (),
-    thorough: bool | None = None,
+    keys: KeySpec = (),
+    distinct: DistinctKeys | None = None,
 ) -> list[FileVerdict]:
-    """Verify every file; failures are collected, not raised, so all are named."""
+    """Verify every file; failures are collected, not raised, so all are named.
+
+    A file listed twice is refused (it would be restored twice and counted
+    twice) without being read.
+    """
+    files = list(files)
+    listed = Counter(f.key for f in files)
+    twice = [
+        FileVerdict(k, None, DuplicateDataFileError(f"listed {n} times by the manifest", key=k))
+        for k, n in listed.items()
+        if n > 1
+    ]
+    if twice:
+        return twice
 
     async def one(f: ExpectedFile) -> FileVerdict:
         try:
-            verified = await verify_file(storage, f, key_names=key_names, thorough=thorough)
+            verified = await verify_file(storage, f, keys=keys, distinct=distinct)
             return FileVerdict(f.key, verified, None)
         except VerificationError as exc:
             return FileVerdict(f.key, None, exc)
@@ -229,6 +175,11 @@ class TableVerdict:
     @property
     def item_count(self) -> int:
         return sum(f.item_count for f in self.files)
+
+
+def schema_keys(schema: TableSchema | None) -> KeySpec:
+    """The key attributes (with types) a captured schema gives, or none."""
+    return key_spec(schema.key_names, schema.key_types) if schema is not None else ()
 
 
 async def expected_files(storage: Storage, table: TableBackup) -> list[ExpectedFile]:
@@ -256,17 +207,16 @@ async def verify_table_backup(
     table: TableBackup,
     *,
     concurrency: int = 4,
-    key_names: tuple[str, ...] | None = None,
-    thorough: bool | None = None,
+    keys: KeySpec | None = None,
+    distinct: DistinctKeys | None = None,
 ) -> TableVerdict:
     """Read every data file of one table's backup back; all problems are collected.
 
-    ``key_names`` defaults to the key schema captured in the manifest, so an
-    item missing a key attribute is caught before anything is written (when
-    lines are parsed: ``thorough=True``, see :func:`verify_file`).
+    ``keys`` defaults to the key schema captured in the manifest, so an item
+    missing a key attribute is caught before anything is written.
     """
-    if key_names is None:
-        key_names = table.table_schema.key_names if table.table_schema else ()
+    if keys is None:
+        keys = schema_keys(table.table_schema)
     try:
         files = await expected_files(storage, table)
     except DdbBackupError as exc:
@@ -278,7 +228,7 @@ async def verify_table_backup(
         except DdbBackupError as exc:
             return TableVerdict(table.table_name, [], [str(exc)])
     verdicts = await verify_files(
-        storage, files, concurrency=concurrency, key_names=key_names, thorough=thorough
+        storage, files, concurrency=concurrency, keys=keys, distinct=distinct
     )
     errors = [str(v.error) for v in verdicts if v.error is not None]
     good = [v.data_file for v in verdicts if v.data_file is not None]

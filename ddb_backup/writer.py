@@ -17,8 +17,8 @@ a dead-letter object for whatever still fails.
 The sender is pluggable: ``sender(table, wire_requests) -> unprocessed
 wire_requests``, raising botocore's ``ClientError`` (or connection errors).
 :func:`default_sender` picks, in order: ``fastpath.direct_sender`` (the
-client's credentials, endpoint and HTTP session, SigV4 per batch, the export's
-JSON as the body), ``fastpath.fast_sender`` (the client's full request path
+client's credentials, endpoint and HTTP session, SigV4 per batch, the body
+orjson-encoded from the parsed items), ``fastpath.fast_sender`` (the client's full request path
 minus its per-attribute serializer), and :func:`generic_sender` (botocore's
 ordinary ``batch_write_item``).
 
@@ -60,12 +60,12 @@ __all__ = [
     "BatchSender",
     "BatchWriter",
     "DeadLetterSink",
-    "RawPut",
     "RetryPolicy",
     "WireRequest",
     "call_with_retries",
     "default_sender",
     "generic_sender",
+    "put_request",
     "request_item",
     "wire_from_botocore",
 ]
@@ -122,28 +122,14 @@ async def call_with_retries(
 # --- wire <-> botocore ------------------------------------------------------
 
 
-class RawPut(dict[str, Any]):
-    """``{"PutRequest": {"Item": ...}}`` carrying the export line itself.
-
-    An export line *is* ``{"Item": {...}}``, the PutRequest's value, so it is
-    embedded in the request body as an ``orjson.Fragment`` and never decoded
-    or re-encoded by the fast sender. Only verified files are sent this way
-    (MD5-vouched bytes, or every line parsed). :func:`request_item` decodes it
-    where an item is needed (generic sender, dead letters).
-    """
-
-    __slots__ = ("line",)
-
-    def __init__(self, line: bytes) -> None:
-        super().__init__(PutRequest=orjson.Fragment(line))
-        self.line = line
+def put_request(item: WireItem) -> WireRequest:
+    """``{"PutRequest": {"Item": item}}`` for an item :func:`~ddb_backup.items.check_item_line`
+    returned: request bodies are built from parsed values, never from a line's bytes."""
+    return {"PutRequest": {"Item": item}}
 
 
 def request_item(request: WireRequest) -> WireItem:
-    """The item of a put request, whatever its form."""
-    if isinstance(request, RawPut):
-        item: WireItem = orjson.loads(request.line)["Item"]
-        return item
+    """The item of a put request."""
     put: WireItem = request["PutRequest"]["Item"]
     return put
 
@@ -222,11 +208,9 @@ class DeadLetterSink:
         return [f.key for f in self.files]
 
     async def add(self, requests: list[WireRequest]) -> None:
-        # A raw put already is an export line; others are encoded as one.
+        # The item is encoded as an export line (the value the check returned).
         lines = [
-            r.line if isinstance(r, RawPut) else orjson.dumps({"Item": r["PutRequest"]["Item"]})
-            for r in requests
-            if "PutRequest" in r
+            orjson.dumps({"Item": r["PutRequest"]["Item"]}) for r in requests if "PutRequest" in r
         ]
         if not lines:
             return

@@ -21,6 +21,7 @@ from ddb_backup.keys import manifest_key, run_state_key, table_export_prefix
 from ddb_backup.log import configure_logging
 from ddb_backup.manifest import BackupStatus, TableStatus, load_manifest
 from tests.support.data import (
+    BAD_LINES,
     SECRET_MARKER,
     create_table,
     every_type_items,
@@ -631,6 +632,28 @@ async def test_aws_manifest_md5_mismatch_names_the_file(aws: AwsClients, bucket:
     row = next(r for r in result.body["results"] if r["table_name"] == TOTP)
     assert f"{key}: MD5" in row["error"]
     assert "does not match the manifest's" in row["error"]
+
+
+@pytest.mark.parametrize("bad", list(BAD_LINES.values()), ids=list(BAD_LINES))
+async def test_aws_shaped_export_with_md5s_still_checks_every_line(
+    aws: AwsClients, bucket: str, bad: bytes
+) -> None:
+    """AWS's manifest gives MD5s (moto's exports give none): every line is still
+    parsed and checked; the counts all match, so only that check can tell."""
+    contents = await three_tables(aws)
+    cfg = config(bucket, TOTP)
+    assert (await backup(aws, cfg, deadline_seconds=0)).status_code == 202
+    items = contents[TOTP][:-1]
+    written = await replace_with_aws_folder(
+        aws, bucket, TOTP, items, files=2, empty_files=0, extra_lines=[bad]
+    )
+
+    result = await backup(aws, cfg)
+
+    assert result.status_code == 500
+    row = result.body["results"][0]
+    assert row["status"] == "FAILED"
+    assert f"{written['data_keys'][0]}: line {len(items[0::2]) + 1} " in row["error"]
 
 
 async def test_aws_summary_item_count_must_match(aws: AwsClients, bucket: str) -> None:

@@ -644,7 +644,7 @@ async def test_verify_file_names_the_file(
     if body is not None:
         await _put(aws, expected.key, body)
     with pytest.raises(error, match=expected.key):
-        await verify_file(S3Storage(aws.s3, BUCKET), expected, key_names=("pk",))
+        await verify_file(S3Storage(aws.s3, BUCKET), expected, keys=(("pk", "S"),))
 
 
 def test_md5_is_of_the_raw_bytes() -> None:

@@ -15,7 +15,7 @@ import pytest
 from ddb_backup.aws import AwsClients
 from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
-from ddb_backup.items import parse_item_line, to_botocore
+from ddb_backup.items import check_item_line, to_botocore
 from ddb_backup.restore import RestoreResult, restore_clients, restore_export, run_restore
 from ddb_backup.storage import S3Storage
 from ddb_backup.stream import iter_lines
@@ -237,7 +237,7 @@ async def test_retry_budget_spent_gives_207_and_dead_letters_restore_the_rest(
             n = 0
             async for line in iter_lines(storage.stream(key), key=key):
                 n += 1
-                dead.append(to_botocore(parse_item_line(line, key=key, line_no=n)))
+                dead.append(to_botocore(check_item_line(line, key=key, line_no=n)))
     assert set(canonical(dead)) == missing
     assert len(dead) == len(missing)
 

@@ -19,7 +19,7 @@ import pytest
 from ddb_backup.aws import AwsClients, aws_clients
 from ddb_backup.backup import BackupResult, Polling, run_backup
 from ddb_backup.config import BackupConfig
-from ddb_backup.items import parse_item_line, to_botocore
+from ddb_backup.items import check_item_line, to_botocore
 from ddb_backup.keys import manifest_key
 from ddb_backup.manifest import BackupManifest, TableStatus, load_manifest
 from tests.support.data import canonical, create_table, every_type_items, put_items, to_wire
@@ -76,7 +76,7 @@ async def check_backup(
                 lines = [x for x in gzip.decompress(blob).splitlines() if x.strip()]
                 assert f.item_count == len(lines)
                 found += [
-                    to_botocore(parse_item_line(x, key=f.key, line_no=n))
+                    to_botocore(check_item_line(x, key=f.key, line_no=n))
                     for n, x in enumerate(lines, 1)
                 ]
             assert wire_canonical(found) == wire_canonical(items)

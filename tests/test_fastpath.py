@@ -19,7 +19,8 @@ from ddb_backup.fastpath import (
     supports_direct_path,
     supports_fast_path,
 )
-from ddb_backup.items import to_botocore
+from ddb_backup.items import check_item_line, to_botocore
+from ddb_backup.writer import put_request
 from tests.support.data import (
     canonical,
     create_table,
@@ -99,17 +100,16 @@ async def test_same_request_as_generic_path(aws: AwsClients) -> None:
     assert auth_f.split(b"Signature=")[0] == auth_g.split(b"Signature=")[0]
 
 
-async def test_raw_export_lines_make_the_same_request(aws: AwsClients) -> None:
-    """The restore's RawPut (the export line embedded as is) and parsed wire items
+async def test_checked_export_lines_make_the_same_request(aws: AwsClients) -> None:
+    """The restore's requests (built from each checked line's item) and botocore's
     give the same body, and the same stored items."""
-    from ddb_backup.writer import RawPut
 
     await create_table(aws.dynamodb, TABLE, pitr=False)
     items = every_type_items(25)
     capture = Capture()
     aws.dynamodb.meta.events.register(EVENT, capture)
     send = fast_sender(aws.dynamodb)
-    assert await send(TABLE, [RawPut(line) for line in export_lines(items)]) == []
+    assert await send(TABLE, [_checked(line) for line in export_lines(items)]) == []
     await aws.dynamodb.batch_write_item(RequestItems={TABLE: as_botocore(puts(items))})
 
     raw, generic = capture.requests
@@ -206,8 +206,7 @@ async def test_refuses_a_client_of_another_service(aws: AwsClients) -> None:
 
 
 async def test_direct_items_land_identically_to_the_generic_path(aws: AwsClients) -> None:
-    """Every type (binary included), as parsed wire items and as raw export lines."""
-    from ddb_backup.writer import RawPut
+    """Every type (binary included), as wire items and as checked export lines."""
 
     other = "fastpath-generic"
     await create_table(aws.dynamodb, TABLE, pitr=False)
@@ -215,7 +214,7 @@ async def test_direct_items_land_identically_to_the_generic_path(aws: AwsClients
     items = every_type_items(60)
     send = direct_sender(aws.dynamodb)
     wire = puts(items[:30])
-    raw = [RawPut(line) for line in export_lines(items[30:])]
+    raw = [_checked(line) for line in export_lines(items[30:])]
     batches: list[list[Any]] = [wire[:25], wire[25:], raw[:25], raw[25:]]
     for batch in batches:
         assert await send(TABLE, batch) == []
@@ -429,3 +428,7 @@ async def test_direct_through_the_http_sessions_send(aws: AwsClients) -> None:
     with pytest.raises(ClientError) as missing:
         await send("no-such-table", puts(items[:1]))
     assert error_code(missing.value) == "ResourceNotFoundException"
+
+
+def _checked(line: bytes) -> dict[str, Any]:
+    return put_request(check_item_line(line, key="k", line_no=1))

@@ -15,7 +15,7 @@ from ddb_backup.errors import (
     UnsafeNameError,
 )
 from ddb_backup.export_folder import ExpectedFile, locate_export_folder, read_export_folder
-from ddb_backup.items import parse_item_line, to_botocore
+from ddb_backup.items import check_item_line, to_botocore
 from ddb_backup.keys import check_date, check_key_inside, check_table_name, table_export_prefix
 from ddb_backup.storage import S3Storage
 from ddb_backup.stream import GzipLineDecoder
@@ -45,7 +45,7 @@ def test_decoder_refuses_truncated_gzip() -> None:
 
 def test_binary_round_trips_once() -> None:
     item = every_type_items(1)[0]
-    wire = parse_item_line(export_lines([item])[0], key="k", line_no=1)
+    wire = check_item_line(export_lines([item])[0], key="k", line_no=1)
     assert to_botocore(wire) == item
 
 
@@ -54,7 +54,7 @@ def test_binary_round_trips_once() -> None:
 )
 def test_non_items_are_refused(line: bytes) -> None:
     with pytest.raises(CorruptDataError, match="line 4"):
-        parse_item_line(line, key="k", line_no=4)
+        check_item_line(line, key="k", line_no=4)
 
 
 @pytest.mark.parametrize("name", ["../etc", "a/b", "..", "ab", "x" * 256, "t%2e%2e", "/abs"])
@@ -153,7 +153,7 @@ async def test_legacy_table_verified_through_aws_manifest(aws: AwsClients, bucke
         item_count=12,
     )
     storage = S3Storage(aws.s3, bucket)
-    verdict = await verify_table_backup(storage, table, key_names=("pk", "sk"))
+    verdict = await verify_table_backup(storage, table, keys=(("pk", "S"), ("sk", "S")))
     assert verdict.errors == []
     assert verdict.item_count == 12
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from ddb_backup.errors import CorruptDataError, VerificationError
 from ddb_backup.export_folder import ExpectedFile
-from ddb_backup.items import parse_item_line, to_botocore
+from ddb_backup.items import check_item_line, to_botocore
 from ddb_backup.storage import Storage
 from ddb_backup.stream import GzipLineDecoder, LineSplitter, StreamStats, iter_lines
 from ddb_backup.verify import verify_file
@@ -138,14 +138,14 @@ def md5_b64(data: bytes) -> str:
 def verify(data: bytes, sizes: list[int], *, md5: str | None, count: int | None) -> int:
     expected = ExpectedFile("data/x.json.gz", item_count=count, md5=md5)
     result = asyncio.run(
-        verify_file(cast(Storage, MemoryStorage(data, sizes)), expected, key_names=("pk",))
+        verify_file(cast(Storage, MemoryStorage(data, sizes)), expected, keys=(("pk", "S"),))
     )
     return result.item_count
 
 
 def parse_all(lines: list[bytes]) -> list[dict[str, Any]]:
     return [
-        parse_item_line(line, key="data/x.json.gz", line_no=n)
+        check_item_line(line, key="data/x.json.gz", line_no=n)
         for n, line in enumerate((x for x in lines if x.strip()), start=1)
     ]
 
@@ -198,9 +198,9 @@ def test_line_splitter_any_chunking(parts: list[bytes], trailing: bool, sizes: l
 
 @SETTINGS
 @given(wire_items)
-def test_parse_item_line_round_trips(item: dict[str, Any]) -> None:
+def test_check_item_line_round_trips(item: dict[str, Any]) -> None:
     line = orjson.dumps({"Item": item})
-    parsed = parse_item_line(line, key="k", line_no=1)
+    parsed = check_item_line(line, key="k", line_no=1)
     assert parsed == item
     assert to_wire(to_botocore(parsed)) == item  # base64 decoded exactly once
 

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from ddb_backup.aws import AwsClients
 from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
-from ddb_backup.items import parse_item_line
+from ddb_backup.items import check_item_line
 from ddb_backup.restore import restore_export, run_restore
 from ddb_backup.storage import S3Storage
 from ddb_backup.stream import iter_lines
@@ -23,10 +23,10 @@ from ddb_backup.writer import (
     BatchSender,
     BatchWriter,
     DeadLetterSink,
-    RawPut,
     RetryPolicy,
     WireRequest,
     generic_sender,
+    put_request,
     request_item,
 )
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
@@ -166,7 +166,7 @@ async def test_budget_spent_goes_to_dead_letters(aws: AwsClients, bucket: str) -
     (part,) = sink.files
     assert part.item_count == len(poison)
     dead = [
-        parse_item_line(line, key=part.key, line_no=0)
+        check_item_line(line, key=part.key, line_no=0)
         async for line in iter_lines(storage.stream(part.key), key=part.key)
     ]
     assert sorted(it["pk"]["S"] for it in dead) == sorted(poison)
@@ -260,9 +260,9 @@ async def test_restore_with_dead_letters_then_restore_them(aws: AwsClients, buck
     assert b"S3CR3T" not in orjson.dumps(result.body)
 
 
-async def test_raw_lines_sent_as_they_are(aws: AwsClients, bucket: str) -> None:
-    """Export lines go out unparsed (fast path) or decoded once (generic path);
-    a raw line that fails lands in the dead letters byte for byte."""
+async def test_checked_lines_sent_as_their_items(aws: AwsClients, bucket: str) -> None:
+    """Checked export lines go out as their parsed items (fast path) or decoded once
+    (generic path); one that fails lands in the dead letters as the same item."""
     from ddb_backup.writer import default_sender
     from tests.support.data import export_lines
 
@@ -271,17 +271,17 @@ async def test_raw_lines_sent_as_they_are(aws: AwsClients, bucket: str) -> None:
     for sender in (default_sender(aws.dynamodb), generic_sender(aws.dynamodb)):
         await create_table(aws.dynamodb, TABLE, pitr=False)
         writer = BatchWriter(TABLE, sender, retry=FAST)
-        await write_all(writer, [RawPut(line) for line in lines])
+        await write_all(writer, [_put(line) for line in lines])
         assert canonical(await scan_all(aws.dynamodb, TABLE)) == canonical(items)
         await aws.dynamodb.delete_table(TableName=TABLE)
 
     storage = S3Storage(aws.s3, bucket)
     sink = DeadLetterSink(storage, "dl/raw/dead-letter/t")
-    await sink.add([RawPut(lines[3]), {"PutRequest": {"Item": to_wire(items[4])}}])
+    await sink.add([_put(lines[3]), {"PutRequest": {"Item": to_wire(items[4])}}])
     await sink.flush()
     (part,) = sink.files
     got = [line async for line in iter_lines(storage.stream(part.key), key=part.key)]
-    assert got[0] == lines[3]
+    assert orjson.loads(got[0]) == orjson.loads(lines[3])
     assert orjson.loads(got[1]) == {"Item": to_wire(items[4])}
 
 
@@ -299,3 +299,7 @@ async def test_bad_base64_on_the_generic_path_is_isolated(aws: AwsClients, bucke
     good = [it for i, it in enumerate(items) if i != 7]
     assert canonical(await scan_all(aws.dynamodb, TABLE)) == canonical(good)
     assert sink.count == 1
+
+
+def _put(line: bytes) -> dict[str, Any]:
+    return put_request(check_item_line(line, key="k", line_no=1))

@@ -5,6 +5,7 @@ or the manifest of the system this replaces."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -42,8 +43,10 @@ async def write_table_export(
     *,
     files: int = 3,
     empty_files: int = 1,
+    extra_lines: Sequence[bytes] = (),
 ) -> tuple[TableBackup, dict[str, Any]]:
-    """One table's AWS-shaped export and its entry for our manifest."""
+    """One table's AWS-shaped export and its entry for our manifest (``extra_lines``:
+    see :func:`~tests.support.data.write_aws_export`)."""
     s3_prefix = table_export_prefix(prefix, date, table)
     export = await write_aws_export(
         s3,
@@ -53,6 +56,7 @@ async def write_table_export(
         files=files,
         empty_files=empty_files,
         table_arn=f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}",
+        extra_lines=extra_lines,
     )
     # Counts and MD5s as AWS's manifest-files.json lists them.
     raw = await (await s3.get_object(Bucket=bucket, Key=f"{export['folder']}/manifest-files.json"))[
@@ -76,7 +80,7 @@ async def write_table_export(
         export_arn=export["export_arn"],
         s3_prefix=s3_prefix,
         export_folder=export["folder"],
-        item_count=len(items),
+        item_count=len(items) + len(extra_lines),
         files=data_files,
         schema=SCHEMA,
     )
@@ -94,13 +98,25 @@ async def make_backup(
     empty_files: int = 1,
     environment: str = ENVIRONMENT,
     failed_tables: tuple[str, ...] = (),
+    extra_lines: dict[str, list[bytes]] | None = None,
 ) -> BackupManifest:
-    """Write every table's export and our ``manifest.json``; return the manifest."""
+    """Write every table's export and our ``manifest.json``; return the manifest.
+
+    ``extra_lines``: raw lines added to a table's first data file, with every
+    MD5 and count matching them."""
     day = date if isinstance(date, dt.date) else dt.date.fromisoformat(date)
     entries = []
     for table, items in tables.items():
         tb, _ = await write_table_export(
-            s3, bucket, prefix, day, table, items, files=files, empty_files=empty_files
+            s3,
+            bucket,
+            prefix,
+            day,
+            table,
+            items,
+            files=files,
+            empty_files=empty_files,
+            extra_lines=(extra_lines or {}).get(table, ()),
         )
         entries.append(tb)
     for table in failed_tables:

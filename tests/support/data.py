@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -156,9 +157,12 @@ async def write_aws_export(
     export_id: str | None = None,
     sidecars: bool = True,
     table_arn: str = "arn:aws:dynamodb:us-east-1:123456789012:table/source",
+    extra_lines: Sequence[bytes] = (),
 ) -> dict[str, Any]:
     """Write an export folder shaped like AWS's (manifests, sidecars, data files).
 
+    ``extra_lines`` (raw bytes, e.g. hostile lines) end the first data file and
+    are counted as items; every MD5 and count in the manifests matches.
     Returns ``{"folder", "export_arn", "data_keys", "export_id"}``.
     """
     export_id = export_id or f"{uuid.uuid4().int % 10**13:013d}-{uuid.uuid4().hex[:8]}"
@@ -167,14 +171,15 @@ async def write_aws_export(
     chunks = [items[i::files] for i in range(files)] + [[] for _ in range(empty_files)]
     entries = []
     data_keys = []
-    for chunk in chunks:
-        body = gzip_lines(export_lines(chunk)) if chunk else gzip.compress(b"", mtime=0)
+    for n, chunk in enumerate(chunks):
+        lines = export_lines(chunk) + (list(extra_lines) if n == 0 else [])
+        body = gzip_lines(lines) if lines else gzip.compress(b"", mtime=0)
         key = f"{folder}/data/{uuid.uuid4().hex[:26]}.json.gz"
         await s3.put_object(Bucket=bucket, Key=key, Body=body)
         data_keys.append(key)
         entries.append(
             {
-                "itemCount": len(chunk),
+                "itemCount": len(lines),
                 "md5Checksum": md5_b64(body),
                 "etag": hashlib.md5(body + b"etag").hexdigest() + "-1",
                 "dataFileS3Key": key,
@@ -196,7 +201,7 @@ async def write_aws_export(
             "s3SseKmsKeyId": None,
             "manifestFilesS3Key": f"{folder}/manifest-files.json",
             "billedSizeBytes": 1234,
-            "itemCount": len(items),
+            "itemCount": len(items) + len(extra_lines),
             "outputFormat": "DYNAMODB_JSON",
         }
     )
@@ -216,3 +221,21 @@ async def write_aws_export(
         "data_keys": data_keys,
         "export_id": export_id,
     }
+
+
+# -- hostile lines (issue 10) ---------------------------------------------------------
+
+#: The issue's smuggling lines (aimed at a (pk, sk) target and at ``other-table``):
+#: each closes its Item early and adds requests of its own.
+SMUGGLING = [
+    b'{"Item":{"pk":{"S":"b"},"sk":{"S":"2"}}}},{"DeleteRequest":{"Key":{"pk":{"S":"victim"},'
+    b'"sk":{"S":"v"}}}',
+    b'{"Item":{"pk":{"S":"c"},"sk":{"S":"3"}}}}],"other-table":[{"DeleteRequest":{"Key":'
+    b'{"pk":{"S":"o"},"sk":{"S":"o"}}}}',
+]
+#: Lines an export must never pass with: no keys, an unknown type tag, trailing garbage.
+BAD_LINES = {
+    "keyless": b'{"Item":{"label":{"S":"no keys"}}}',
+    "unknown-type": b'{"Item":{"pk":{"S":"x"},"sk":{"S":"y"},"v":{"Q":"1"}}}',
+    "trailing-garbage": b'{"Item":{"pk":{"S":"x"},"sk":{"S":"y"}}} garbage',
+}
