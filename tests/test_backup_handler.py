@@ -216,7 +216,7 @@ def test_working_time_keeps_back_at_most_half(remaining: float, working: float) 
 def test_short_invocations_still_finish_the_backup(env: dict[str, str]) -> None:
     """With 20 s left per invocation (less than the 30 s margin) every invocation
     polls and verifies what finished: the run is final within a few invocations."""
-    answers = []
+    answers: list[dict[str, Any]] = []
     for _ in range(3):
         event = {"backup_date": answers[-1]["body"]["backup_date"]} if answers else {}
         answers.append(handler(event, FakeContext(remaining_ms=20_000)))
