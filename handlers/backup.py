@@ -198,7 +198,14 @@ def _emit(config: BackupConfig | None, result: BackupResult | None, started: flo
     dimensions = {"Function": "backup", "Environment": config.environment if config else "unknown"}
     duration = round(time.monotonic() - started, 3)
     if body.get("already_final"):
-        emit_metrics({"runs_already_final": 1, "duration_seconds": duration}, dimensions)
+        emit_metrics(
+            {
+                "runs_already_final": 1,
+                "tables_not_backed_up": len(body.get("not_backed_up", [])),
+                "duration_seconds": duration,
+            },
+            dimensions,
+        )
         return
     emit_metrics(
         {

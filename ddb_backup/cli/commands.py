@@ -407,6 +407,9 @@ async def cmd_backup(args: argparse.Namespace, out: Output) -> int:
         out.note("backup still running: run `ddb-backup backup` again to pick it up")
     elif body.get("error"):
         out.note(f"ddb-backup: error: {body['error']}")
+    elif body.get("not_backed_up"):
+        missing = ", ".join(body["not_backed_up"])
+        out.note(f"ddb-backup: error: not backed up on {body.get('backup_date')}: {missing}")
     elif result.status_code != 200:
         total = body.get("total_tables_processed", 0)
         out.note(
