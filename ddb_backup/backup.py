@@ -669,8 +669,23 @@ class _BackupRun:
         body = self.body()
         body["message"] = "backup already final for this date; nothing was started"
         body["already_final"] = True
+        status = _status_code(self.state.tables)
+        # A final date is never reopened (its manifest is what restores trust);
+        # a table configured since is named, and the answer is not a plain 200.
+        missing = [name for name in self.config.tables if manifest.table(name) is None]
+        if missing:
+            body["not_backed_up"] = missing
+            body["message"] += (
+                f"; not backed up on {self.date.isoformat()} (configured after the run "
+                f"was final; the next date's run includes them): {', '.join(missing)}"
+            )
+            status = max(status, 207)
+            log.warning(
+                "configured tables missing from the final backup",
+                extra={"backup_date": self.date.isoformat(), "tables": missing},
+            )
         log.info("backup already final", extra=_summary(body))
-        return BackupResult(_status_code(self.state.tables), body, manifest)
+        return BackupResult(status, body, manifest)
 
     def body(self) -> dict[str, Any]:
         state = self._state
@@ -720,6 +735,7 @@ class _BackupRun:
             "s3_prefix": self.config.prefix,
             "run_state_s3_key": self.state_key,
             "already_final": False,
+            "not_backed_up": [],
         }
 
 

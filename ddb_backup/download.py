@@ -13,12 +13,16 @@ reads the bucket, and verify and restore run on it unchanged.
 * A second run skips data files already present with the right MD5 and
   re-fetches the rest (small metadata files have no checksum to trust).
 * ``manifest.json`` is written last, so an interrupted copy never looks like
-  a backup; then every file is read back with :func:`verify_backup`.
+  a backup; then every file is read back with :func:`verify_backup`. A copy
+  of some tables (``tables``) gets a manifest listing only those (with any an
+  earlier download of the date put there), ``PARTIAL``, the rest named in
+  ``omitted_tables``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,11 +33,16 @@ import aiofiles.os
 
 from ddb_backup.audit import BackupSelection, BackupVerification, select_backup, verify_backup
 from ddb_backup.concurrency import run_workers
-from ddb_backup.errors import ChecksumMismatchError, DdbBackupError, UnsafeNameError
+from ddb_backup.errors import (
+    ChecksumMismatchError,
+    DdbBackupError,
+    ManifestError,
+    UnsafeNameError,
+)
 from ddb_backup.export_folder import ExpectedFile, locate_export_folder
 from ddb_backup.keys import check_key_inside, manifest_key
 from ddb_backup.log import get_logger
-from ddb_backup.manifest import TableBackup
+from ddb_backup.manifest import BackupManifest, BackupStatus, TableBackup, load_manifest
 from ddb_backup.storage import CHUNK_SIZE, LocalStorage, Storage
 from ddb_backup.verify import expected_files
 
@@ -214,9 +223,39 @@ async def download_backup(
     # even be planned leaves the copy without one too.
     if not copy_failed and not problems:
         local = LocalStorage(root)
-        await local.put_bytes(key, raw_manifest)
-        names = [t.table_name for t in [*selection.completed, *selection.not_completed]]
+        held = await _tables_held(local, key, prefix, selection)
+        await local.put_bytes(key, _copy_manifest(raw_manifest, selection.manifest, held))
         verification = await verify_backup(
-            local, prefix, date.isoformat(), names, concurrency=concurrency
+            local, prefix, date.isoformat(), held, concurrency=concurrency
         )
     return DownloadResult(root, selection, files, problems, verification)
+
+
+async def _tables_held(
+    local: LocalStorage, key: str, prefix: str, selection: BackupSelection
+) -> list[str]:
+    """The tables the copy holds after this download: the ones selected now plus
+    those an earlier download of the same date put there, in the backup's order."""
+    held = {t.table_name for t in [*selection.completed, *selection.not_completed]}
+    earlier = await local.get_bytes_or_none(key)
+    # An unreadable local manifest is replaced; its tables are not vouched for.
+    with contextlib.suppress(ManifestError):
+        if earlier is not None:
+            held |= {t.table_name for t in load_manifest(earlier, key=key, prefix=prefix).tables}
+    return [t.table_name for t in selection.manifest.tables if t.table_name in held]
+
+
+def _copy_manifest(raw: bytes, manifest: BackupManifest, held: list[str]) -> bytes:
+    """The source's manifest as it is when the copy holds every table; else one
+    listing only the tables copied, ``PARTIAL``, naming the others in
+    ``omitted_tables`` (so ``list --from DIR`` cannot show a complete backup)."""
+    omitted = [t.table_name for t in manifest.tables if t.table_name not in held]
+    if not omitted:
+        return raw
+    return manifest.model_copy(
+        update={
+            "tables": [t for t in manifest.tables if t.table_name in held],
+            "omitted_tables": omitted,
+            "status": BackupStatus.PARTIAL,
+        }
+    ).to_json()

@@ -19,11 +19,13 @@ from ddb_backup.errors import UnsafeNameError
 
 __all__ = [
     "check_date",
+    "check_key",
     "check_key_inside",
     "check_prefix",
     "check_table_name",
     "date_prefix",
     "dead_letter_prefix",
+    "export_dead_letter_root",
     "manifest_key",
     "restore_prefix",
     "run_state_key",
@@ -66,20 +68,41 @@ def check_prefix(prefix: str) -> str:
     return stripped
 
 
+def _segment_is_safe(segment: str) -> bool:
+    """A key segment that means itself under any number of URL decodings.
+
+    S3 keys are literal, so a genuine export's ``100%``, ``a b``, ``a+b`` or
+    ``été`` are kept; what is refused is a segment that some layer decoding it
+    would turn into ``.``/``..`` or split (``%2e%2e``, ``..%2f``, ``%252e``).
+    """
+    value = segment
+    while True:
+        if value in {"", ".", ".."} or any(c in value for c in "/\\\x00"):
+            return False
+        decoded = urllib.parse.unquote(value)
+        if decoded == value:
+            return True
+        value = decoded
+
+
+def _key_is_safe(key: str) -> bool:
+    segments = key.split("/") if isinstance(key, str) else [""]
+    if len(segments) > 1 and segments[-1] == "":
+        segments.pop()  # a folder's trailing slash
+    return all(_segment_is_safe(s) for s in segments)
+
+
+def check_key(key: str) -> str:
+    """Refuse a relative key (or folder) with an empty, ``.``/``..`` or encoded-escape
+    segment, a backslash or a NUL; keep every other character as it is."""
+    if not _key_is_safe(key):
+        raise UnsafeNameError(f"unsafe S3 key {key!r}")
+    return key
+
+
 def check_key_inside(key: str, prefix: str) -> str:
     """Refuse a key (e.g. read from a manifest) that is not below ``prefix/``."""
-    decoded = urllib.parse.unquote(key)
-    parts = decoded.split("/")
-    if (
-        decoded != key
-        or key.startswith("/")
-        or ".." in parts
-        or "." in parts
-        or "" in parts[:-1]
-        or "\\" in key
-        or "\x00" in key
-        or not key.startswith(prefix.rstrip("/") + "/")
-    ):
+    if not _key_is_safe(key) or not key.startswith(prefix.rstrip("/") + "/"):
         raise UnsafeNameError(f"key {key!r} is outside {prefix.rstrip('/')}/")
     return key
 
@@ -109,3 +132,22 @@ def restore_prefix(prefix: str, restore_id: str) -> str:
 
 def dead_letter_prefix(prefix: str, restore_id: str, table: str) -> str:
     return f"{restore_prefix(prefix, restore_id)}/dead-letter/{check_table_name(table)}"
+
+
+#: Where ``restore_export`` puts dead letters when the folder's first segment
+#: is not a plain prefix segment (a space, ``%``, non-ASCII...) or is the folder.
+EXPORT_DEAD_LETTER_ROOT = "ddb-backup"
+
+
+def export_dead_letter_root(folder: str) -> str:
+    """The prefix under which a restore of export ``folder`` keeps its dead letters.
+
+    The folder's first segment when it is a plain segment (so dead letters sit
+    next to the exports), else :data:`EXPORT_DEAD_LETTER_ROOT`: a genuine export
+    may have any characters in its prefix, the dead-letter location never does.
+    """
+    segments = folder.strip("/").split("/")
+    first = segments[0]
+    if len(segments) > 1 and _PREFIX_SEGMENT_RE.fullmatch(first) and first not in {".", ".."}:
+        return first
+    return EXPORT_DEAD_LETTER_ROOT

@@ -53,7 +53,7 @@ class TableStatus(StrEnum):
 
 class BackupStatus(StrEnum):
     COMPLETE = "COMPLETE"  # every table verified
-    PARTIAL = "PARTIAL"  # some tables failed
+    PARTIAL = "PARTIAL"  # some tables failed (or, in a local copy, were not copied)
     FAILED = "FAILED"  # none succeeded
 
 
@@ -133,6 +133,10 @@ class BackupManifest(_Model):
     status: BackupStatus
     tables: list[TableBackup]
     legacy: bool = False
+    omitted_tables: list[str] = Field(
+        default_factory=list,
+        description="tables of the backup that this local copy (download --tables) does not hold",
+    )
 
     def table(self, name: str) -> TableBackup | None:
         return next((t for t in self.tables if t.table_name == name), None)

@@ -58,7 +58,12 @@ from ddb_backup.errors import (
 from ddb_backup.events import RestoreRequest
 from ddb_backup.export_folder import ExportListing, read_export_folder
 from ddb_backup.items import KeySpec, check_item_line
-from ddb_backup.keys import check_prefix, dead_letter_prefix
+from ddb_backup.keys import (
+    check_key,
+    check_table_name,
+    dead_letter_prefix,
+    export_dead_letter_root,
+)
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import BackupManifest, TableBackup, TableStatus
 from ddb_backup.progress import (
@@ -1162,19 +1167,19 @@ async def restore_export(
     anyone, into the existing ``table``: verified against AWS's manifests when
     present, DYNAMODB_JSON only (ION is refused before anything is written).
 
-    Dead letters go to ``<first folder segment>/_restore/<id>/dead-letter/``
-    in ``dead_letter_storage`` (default: ``storage``).
+    Dead letters go to ``<root>/_restore/<id>/dead-letter/<table>/`` in
+    ``dead_letter_storage`` (default: ``storage``), ``<root>`` being the
+    folder's first segment when it is a plain one, else ``ddb-backup``
+    (:func:`~ddb_backup.keys.export_dead_letter_root`): the folder itself
+    may hold any characters S3 allows, except escapes.
     """
     started = time.monotonic()
     folder = folder.strip("/")
-    segments = folder.split("/")
-    root = segments[0] if len(segments) > 1 else "ddb-backup"
+    root = export_dead_letter_root(folder)
     base = {"export_folder": folder, "target_table": table, "dry_run": dry_run}
     try:
-        from ddb_backup.keys import check_table_name
-
         check_table_name(table)
-        check_prefix(root)
+        check_key(folder)
         if not 1 <= max_workers <= 64:
             raise UnsafeNameError("max_workers must be between 1 and 64")
         listing = await read_export_folder(storage, folder)

@@ -2,8 +2,14 @@
 
 Accepted events: EventBridge's scheduled event, ``{}``, or
 ``{"backup_date": "YYYY-MM-DD"}`` (what a wait loop sends to drive a run that
-answered 202 to completion, even after midnight UTC). Settings come from the
-environment (see :meth:`ddb_backup.config.BackupConfig.from_environ`).
+answered 202 to completion, even after midnight UTC); any other field is a
+400 naming it. Settings come from the environment (see
+:meth:`ddb_backup.config.BackupConfig.from_environ`).
+
+The core works for :func:`handlers.common.working_seconds` of the invocation
+(Lambda's remaining time less up to 30 s, never less than half of it): a short
+invocation still polls and verifies what finished. With 5 s or less left it
+answers 202 at once without an AWS call.
 """
 
 from __future__ import annotations
@@ -14,7 +20,14 @@ import os
 import time
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import BackupResult, Polling, run_backup
@@ -24,7 +37,15 @@ from ddb_backup.keys import check_date
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import BACKUP_TYPE
 from ddb_backup.metrics import emit_metrics
-from handlers.common import LambdaContext, deadline_seconds, response, setup, validation_problems
+from handlers.common import (
+    MIN_WORKING_SECONDS,
+    LambdaContext,
+    remaining_seconds,
+    response,
+    setup,
+    validation_problems,
+    working_seconds,
+)
 
 __all__ = ["BackupEvent", "handler"]
 
@@ -44,10 +65,26 @@ def _strict_date(value: Any) -> dt.date:
         raise ValueError("expected a date as YYYY-MM-DD") from exc
 
 
-class BackupEvent(BaseModel):
-    """An EventBridge scheduled event (AWS's names kept through aliases), or ``{}``."""
+#: The envelope of every EventBridge event (a scheduled one's ``detail`` is ``{}``).
+SCHEDULED_EVENT_FIELDS = (
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+)
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+class BackupEvent(BaseModel):
+    """``{}``, ``{"backup_date": "YYYY-MM-DD"}`` or an EventBridge scheduled event
+    (all of its envelope, AWS's names); anything else is refused, so a mistyped
+    field (``backupDate``) cannot silently start today's run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: str | None = None
     id: str | None = None
@@ -56,9 +93,26 @@ class BackupEvent(BaseModel):
     account: str | None = None
     time: dt.datetime | None = None
     region: str | None = None
-    resources: list[str] = Field(default_factory=list)
-    detail: dict[str, Any] = Field(default_factory=dict)
+    resources: list[str] | None = None
+    detail: dict[str, Any] | None = None
     backup_date: Annotated[dt.date | None, BeforeValidator(_strict_date)] = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> BackupEvent:
+        given = {
+            f.alias or name
+            for name, f in type(self).model_fields.items()
+            if name in self.model_fields_set
+        }
+        envelope = given & set(SCHEDULED_EVENT_FIELDS)
+        if envelope and "backup_date" in given:
+            raise ValueError("backup_date cannot be combined with an EventBridge event's fields")
+        missing = [f for f in SCHEDULED_EVENT_FIELDS if f not in given]
+        if envelope and missing:
+            raise ValueError(
+                "not a complete EventBridge scheduled event; missing: " + ", ".join(missing)
+            )
+        return self
 
 
 def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
@@ -86,9 +140,36 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
             "backup_date": parsed.backup_date.isoformat() if parsed.backup_date else None,
         },
     )
-    result = asyncio.run(_run(config, deadline_seconds(context), parsed.backup_date))
+    deadline = working_seconds(context)
+    if deadline is not None and deadline <= 0:
+        result = _too_little_time(config, parsed.backup_date, remaining_seconds(context))
+    else:
+        result = asyncio.run(_run(config, deadline, parsed.backup_date))
     _emit(config, result, started)
     return response(result.status_code, result.body)
+
+
+def _too_little_time(
+    config: BackupConfig, backup_date: dt.date | None, remaining: float | None
+) -> BackupResult:
+    """202 without a single AWS call: too little time left to start or check
+    anything safely; the caller invokes again with the date, as after any 202."""
+    date = backup_date or dt.datetime.now(dt.UTC).date()
+    log.warning(
+        "too little time left; nothing checked or started",
+        extra={"backup_date": date.isoformat(), "remaining_seconds": remaining},
+    )
+    body = {
+        "backup_date": date.isoformat(),
+        "environment": config.environment,
+        "backup_type": BACKUP_TYPE,
+        "status": "IN_PROGRESS",
+        "message": (
+            f"only {remaining or 0:.1f} s left in this invocation (at most "
+            f"{MIN_WORKING_SECONDS:g} s): nothing was checked or started; invoke again"
+        ),
+    }
+    return BackupResult(202, body)
 
 
 async def _run(
@@ -117,7 +198,14 @@ def _emit(config: BackupConfig | None, result: BackupResult | None, started: flo
     dimensions = {"Function": "backup", "Environment": config.environment if config else "unknown"}
     duration = round(time.monotonic() - started, 3)
     if body.get("already_final"):
-        emit_metrics({"runs_already_final": 1, "duration_seconds": duration}, dimensions)
+        emit_metrics(
+            {
+                "runs_already_final": 1,
+                "tables_not_backed_up": len(body.get("not_backed_up", [])),
+                "duration_seconds": duration,
+            },
+            dimensions,
+        )
         return
     emit_metrics(
         {

@@ -10,15 +10,20 @@ from ddb_backup.log import configure_logging
 
 __all__ = [
     "DEADLINE_MARGIN_SECONDS",
+    "MIN_WORKING_SECONDS",
     "LambdaContext",
     "deadline_seconds",
+    "remaining_seconds",
     "response",
     "setup",
     "validation_problems",
+    "working_seconds",
 ]
 
 #: Time kept back from Lambda's limit to write state/checkpoints and answer.
 DEADLINE_MARGIN_SECONDS = 30.0
+#: With this many seconds left or fewer, an invocation only answers (no AWS call).
+MIN_WORKING_SECONDS = 5.0
 
 
 class LambdaContext(Protocol):
@@ -33,9 +38,34 @@ def deadline_seconds(
     context: LambdaContext | None, margin: float = DEADLINE_MARGIN_SECONDS
 ) -> float | None:
     """Seconds the core may use, or ``None`` without a Lambda context (no deadline)."""
+    remaining = remaining_seconds(context)
+    return None if remaining is None else max(0.0, remaining - margin)
+
+
+def remaining_seconds(context: LambdaContext | None) -> float | None:
+    """Seconds Lambda gives this invocation, or ``None`` without a Lambda context."""
     if context is None or not hasattr(context, "get_remaining_time_in_millis"):
         return None
-    return max(0.0, context.get_remaining_time_in_millis() / 1000 - margin)
+    return context.get_remaining_time_in_millis() / 1000
+
+
+def working_seconds(
+    context: LambdaContext | None,
+    margin: float = DEADLINE_MARGIN_SECONDS,
+    floor: float = MIN_WORKING_SECONDS,
+) -> float | None:
+    """Seconds the core may use: ``margin`` is kept back, but never more than half
+    of what is left (nor less than ``floor``), so a short invocation still works
+    for half its time; 0 when ``floor`` seconds or fewer are left.
+
+    ``None`` without a Lambda context (no deadline).
+    """
+    remaining = remaining_seconds(context)
+    if remaining is None:
+        return None
+    if remaining <= floor:
+        return 0.0
+    return remaining - min(margin, max(floor, remaining / 2))
 
 
 def response(status_code: int, body: dict[str, Any]) -> dict[str, Any]:

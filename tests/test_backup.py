@@ -309,6 +309,30 @@ async def test_same_date_again_answers_from_the_manifest_and_starts_nothing(
     assert await keys_under(aws, bucket, PREFIX) == before
 
 
+async def test_table_configured_after_the_date_is_final_is_named_not_hidden(
+    aws: AwsClients, bucket: str
+) -> None:
+    """README: a table added to DYNAMODB_TABLES once today's manifest is final is not
+    backed up today; the answer is 207 naming it, and the final date stays as it was."""
+    await three_tables(aws)
+    first = await backup(aws, config(bucket, U2F, TOTP))
+    assert first.status_code == 200
+    raw = await get(aws, bucket, manifest_key(PREFIX, DATE))
+
+    again = await backup(aws, config(bucket, U2F, TOTP, API_KEY), now=NOW + dt.timedelta(hours=1))
+
+    assert again.status_code == 207, again.body
+    assert again.body["not_backed_up"] == [API_KEY]
+    assert API_KEY in again.body["message"]
+    assert again.body["already_final"] is True
+    assert again.body["successful_exports"] == 2
+    assert await export_arns(aws, API_KEY) == []  # nothing started
+    assert await get(aws, bucket, manifest_key(PREFIX, DATE)) == raw
+    # The same configuration as the run: a plain 200, nothing named.
+    same = await backup(aws, config(bucket, U2F, TOTP), now=NOW + dt.timedelta(hours=2))
+    assert (same.status_code, same.body["not_backed_up"]) == (200, [])
+
+
 # -- PITR -------------------------------------------------------------------------
 
 

@@ -15,11 +15,13 @@ import handlers.backup
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import Polling
 from handlers.backup import BackupEvent, handler
+from handlers.common import MIN_WORKING_SECONDS, working_seconds
 from tests.conftest import BUCKET
 from tests.support.data import SECRET_MARKER, create_table, every_type_items, put_items
 from tests.support.lambda_context import FakeContext
 
 EVENTS = Path(__file__).parent / "events"
+MIN_WORKING_MS = int(MIN_WORKING_SECONDS * 1000)
 TABLES = ["mfa-api_test_u2f_global", "mfa-api_test_totp_global"]
 GOOD_ENV = {
     "BACKUP_BUCKET": BUCKET,
@@ -122,12 +124,15 @@ def test_scheduled_event_backs_up_every_table(
 def test_empty_event_with_exhausted_context_answers_202_then_finishes(
     env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first = handler({}, FakeContext(remaining_ms=0))
+    """Too little time to start anything safely: 202 at once, nothing started or
+    written; the next invocation (with time) does the whole run."""
+    first = handler({}, FakeContext(remaining_ms=MIN_WORKING_MS))
 
     assert first["statusCode"] == 202, first
-    assert first["body"]["in_progress_exports"] == 2
-    assert first["body"]["manifest_s3_key"] is None
-    assert metrics_of(capsys.readouterr().out)["tables_in_progress"] == 2
+    assert "nothing was checked or started" in first["body"]["message"]
+    assert exports_and_objects() == (0, [])
+    emf = metrics_of(capsys.readouterr().out)
+    assert (emf["tables_in_progress"], emf["runs_failed"], emf["runs_partial"]) == (0, 0, 0)
 
     date = first["body"]["backup_date"]
     second = handler({"backup_date": date}, FakeContext(remaining_ms=900_000))
@@ -170,6 +175,59 @@ def test_invalid_event_is_refused_and_starts_nothing(env: dict[str, str], event:
     assert result["body"]["error"] == "invalid event"
     assert result["body"]["problems"]
     assert exports_and_objects() == (0, [])
+
+
+def _scheduled(**changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = load_event("scheduled_event.json")
+    event.update(changes)
+    return {k: v for k, v in event.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("event", "problem"),
+    [
+        ({"backupDate": "2026-11-30"}, "backupDate: Extra inputs are not permitted"),
+        ({"backup_date": "2026-01-02", "tables": ["x-y-z"]}, "tables: Extra inputs"),
+        ({"detail_type": "Scheduled Event"}, "detail_type: Extra inputs"),
+        (_scheduled(**{"replay-name": "x"}), "replay-name: Extra inputs are not permitted"),
+        (_scheduled(backup_date="2026-01-02"), "backup_date cannot be combined"),
+        ({"source": "aws.events"}, "missing: version, id, detail-type, account, time, region"),
+        (_scheduled(detail=None), "missing: detail"),
+    ],
+)
+def test_unknown_fields_are_named_and_nothing_is_started(
+    env: dict[str, str], event: dict[str, Any], problem: str
+) -> None:
+    """README: a mistyped field (e.g. a resume of an older run as ``backupDate``)
+    answers 400 naming it; no export started, no object written."""
+    result = handler(event, FakeContext(remaining_ms=900_000))
+    assert result["statusCode"] == 400, result
+    assert any(problem in p for p in result["body"]["problems"]), result["body"]["problems"]
+    assert exports_and_objects() == (0, [])
+
+
+@pytest.mark.parametrize(("remaining", "working"), [(0, 0), (5, 0), (8, 3), (20, 10), (900, 870)])
+def test_working_time_keeps_back_at_most_half(remaining: float, working: float) -> None:
+    assert working_seconds(FakeContext(remaining_ms=int(remaining * 1000))) == pytest.approx(
+        working, abs=0.05
+    )
+
+
+def test_short_invocations_still_finish_the_backup(env: dict[str, str]) -> None:
+    """With 20 s left per invocation (less than the 30 s margin) every invocation
+    polls and verifies what finished: the run is final within a few invocations."""
+    answers: list[dict[str, Any]] = []
+    for _ in range(3):
+        event = {"backup_date": answers[-1]["body"]["backup_date"]} if answers else {}
+        answers.append(handler(event, FakeContext(remaining_ms=20_000)))
+        if answers[-1]["statusCode"] != 202:
+            break
+    assert answers[-1]["statusCode"] == 200, [a["statusCode"] for a in answers]
+    assert answers[-1]["body"]["successful_exports"] == 2
+    assert answers[-1]["body"]["total_items_exported"] == 4 + 5
+    exports, objects = exports_and_objects()
+    assert exports == 2  # resumed, never started twice
+    assert answers[-1]["body"]["manifest_s3_key"] in objects
 
 
 @pytest.mark.parametrize(

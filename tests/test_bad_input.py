@@ -529,6 +529,9 @@ async def test_export_manifest_pointing_outside_its_folder_is_refused(aws: AwsCl
         ("ext/src/AWSDynamoDB/x", "a/b"),
         ("../ext/AWSDynamoDB/x", TABLE),
         ("ext/%2e%2e/AWSDynamoDB/x", TABLE),
+        ("ext/%252E%252e/AWSDynamoDB/x", TABLE),
+        ("ext/a%2fb/../AWSDynamoDB/x", TABLE),
+        ("ext//AWSDynamoDB/x", TABLE),
     ],
 )
 async def test_restore_export_refuses_unsafe_names(
@@ -591,7 +594,21 @@ def test_check_key_inside_refuses_escapes(key: str) -> None:
         check_key_inside(key, "p")
 
 
-@pytest.mark.parametrize("key", ["p/x", "p/a/b.json.gz", "p/a..b/c", "p/.hidden"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "p/x",
+        "p/a/b.json.gz",
+        "p/a..b/c",
+        "p/.hidden",
+        "p/a b/x",
+        "p/été/x",
+        "p/100%/x",
+        "p/a%20b/x",
+        "p/a+b/x",
+        "p/%/x",
+    ],
+)
 def test_check_key_inside_accepts_plain_keys(key: str) -> None:
     assert check_key_inside(key, "p/") == key
 

@@ -357,6 +357,41 @@ def test_download_then_verify_from_dir_with_no_server(
     assert victim.relative_to(tmp_path).as_posix() in out
 
 
+def test_download_of_some_tables_lists_only_those(
+    env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``download --tables T1`` of a two-table backup: ``list --from DIR`` shows a
+    partial copy of T1 and names T2 as not copied; downloading T2 too completes it."""
+    on_aws(
+        lambda aws: write_backup(
+            aws.s3, BUCKET, "2026-11-20", {T1: every_type_items(9), T2: every_type_items(4)}
+        )
+    )
+    code, _, err = run(capsys, "download", "latest", str(tmp_path), "--tables", T1)
+    assert code == 0, err
+
+    code, out, _ = run(capsys, "list", "--from", str(tmp_path), "--json")
+    assert code == 0
+    [entry] = orjson.loads(out)
+    assert (entry["state"], entry["tables"], entry["omitted_tables"]) == ("partial", [T1], [T2])
+    assert entry["item_count"] == 9
+    code, out, _ = run(capsys, "list", "--from", str(tmp_path))
+    assert code == 0
+    assert f"not copied: {T2}" in out
+    code, out, _ = run(capsys, "verify", "latest", "--from", str(tmp_path), "--json")
+    assert code == 0
+    assert [t["table_name"] for t in orjson.loads(out)["tables"]] == [T1]
+    code, _, err = run(capsys, "verify", "latest", "--from", str(tmp_path), "--tables", T2)
+    assert code != 0
+    assert T2 in err
+
+    code, _, err = run(capsys, "download", "latest", str(tmp_path), "--tables", T2)
+    assert code == 0, err
+    code, out, _ = run(capsys, "list", "--from", str(tmp_path), "--json")
+    [entry] = orjson.loads(out)
+    assert (entry["state"], entry["tables"], entry["omitted_tables"]) == ("complete", [T1, T2], [])
+
+
 def test_download_of_a_corrupted_backup_exits_1(
     env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -85,6 +85,12 @@ def test_backup_waits_until_final_showing_each_state(
     body = orjson.loads(out)["body"]
     assert body["message"] == "backup already final for this date; nothing was started"
 
+    # A table configured after the date is final: named, exit 1, nothing exported.
+    code, out, err = run(capsys, "backup", "--tables", T1, T2, NO_PITR, *FAST)
+    assert code == 1
+    assert err.splitlines()[-1].startswith("ddb-backup: error: not backed up on ")
+    assert err.splitlines()[-1].endswith(f": {NO_PITR}")
+
 
 @pytest.mark.usefixtures("tables")
 def test_backup_with_a_table_without_pitr_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

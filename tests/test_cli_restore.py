@@ -15,6 +15,7 @@ import pytest
 from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.restore import run_restore
+from ddb_backup.writer import generic_sender
 from tests.conftest import BUCKET
 from tests.support.cli_data import TypedStdin, on_aws, write_backup
 from tests.support.cli_data import run_cli as run
@@ -26,6 +27,7 @@ from tests.support.data import (
     scan_all,
     write_aws_export,
 )
+from tests.support.senders import poisoned, refusing_sender
 
 T1, T2 = "mfa-api_test_totp_global", "mfa-api_test_u2f_global"
 SCRATCH = "scratch-totp-copy"
@@ -300,6 +302,55 @@ def test_resume_token_flag_is_passed_as_is(
 # -- restore-export ----------------------------------------------------------------------
 
 
+def test_dead_letters_restore_with_the_documented_command(
+    backed_up: dict[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: ``restore-export s3://BUCKET/<prefix>/_restore/<id>/dead-letter/<table>/``
+    writes exactly the items a restore could not write."""
+    items = backed_up[T2]
+    poison = poisoned(items, 2)
+
+    async def refused(aws: Any) -> Any:
+        config = RestoreConfig(bucket=BUCKET, environment="test")
+        sender = refusing_sender(generic_sender(aws.dynamodb), poison)
+        return await run_restore(config, RestoreRequest(tables=[T2]), aws, sender=sender)
+
+    first = on_aws(refused)
+    assert first.status_code == 207, first.body
+    folder = first.body["restore_results"][0]["dead_letter_folder"]
+    assert folder == f"native-exports/_restore/{first.body['restore_id']}/dead-letter/{T2}"
+    kept = [it for it in items if it["pk"]["S"] not in poison]
+    assert table(T2) == canonical(kept)
+
+    code, out, err = run(capsys, "restore-export", f"s3://{BUCKET}/{folder}/", "--table", T2)
+
+    assert code == 0, err
+    [result] = orjson.loads(out)["body"]["restore_results"]
+    assert result["status"] == "COMPLETED"
+    assert result["items_written"] == result["items_expected"] == len(poison)
+    assert table(T2) == canonical(items)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://b-x/../AWSDynamoDB/x/",
+        "s3://b-x/a/%2e%2e/AWSDynamoDB/x/",
+        "s3://b-x/a//AWSDynamoDB/x/",
+        "s3://b-x/a/AWSDynamoDB/",
+        "s3://b-x/a/_restore/r/dead-letter/",
+        "s3://b-x/a/other/x/",
+    ],
+)
+def test_restore_export_refuses_other_uris_with_exit_2(
+    moto: str, uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "restore-export", uri, "--table", SCRATCH)
+    assert code == 2
+    assert out == ""
+    assert "restore-export" in err
+
+
 @pytest.fixture
 def console_export(moto: str) -> dict[str, Any]:
     """An export made by someone else (AWS-shaped, with an empty data file)."""
@@ -364,3 +415,24 @@ def test_restore_export_into_a_missing_table_exits_1(
     [result] = orjson.loads(out)["body"]["restore_results"]
     assert result["status"] == "FAILED"
     assert "no-such-table" in result["error"]
+
+
+@pytest.mark.parametrize("prefix", ["console exports/2026 11", "été/π", "100%/a%20b", "a+b/c"])
+def test_restore_export_of_a_folder_under_an_odd_prefix(
+    moto: str, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = every_type_items(9)
+
+    async def go(aws: Any) -> dict[str, Any]:
+        await aws.s3.create_bucket(Bucket="someone-elses-exports")
+        await create_table(aws.dynamodb, SCRATCH, pitr=False)
+        return await write_aws_export(aws.s3, "someone-elses-exports", prefix, items, files=2)
+
+    uri = f"s3://someone-elses-exports/{on_aws(go)['folder']}/"
+    code, out, err = run(capsys, "restore-export", uri, "--table", SCRATCH, "--dry-run")
+    assert code == 0, err
+    assert table(SCRATCH) == []
+    code, out, err = run(capsys, "restore-export", uri, "--table", SCRATCH)
+    assert code == 0, err
+    assert orjson.loads(out)["body"]["restore_results"][0]["items_written"] == 9
+    assert table(SCRATCH) == canonical(items)

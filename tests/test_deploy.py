@@ -29,6 +29,7 @@ from ddb_backup.aws import aws_clients
 from ddb_backup.backup import Polling
 from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
 from ddb_backup.metrics import NAMESPACE
+from handlers.common import deadline_seconds, working_seconds
 from tests.conftest import BUCKET
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
@@ -359,6 +360,39 @@ def test_lambda_settings(tf: Module) -> None:
     assert on_failure["destination"] == "${aws_sqs_queue.failures.arn}"
     groups = tf.resource("aws_cloudwatch_log_group", "lambda")
     assert groups["retention_in_days"] == "${var.log_retention_days}"
+
+
+def _accepts(variable: dict[str, Any], name: str, value: float) -> bool:
+    """Evaluate a variable's ``validation`` conditions (comparisons joined by ``&&``)."""
+    ok = True
+    for block in variable["validation"]:
+        condition = block["condition"].removeprefix("${").removesuffix("}")
+        for clause in condition.split("&&"):
+            m = re.fullmatch(rf"\s*var\.{name}\s*(>=|<=)\s*(\d+)\s*", clause)
+            assert m, f"unexpected condition {condition!r}"
+            bound = float(m.group(2))
+            ok &= value >= bound if m.group(1) == ">=" else value <= bound
+    return ok
+
+
+@pytest.mark.parametrize(
+    "name", ["backup_timeout_seconds", "restore_timeout_seconds", "plan_timeout_seconds"]
+)
+def test_function_timeouts_have_a_validated_minimum(tf: Module, name: str) -> None:
+    """A timeout too short to work in is refused at plan time: at the minimum (60 s)
+    a handler still works 30 s after keeping its margin back."""
+    variable = tf.variables[name]
+    assert _accepts(variable, name, variable["default"])
+    assert [_accepts(variable, name, v) for v in (30, 59, 60, 900, 901)] == [
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
+    context = FakeContext(remaining_ms=60_000)
+    assert (working_seconds(context) or 0) >= 29
+    assert (deadline_seconds(context) or 0) >= 29
 
 
 def test_alarms_match_the_emitted_metrics(tf: Module) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from ddb_backup.aws import AwsClients
 from ddb_backup.restore import restore_export
 from ddb_backup.storage import S3Storage
-from ddb_backup.writer import RetryPolicy
+from ddb_backup.writer import RetryPolicy, generic_sender
 from tests.support.data import (
     SECRET_MARKER,
     canonical,
@@ -17,6 +18,7 @@ from tests.support.data import (
     scan_all,
     write_aws_export,
 )
+from tests.support.senders import poisoned, refusing_sender
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.004)
 TABLE = "console-export-target"
@@ -103,3 +105,64 @@ async def test_missing_target_table(aws: AwsClients, bucket: str) -> None:
     result = await restore_export(S3Storage(aws.s3, bucket), export["folder"], TABLE, aws)
     assert result.status_code == 500
     assert f"target table {TABLE} does not exist" in result.body["restore_results"][0]["error"]
+
+
+#: Prefixes a genuine export can have (S3 keys are literal): a space, non-ASCII,
+#: ``%`` (even one that looks encoded) and ``+``, in the first segment and later.
+ODD_PREFIXES = ["my exports/2026 11", "été/π-ü", "100%/a%20b", "a+b/c+d"]
+
+
+@pytest.mark.parametrize("prefix", ODD_PREFIXES)
+async def test_odd_prefixes_restore_and_their_dead_letters_too(
+    aws: AwsClients, bucket: str, prefix: str
+) -> None:
+    """A folder under any of these prefixes verifies and restores; the items that
+    fail land in a dead-letter folder at a plain location, which restores too."""
+    items = every_type_items(40)
+    export = await write_aws_export(aws.s3, bucket, prefix, items, files=3)
+    await create_table(aws.dynamodb, TABLE, pitr=False)
+    storage = S3Storage(aws.s3, bucket)
+    poison = poisoned(items, 6)
+
+    dry = await restore_export(storage, export["folder"], TABLE, aws, dry_run=True, retry=FAST)
+    assert dry.status_code == 200, dry.body
+    result = await restore_export(
+        storage,
+        export["folder"],
+        TABLE,
+        aws,
+        retry=FAST,
+        sender=refusing_sender(generic_sender(aws.dynamodb), poison),
+    )
+
+    assert result.status_code == 207, result.body
+    r = result.body["restore_results"][0]
+    assert (r["items_expected"], r["items_written"], r["items_failed"]) == (
+        40,
+        40 - len(poison),
+        len(poison),
+    )
+    folder = r["dead_letter_folder"]
+    assert folder == f"ddb-backup/_restore/{result.body['restore_id']}/dead-letter/{TABLE}"
+    again = await restore_export(storage, folder, TABLE, aws, retry=FAST)
+    assert again.status_code == 200, again.body
+    assert again.body["restore_results"][0]["items_written"] == len(poison)
+    assert canonical(await scan_all(aws.dynamodb, TABLE)) == canonical(items)
+
+
+async def test_dead_letters_sit_under_a_plain_first_segment(aws: AwsClients, bucket: str) -> None:
+    items = every_type_items(12)
+    export = await write_aws_export(aws.s3, bucket, "exports/odd name", items, files=2)
+    await create_table(aws.dynamodb, TABLE, pitr=False)
+    result = await restore_export(
+        S3Storage(aws.s3, bucket),
+        export["folder"],
+        TABLE,
+        aws,
+        retry=FAST,
+        sender=refusing_sender(generic_sender(aws.dynamodb), poisoned(items, 4)),
+    )
+    assert result.status_code == 207, result.body
+    assert result.body["restore_results"][0]["dead_letter_folder"].startswith(
+        f"exports/_restore/{result.body['restore_id']}/dead-letter/"
+    )

@@ -20,17 +20,16 @@ from ddb_backup.restore import restore_export, run_restore
 from ddb_backup.storage import S3Storage
 from ddb_backup.stream import iter_lines
 from ddb_backup.writer import (
-    BatchSender,
     BatchWriter,
     DeadLetterSink,
     RetryPolicy,
     WireRequest,
     generic_sender,
     put_request,
-    request_item,
 )
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import canonical, create_table, every_type_items, scan_all, to_wire
+from tests.support.senders import poisoned, refusing_sender
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.004)
 TABLE = "writer-target"
@@ -48,22 +47,6 @@ def client_error(code: str, status: int = 400) -> ClientError:
         },
         "BatchWriteItem",
     )
-
-
-def poisoned(items: list[dict[str, Any]], every: int) -> set[str]:
-    return {it["pk"]["S"] for i, it in enumerate(items) if i % every == 0}
-
-
-def refusing_sender(real: BatchSender, poison: set[str]) -> BatchSender:
-    """Never accepts poisoned items (always UnprocessedItems); writes the rest."""
-
-    async def send(table: str, requests: list[WireRequest]) -> list[WireRequest]:
-        bad = [r for r in requests if request_item(r)["pk"]["S"] in poison]
-        good = [r for r in requests if request_item(r)["pk"]["S"] not in poison]
-        rest = await real(table, good) if good else []
-        return rest + bad
-
-    return send
 
 
 async def write_all(writer: BatchWriter, requests: list[WireRequest]) -> list[tuple[int, int]]:

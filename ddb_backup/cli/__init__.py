@@ -25,7 +25,7 @@ from ddb_backup.cli.display import Output
 from ddb_backup.cli.settings import FLAG_FOR_VARIABLE
 from ddb_backup.concurrency import first_error
 from ddb_backup.errors import ConfigError, DdbBackupError, UnsafeNameError
-from ddb_backup.keys import check_date, check_table_name
+from ddb_backup.keys import check_date, check_key, check_table_name
 from ddb_backup.log import JsonFormatter
 
 __all__ = ["build_parser", "main"]
@@ -66,19 +66,29 @@ def _map_arg(value: str) -> tuple[str, str]:
     return _table_arg(source.strip()), _table_arg(target.strip())
 
 
+#: An export folder (``.../AWSDynamoDB/<id>``) or a restore's dead-letter folder
+#: (``.../_restore/<id>/dead-letter/<table>[/shard-NNNNN]``); the prefix before
+#: either may hold any character S3 allows (spaces, ``%``, ``+``, non-ASCII).
 _EXPORT_URI = re.compile(
-    r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/((?:.+/)?AWSDynamoDB/[^/]+)/?$"
+    r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/"
+    r"((?:.+/)?(?:AWSDynamoDB/[^/]+|_restore/[^/]+/dead-letter/[^/]+(?:/shard-\d+)?))/?$"
+)
+_EXPORT_URI_SHAPE = (
+    "s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID/ or "
+    "s3://BUCKET/PREFIX/_restore/RESTORE_ID/dead-letter/TABLE/"
 )
 
 
 def _export_uri_arg(value: str) -> tuple[str, str]:
-    """``s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID/`` -> (bucket, folder key)."""
+    """An export or dead-letter folder URI -> (bucket, folder key)."""
     match = _EXPORT_URI.fullmatch(value.strip())
-    if not match or "//" in match.group(2) or ".." in match.group(2).split("/"):
-        raise argparse.ArgumentTypeError(
-            f"expected s3://BUCKET/PREFIX/AWSDynamoDB/EXPORT_ID/, got {value!r}"
-        )
-    return match.group(1), match.group(2).strip("/")
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected {_EXPORT_URI_SHAPE}, got {value!r}")
+    try:
+        folder = check_key(match.group(2).strip("/"))
+    except UnsafeNameError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} in {value!r}") from exc
+    return match.group(1), folder
 
 
 def _positive_int(value: str) -> int:
@@ -211,11 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "restore-export",
         parents=[common],
-        help="restore any DynamoDB export folder into an existing table",
+        help="restore any DynamoDB export (or dead-letter) folder into an existing table",
     )
-    p.add_argument(
-        "uri", type=_export_uri_arg, metavar="S3_URI", help="s3://BUCKET/PREFIX/AWSDynamoDB/ID/"
-    )
+    p.add_argument("uri", type=_export_uri_arg, metavar="S3_URI", help=_EXPORT_URI_SHAPE)
     p.add_argument("--table", required=True, type=_table_arg, help="target table")
     p.add_argument("--dry-run", action="store_true", help="verify and count; write nothing")
     p.add_argument("--max-workers", type=int, default=5, help="concurrent batch writes (1-64)")

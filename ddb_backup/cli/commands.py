@@ -76,6 +76,7 @@ def _entry_doc(e: BackupEntry) -> dict[str, Any]:
         "item_count": e.item_count,
         "size_bytes": e.size_bytes,
         "legacy": bool(e.manifest and e.manifest.legacy),
+        "omitted_tables": e.manifest.omitted_tables if e.manifest else [],
         "error": e.error,
     }
 
@@ -98,7 +99,10 @@ async def cmd_list(args: argparse.Namespace, out: Output) -> int:
                 if e.manifest
                 else []
             )
-            note = e.error or (f"failed: {', '.join(failed)}" if failed else "")
+            notes = [f"failed: {', '.join(failed)}"] if failed else []
+            if e.manifest and e.manifest.omitted_tables:
+                notes.append(f"not copied: {', '.join(e.manifest.omitted_tables)}")
+            note = e.error or "; ".join(notes)
             rows.append(
                 [
                     e.date.isoformat(),
@@ -403,6 +407,9 @@ async def cmd_backup(args: argparse.Namespace, out: Output) -> int:
         out.note("backup still running: run `ddb-backup backup` again to pick it up")
     elif body.get("error"):
         out.note(f"ddb-backup: error: {body['error']}")
+    elif body.get("not_backed_up"):
+        missing = ", ".join(body["not_backed_up"])
+        out.note(f"ddb-backup: error: not backed up on {body.get('backup_date')}: {missing}")
     elif result.status_code != 200:
         total = body.get("total_tables_processed", 0)
         out.note(

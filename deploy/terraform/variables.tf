@@ -148,9 +148,16 @@ variable "backup_memory_mb" {
 }
 
 variable "backup_timeout_seconds" {
-  description = "Timeout of the backup function; it answers 202 before it and the state machine resumes it."
+  description = "Timeout of the backup function (60-900 s); it answers 202 before it and the state machine resumes it. Each invocation polls and verifies for its time less 30 s (at most half of it)."
   type        = number
   default     = 900
+
+  # Handlers keep up to 30 s back to save state and answer: below 60 s an
+  # invocation has too little time to poll, verify or write anything useful.
+  validation {
+    condition     = var.backup_timeout_seconds >= 60 && var.backup_timeout_seconds <= 900
+    error_message = "backup_timeout_seconds must be between 60 and 900 (Lambda's maximum)."
+  }
 }
 
 variable "backup_reserved_concurrency" {
@@ -166,9 +173,16 @@ variable "restore_memory_mb" {
 }
 
 variable "restore_timeout_seconds" {
-  description = "Timeout of the restore (shard) function; it checkpoints and answers 202 before it."
+  description = "Timeout of the restore (shard) function (60-900 s); it checkpoints and answers 202 30 s before it."
   type        = number
   default     = 900
+
+  # Handlers keep up to 30 s back to save state and answer: below 60 s an
+  # invocation has too little time to poll, verify or write anything useful.
+  validation {
+    condition     = var.restore_timeout_seconds >= 60 && var.restore_timeout_seconds <= 900
+    error_message = "restore_timeout_seconds must be between 60 and 900 (Lambda's maximum)."
+  }
 }
 
 variable "plan_memory_mb" {
@@ -178,9 +192,16 @@ variable "plan_memory_mb" {
 }
 
 variable "plan_timeout_seconds" {
-  description = "Timeout of the restore plan function; it answers 202 with a resume_token before it."
+  description = "Timeout of the restore plan function (60-900 s); it answers 202 with a resume_token 30 s before it."
   type        = number
   default     = 900
+
+  # Handlers keep up to 30 s back to save state and answer: below 60 s an
+  # invocation has too little time to poll, verify or write anything useful.
+  validation {
+    condition     = var.plan_timeout_seconds >= 60 && var.plan_timeout_seconds <= 900
+    error_message = "plan_timeout_seconds must be between 60 and 900 (Lambda's maximum)."
+  }
 }
 
 variable "finalize_memory_mb" {
