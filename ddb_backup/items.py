@@ -20,6 +20,7 @@ from ddb_backup.errors import CorruptDataError
 __all__ = [
     "MAX_ITEM_BYTES",
     "WireItem",
+    "check_wire_item",
     "line_within_item_limit",
     "parse_item_line",
     "to_botocore",
@@ -43,8 +44,14 @@ def parse_item_line(line: bytes, *, key: str, line_no: int) -> WireItem:
     except orjson.JSONDecodeError as exc:
         raise CorruptDataError(f"line {line_no} is not JSON", key=key) from exc
     item = doc.get("Item") if type(doc) is dict else None
+    return check_wire_item(item, key=key, line_no=line_no)
+
+
+def check_wire_item(item: Any, *, key: str, line_no: int, what: str = "an item") -> WireItem:
+    """``item`` if it is a non-empty wire item, else :class:`CorruptDataError` naming
+    ``what`` (e.g. "an item", "NewImage") and the line; never a name or value."""
     if type(item) is not dict or not item:
-        raise CorruptDataError(f"line {line_no} is not an item", key=key)
+        raise CorruptDataError(f"line {line_no} is not {what}", key=key)
     values = item.values()
     # Every value a one-key dict whose key is a type tag, checked in three
     # C-level passes rather than a Python loop: this runs for every item.
