@@ -335,20 +335,22 @@ class IncrementalExportDescription(ExportDescription):
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IncrementalExportRequest(ExportRequest):
     """ExportTableToPointInTime for one window ``[export_from, export_to)``.
 
-    ``export_time`` (inherited) is unused by AWS for incremental exports; pass
-    ``export_to``. Use with :func:`ddb_backup.export.start_export`.
+    AWS ignores ``export_time`` (inherited) for incremental exports: pass
+    ``export_to``. Started with :func:`ddb_backup.export.start_export`; the
+    answer parsed with :class:`IncrementalExportDescription`.
     """
 
-    export_from: dt.datetime = _EPOCH
-    export_to: dt.datetime = _EPOCH
+    export_from: dt.datetime
+    export_to: dt.datetime
     view_type: OutputView = OutputView.NEW_AND_OLD_IMAGES
 
     def params(self) -> dict[str, Any]:
-        params = super().params()
+        # Not super(): slots=True rebuilds the class, which zero-argument super() misses.
+        params = ExportRequest.params(self)
         del params["ExportTime"]
         params["ExportType"] = INCREMENTAL_EXPORT
         params["IncrementalExportSpecification"] = {
