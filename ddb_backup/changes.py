@@ -170,7 +170,7 @@ def parse_change_line(
 def _timestamp(metadata: Any, *, key: str, line_no: int) -> int:
     stamp = metadata.get("WriteTimestampMicros") if type(metadata) is dict else None
     text = stamp.get("N") if type(stamp) is dict and len(stamp) == 1 else None
-    if type(text) is not str or not text.isdigit():
+    if type(text) is not str or not (text.isascii() and text.isdigit()):
         raise CorruptDataError(
             f'line {line_no} has no Metadata.WriteTimestampMicros {{"N": ...}}', key=key
         )
