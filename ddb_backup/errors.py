@@ -18,6 +18,8 @@ Exception tree::
     │   ├── TableNotFoundError       target table does not exist
     │   └── KeySchemaMismatchError   target keys differ from the backup's
     ├── ExportError                  an export failed or cannot be located
+    ├── ChainError                   an incremental chain is broken, not contiguous, or
+    │                                its record conflicts (point-in-time recovery)
     ├── VerificationError            a data file is not what the manifest says
     │   ├── DataFileMissingError
     │   ├── ChecksumMismatchError
@@ -33,6 +35,7 @@ from __future__ import annotations
 __all__ = [
     "AwsError",
     "BackupNotFoundError",
+    "ChainError",
     "CheckpointError",
     "ChecksumMismatchError",
     "ConfigError",
@@ -103,6 +106,14 @@ class KeySchemaMismatchError(TableError):
 
 class ExportError(DdbBackupError):
     """A DynamoDB export failed, or its S3 folder cannot be found."""
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class ChainError(DdbBackupError):
+    """A chain of incremental windows cannot be used or extended as asked."""
 
     def __init__(self, message: str, *, table: str | None = None) -> None:
         super().__init__(message)

@@ -15,7 +15,13 @@ from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import AwsManifestSummary, DataFile, parse_aws_manifest_files
 from ddb_backup.storage import Storage, content_md5
 
-__all__ = ["ExpectedFile", "ExportListing", "locate_export_folder", "read_export_folder"]
+__all__ = [
+    "ExpectedFile",
+    "ExportListing",
+    "check_manifest_sidecar",
+    "locate_export_folder",
+    "read_export_folder",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +103,7 @@ def _rebased(key: str, folder: str) -> str:
     return f"{folder}/data/{key.split(marker, 1)[1]}"
 
 
-async def _checked_sidecar(storage: Storage, key: str, data: bytes) -> None:
+async def check_manifest_sidecar(storage: Storage, key: str, data: bytes) -> None:
     """Check ``manifest-*.md5`` (base64 MD5, no newline) when AWS wrote one."""
     sidecar = key.removesuffix(".json") + ".md5"
     expected = await storage.get_bytes_or_none(sidecar)
@@ -118,7 +124,7 @@ async def read_export_folder(storage: Storage, folder: str) -> ExportListing:
     summary: AwsManifestSummary | None = None
     raw_summary = await storage.get_bytes_or_none(summary_key)
     if raw_summary is not None:
-        await _checked_sidecar(storage, summary_key, raw_summary)
+        await check_manifest_sidecar(storage, summary_key, raw_summary)
         try:
             summary = AwsManifestSummary.model_validate_json(raw_summary)
         except ValueError as exc:
@@ -133,7 +139,7 @@ async def read_export_folder(storage: Storage, folder: str) -> ExportListing:
             )
     raw_files = await storage.get_bytes_or_none(files_key)
     if raw_files is not None:
-        await _checked_sidecar(storage, files_key, raw_files)
+        await check_manifest_sidecar(storage, files_key, raw_files)
         entries = parse_aws_manifest_files(raw_files, key=files_key)
         files = [
             ExpectedFile(

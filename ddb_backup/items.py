@@ -29,6 +29,7 @@ __all__ = [
     "KeySpec",
     "WireItem",
     "check_item_line",
+    "check_wire_item",
     "key_spec",
     "number_size",
     "to_botocore",
@@ -121,8 +122,24 @@ def check_item_line(line: bytes, *, key: str, line_no: int, keys: KeySpec = ()) 
     except orjson.JSONDecodeError as exc:
         raise CorruptDataError(f"line {line_no} is not JSON", key=key) from exc
     item = doc.get("Item") if type(doc) is dict and len(doc) == 1 else None
+    return check_wire_item(item, key=key, line_no=line_no, keys=keys, line_bytes=len(line))
+
+
+def check_wire_item(
+    item: Any,
+    *,
+    key: str,
+    line_no: int,
+    keys: KeySpec = (),
+    line_bytes: int | None = None,
+    what: str = "an item",
+) -> WireItem:
+    """``item`` if it is one item as :func:`check_item_line` describes, else
+    :class:`CorruptDataError` naming ``what`` (e.g. "a record with NewImage")
+    and the line. ``line_bytes``: the length of the line it came from, which
+    bounds the item's size (only longer lines are measured)."""
     if type(item) is not dict or not item:
-        raise CorruptDataError(f"line {line_no} is not an item", key=key)
+        raise CorruptDataError(f"line {line_no} is not {what}", key=key)
     if "" in item or not all(_valid_value(v, 0) for v in item.values()):
         raise CorruptDataError(
             f"line {line_no} has an attribute that is not DynamoDB JSON", key=key
@@ -144,7 +161,9 @@ def check_item_line(line: bytes, *, key: str, line_no: int, keys: KeySpec = ()) 
     # An item's DynamoDB size never exceeds its line's length (names and strings
     # appear whole, base64 is 4/3 of its bytes, numbers and tags are longer as
     # text), so only long lines are measured.
-    if len(line) > MAX_ITEM_BYTES and wire_item_size(item) > MAX_ITEM_BYTES:
+    if (line_bytes is None or line_bytes > MAX_ITEM_BYTES) and wire_item_size(
+        item
+    ) > MAX_ITEM_BYTES:
         raise CorruptDataError(f"line {line_no} is over DynamoDB's 400 KB limit", key=key)
     return item
 

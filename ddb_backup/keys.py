@@ -7,6 +7,8 @@
     <prefix>/<YYYY-MM-DD>/<table>/AWSDynamoDB/<id>/...      AWS's export folder
     <prefix>/_restore/<restore-id>/checkpoint.json          restore checkpoints
     <prefix>/_restore/<restore-id>/dead-letter/<table>/...  items that could not be written
+    <prefix>/incremental/<table>/exports/AWSDynamoDB/...    AWS's incremental exports (shared data/)
+    <prefix>/incremental/<table>/chains/<chain-id>/...      the chain record (one object per window)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import urllib.parse
 from ddb_backup.errors import UnsafeNameError
 
 __all__ = [
+    "chain_prefix",
     "check_date",
     "check_key",
     "check_key_inside",
@@ -26,6 +29,8 @@ __all__ = [
     "date_prefix",
     "dead_letter_prefix",
     "export_dead_letter_root",
+    "incremental_exports_prefix",
+    "incremental_prefix",
     "manifest_key",
     "restore_prefix",
     "run_state_key",
@@ -151,3 +156,23 @@ def export_dead_letter_root(folder: str) -> str:
     if len(segments) > 1 and _PREFIX_SEGMENT_RE.fullmatch(first) and first not in {".", ".."}:
         return first
     return EXPORT_DEAD_LETTER_ROOT
+
+
+def incremental_prefix(prefix: str, table: str) -> str:
+    """Everything point-in-time recovery keeps for one table."""
+    return f"{check_prefix(prefix)}/incremental/{check_table_name(table)}"
+
+
+def incremental_exports_prefix(prefix: str, table: str) -> str:
+    """The ``S3Prefix`` of a table's incremental exports (they share ``AWSDynamoDB/data/``)."""
+    return f"{incremental_prefix(prefix, table)}/exports"
+
+
+def chain_prefix(prefix: str, table: str, chain_id: str | None = None) -> str:
+    """A table's chains folder, or one chain's folder."""
+    base = f"{incremental_prefix(prefix, table)}/chains"
+    if chain_id is None:
+        return base
+    if not _PREFIX_SEGMENT_RE.fullmatch(chain_id) or chain_id in {".", ".."}:
+        raise UnsafeNameError(f"invalid chain id {chain_id!r}")
+    return f"{base}/{chain_id}"

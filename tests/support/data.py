@@ -168,24 +168,10 @@ async def write_aws_export(
     export_id = export_id or f"{uuid.uuid4().int % 10**13:013d}-{uuid.uuid4().hex[:8]}"
     folder = f"{s3_prefix.strip('/')}/AWSDynamoDB/{export_id}"
     export_arn = f"{table_arn}/export/{export_id}"
-    chunks = [items[i::files] for i in range(files)] + [[] for _ in range(empty_files)]
-    entries = []
-    data_keys = []
-    for n, chunk in enumerate(chunks):
-        lines = export_lines(chunk) + (list(extra_lines) if n == 0 else [])
-        body = gzip_lines(lines) if lines else gzip.compress(b"", mtime=0)
-        key = f"{folder}/data/{uuid.uuid4().hex[:26]}.json.gz"
-        await s3.put_object(Bucket=bucket, Key=key, Body=body)
-        data_keys.append(key)
-        entries.append(
-            {
-                "itemCount": len(lines),
-                "md5Checksum": md5_b64(body),
-                "etag": hashlib.md5(body + b"etag").hexdigest() + "-1",
-                "dataFileS3Key": key,
-            }
-        )
-    files_json = b"".join(orjson.dumps(e) + b"\n" for e in entries)
+    lines = export_lines(items)
+    chunks = [lines[i::files] for i in range(files)] + [[] for _ in range(empty_files)]
+    chunks[0] = chunks[0] + list(extra_lines)
+    files_json, data_keys = await write_data_files(s3, bucket, f"{folder}/data", chunks)
     summary = orjson.dumps(
         {
             "version": "2020-06-30",
@@ -205,6 +191,42 @@ async def write_aws_export(
             "outputFormat": "DYNAMODB_JSON",
         }
     )
+    await write_manifests(s3, bucket, folder, files_json, summary, sidecars=sidecars)
+    return {
+        "folder": folder,
+        "export_arn": export_arn,
+        "data_keys": data_keys,
+        "export_id": export_id,
+    }
+
+
+async def write_data_files(
+    s3: Any, bucket: str, data_folder: str, chunks: list[list[bytes]]
+) -> tuple[bytes, list[str]]:
+    """One gzip data file per chunk of lines (an empty chunk: AWS's 20-byte empty
+    partition) in ``data_folder``; returns ``manifest-files.json`` and the keys."""
+    entries = []
+    data_keys = []
+    for chunk in chunks:
+        body = gzip_lines(chunk) if chunk else gzip.compress(b"", mtime=0)
+        key = f"{data_folder}/{uuid.uuid4().hex[:26]}.json.gz"
+        await s3.put_object(Bucket=bucket, Key=key, Body=body)
+        data_keys.append(key)
+        entries.append(
+            {
+                "itemCount": len(chunk),
+                "md5Checksum": md5_b64(body),
+                "etag": hashlib.md5(body + b"etag").hexdigest() + "-1",
+                "dataFileS3Key": key,
+            }
+        )
+    return b"".join(orjson.dumps(e) + b"\n" for e in entries), data_keys
+
+
+async def write_manifests(
+    s3: Any, bucket: str, folder: str, files_json: bytes, summary: bytes, *, sidecars: bool
+) -> None:
+    """AWS's manifests of an export folder, their ``.md5`` sidecars and ``_started``."""
     await s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-files.json", Body=files_json)
     await s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-summary.json", Body=summary)
     if sidecars:
@@ -215,12 +237,6 @@ async def write_aws_export(
             Bucket=bucket, Key=f"{folder}/manifest-summary.md5", Body=md5_b64(summary).encode()
         )
     await s3.put_object(Bucket=bucket, Key=f"{folder}/_started", Body=b"")
-    return {
-        "folder": folder,
-        "export_arn": export_arn,
-        "data_keys": data_keys,
-        "export_id": export_id,
-    }
 
 
 # -- hostile lines (issue 10) ---------------------------------------------------------
