@@ -22,7 +22,11 @@ Exception tree::
     │   ├── DataFileMissingError
     │   ├── ChecksumMismatchError
     │   ├── ItemCountMismatchError
-    │   └── CorruptDataError         bad gzip, a line that is not JSON / not an item
+    │   ├── CorruptDataError         bad gzip, a line that is not JSON / not an item
+    │   └── DataFileChangedError     the S3 object changed since it was verified
+    ├── LeaseError                   one restore per table at a time
+    │   ├── LeaseHeldError           another restore holds the table (answered 409)
+    │   └── LeaseLostError           this restore's lease was taken over while it ran
     ├── UnsupportedFormatError       e.g. ION exports
     └── AwsError                     a translated botocore ClientError / connection error
 """
@@ -36,11 +40,15 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigError",
     "CorruptDataError",
+    "DataFileChangedError",
     "DataFileMissingError",
     "DdbBackupError",
     "ExportError",
     "ItemCountMismatchError",
     "KeySchemaMismatchError",
+    "LeaseError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "ManifestError",
     "PitrDisabledError",
     "TableError",
@@ -130,6 +138,27 @@ class ItemCountMismatchError(VerificationError):
 
 class CorruptDataError(VerificationError):
     """A data file is not valid gzip, or a line is not a DynamoDB item."""
+
+
+class DataFileChangedError(VerificationError):
+    """The data file in S3 is no longer the object that was verified (its
+    ETag or VersionId changed): nothing more of it is read or written."""
+
+
+class LeaseError(DdbBackupError):
+    """A restore could not hold its lease on a target table."""
+
+    def __init__(self, message: str, *, table: str) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class LeaseHeldError(LeaseError):
+    """Another restore holds the lease of a target table: refused, nothing touched."""
+
+
+class LeaseLostError(LeaseError):
+    """Another restore took this restore's lease (it had expired) while it ran."""
 
 
 class UnsupportedFormatError(DdbBackupError):

@@ -7,6 +7,7 @@
     <prefix>/<YYYY-MM-DD>/<table>/AWSDynamoDB/<id>/...      AWS's export folder
     <prefix>/_restore/<restore-id>/checkpoint.json          restore checkpoints
     <prefix>/_restore/<restore-id>/dead-letter/<table>/...  items that could not be written
+    <prefix>/_restore/_leases/<table>.json                  lease: one restore per table at a time
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "check_table_name",
     "date_prefix",
     "dead_letter_prefix",
+    "lease_key",
     "manifest_key",
     "restore_prefix",
     "run_state_key",
@@ -109,3 +111,8 @@ def restore_prefix(prefix: str, restore_id: str) -> str:
 
 def dead_letter_prefix(prefix: str, restore_id: str, table: str) -> str:
     return f"{restore_prefix(prefix, restore_id)}/dead-letter/{check_table_name(table)}"
+
+
+def lease_key(prefix: str, table: str) -> str:
+    """The lease of a target table (``_leases`` is no restore id: ids start with a digit)."""
+    return f"{check_prefix(prefix)}/_restore/_leases/{check_table_name(table)}.json"
