@@ -122,10 +122,7 @@ def _client_error_message(exc: ClientError) -> str:
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     message = str(err.get("Message") or "").strip()
     clean = (
-        status < 500
-        and len(message) <= _MAX_MESSAGE
-        and "\n" not in message
-        and "<" not in message
+        status < 500 and len(message) <= _MAX_MESSAGE and "\n" not in message and "<" not in message
     )
     if clean and message:
         return f"{code}: {message}"

@@ -124,7 +124,11 @@ class TableLeases:
 
     def check(self) -> LeaseLostError | None:
         """The loss, if the leases were taken or could not be renewed in time."""
-        if self.lost is None and self._valid_until is not None and self.clock() >= self._valid_until:
+        if (
+            self.lost is None
+            and self._valid_until is not None
+            and self.clock() >= self._valid_until
+        ):
             self.lost = LeaseLostError(
                 "the table leases could not be renewed before they expired; stopped so that "
                 "no other restore's table is written",
@@ -207,7 +211,8 @@ class TableLeases:
             if holder.expires_at > self.clock():
                 raise LeaseHeldError(
                     f"table {table} is being restored by restore {holder.restore_id} "
-                    f"(owner {holder.owner}, lease {key} until {holder.expires_at:%Y-%m-%dT%H:%M:%SZ}); "
+                    f"(owner {holder.owner}, lease {key} until "
+                    f"{holder.expires_at:%Y-%m-%dT%H:%M:%SZ}); "
                     "one restore per table at a time: nothing was read, cleared or written",
                     table=table,
                 )

@@ -102,8 +102,9 @@ async def test_two_restores_of_one_table_at_once_exactly_one_proceeds(
     no = results[loser].body
     assert no["reason"] == "table_locked"
     assert no["error_type"] == "LeaseHeldError"
-    assert f"table {T} is being restored by restore {results[winner].body['restore_id']}" in (
-        no["error"]
+    assert (
+        f"table {T} is being restored by restore {results[winner].body['restore_id']}"
+        in (no["error"])
     )
     assert no["restore_results"] == []
     # The table holds exactly the winner's backup, item for item.
@@ -175,7 +176,8 @@ async def test_rounds_of_one_restore_keep_its_lease_and_refuse_others(
     one = await run_restore(config, request, aws, retry=FAST, max_batches=1)
     assert one.status_code == 202
     held = await lease_of(aws)
-    assert held is not None and held.restore_id == one.body["restore_id"]
+    assert held is not None
+    assert held.restore_id == one.body["restore_id"]
 
     # Between two rounds the table is still this restore's.
     other = await run_restore(config, RestoreRequest(backup_date=D1), aws, retry=FAST)
@@ -237,18 +239,18 @@ async def test_a_lease_taken_over_mid_run_stops_the_writes(
     assert len(await scan_all(aws.dynamodb, T)) == len(STALE) + sum(sent) < len(STALE) + len(first)
     # The other restore's lease is not released by the one that lost it.
     holder = await lease_of(aws)
-    assert holder is not None and holder.restore_id == "20261126T000000Z-0ther000"
+    assert holder is not None
+    assert holder.restore_id == "20261126T000000Z-0ther000"
 
 
-async def test_lease_record_names_restore_owner_and_expiry(
-    aws: AwsClients, bucket: str
-) -> None:
+async def test_lease_record_names_restore_owner_and_expiry(aws: AwsClients, bucket: str) -> None:
     leases = TableLeases(S3Storage(aws.s3, bucket), PREFIX, "20261127T000000Z-aaaaaaaa")
     await leases.acquire([T])
     raw = await (await aws.s3.get_object(Bucket=bucket, Key=lease_key(PREFIX, T)))["Body"].read()
     doc = orjson.loads(raw)
     assert doc["restore_id"] == "20261127T000000Z-aaaaaaaa"
-    assert doc["table"] == T and doc["owner"] == leases.owner
+    assert doc["table"] == T
+    assert doc["owner"] == leases.owner
     assert dt.datetime.fromisoformat(doc["expires_at"]) > dt.datetime.now(dt.UTC)
     await leases.renew()  # conditional on its own ETag: still ours
     await leases.release()

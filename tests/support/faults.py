@@ -500,10 +500,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         status = fault.status
         if fault.html:
             payload = (
-                "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
-                "<h1>Internal Server Error</h1>\n<p>The server encountered an internal error "
-                "and was unable to complete your request.</p>\n"
-            ).encode()
+                b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+                b"<h1>Internal Server Error</h1>\n<p>The server encountered an internal error "
+                b"and was unable to complete your request.</p>\n"
+            )
             ctype = "text/html; charset=utf-8"
         elif service == "s3" or (service is None and fault.code == "SlowDown"):
             code = fault.code or {500: "InternalError", 503: "ServiceUnavailable"}.get(
