@@ -18,10 +18,10 @@ import pytest
 from ddb_backup.aws import AwsClients
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import LeaseLostError
-from ddb_backup.events import RestoreRequest
+from ddb_backup.events import RestoreRequest, ShardRef
 from ddb_backup.keys import lease_key
 from ddb_backup.lease import LeaseRecord, TableLeases
-from ddb_backup.restore import RestoreResult, run_restore
+from ddb_backup.restore import RestoreResult, finalize_restore, plan_restore, run_restore
 from ddb_backup.storage import S3Storage
 from ddb_backup.writer import BatchSender, RetryPolicy, WireRequest, default_sender
 from handlers.restore import handler
@@ -150,7 +150,7 @@ def test_cli_exits_non_zero_with_a_clear_message_while_leased(
     monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
     monkeypatch.delenv("DDB_BACKUP_TERMINAL", raising=False)
     code, _out, err = run(capsys, "restore", D1, "--tables", T)
-    assert code != 0
+    assert code == 1  # a failure, not a usage error (README: exit codes)
     assert f"ddb-backup: error: table {T} is being restored by restore 20261126T000000Z" in err
     assert on_aws(lambda aws: scan_all(aws.dynamodb, T)) == []
 
@@ -254,4 +254,34 @@ async def test_lease_record_names_restore_owner_and_expiry(aws: AwsClients, buck
     assert dt.datetime.fromisoformat(doc["expires_at"]) > dt.datetime.now(dt.UTC)
     await leases.renew()  # conditional on its own ETag: still ours
     await leases.release()
+    assert await lease_of(aws) is None
+
+
+async def test_fan_out_shards_share_the_plans_lease_until_finalize(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
+    first, _ = await two_backups(aws)
+    plan = await plan_restore(
+        config,
+        RestoreRequest(backup_date=D1, clear_existing_data=True, items_per_shard=25),
+        aws,
+        retry=FAST,
+    )
+    assert plan.status_code == 200, plan.body
+    shards = plan.body["shards"]
+    assert len(shards) >= 2
+    held = await lease_of(aws)
+    assert held is not None
+    assert held.restore_id == plan.body["restore_id"]  # kept for the shards
+    assert (await run_restore(config, RestoreRequest(backup_date=D2), aws)).status_code == 409
+
+    # Shards of the same restore run at once on one table: none is refused.
+    answers = await asyncio.gather(
+        *(run_restore(config, RestoreRequest(shard=ShardRef(**s)), aws, retry=FAST) for s in shards)
+    )
+    assert [a.status_code for a in answers] == [200] * len(shards), [a.body for a in answers]
+    assert await lease_of(aws) is not None  # a shard does not release its siblings' lease
+    final = await finalize_restore(config, plan.body["restore_id"], aws)
+    assert final.status_code == 200, final.body
+    assert canonical(await scan_all(aws.dynamodb, T)) == canonical(first)
     assert await lease_of(aws) is None
