@@ -88,9 +88,8 @@ def raise_aws_error(
 ) -> NoReturn:
     """Translate a botocore/aiohttp error into :class:`AwsError` (never with values)."""
     if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
         raise AwsError(
-            f"{err.get('Code', 'Unknown')}: {err.get('Message', '')}".strip(),
+            _client_error_message(exc),
             operation=operation,
             code=error_code(exc),
             table=table,
@@ -107,6 +106,27 @@ def raise_aws_error(
             key=key,
         ) from exc
     raise exc
+
+
+#: A message longer than this is no AWS error message but a page or a dump.
+_MAX_MESSAGE = 200
+
+
+def _client_error_message(exc: ClientError) -> str:
+    """``Code: message`` kept short and clean: botocore puts a body it cannot
+    parse (a proxy's or server's HTML page on a 5xx) into ``Message``, so a
+    5xx, or a message that is long, multi-line or markup, becomes the code and
+    HTTP status only."""
+    err = exc.response.get("Error", {})
+    code = str(err.get("Code") or "Unknown")
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    message = str(err.get("Message") or "").strip()
+    clean = (
+        status < 500 and len(message) <= _MAX_MESSAGE and "\n" not in message and "<" not in message
+    )
+    if clean and message:
+        return f"{code}: {message}"
+    return f"{code} (HTTP {status})" if status else code
 
 
 @dataclass(frozen=True, slots=True)

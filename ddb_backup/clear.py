@@ -5,7 +5,14 @@ Called only after the backup was verified. A parallel Scan (``Segment`` /
 ``ExpressionAttributeNames``, since keys may be reserved words), and the keys
 go to DynamoDB as ``DeleteRequest`` batches through the same
 :class:`~ddb_backup.writer.BatchWriter` as the restore's puts, so deletes get
-the same retries. The count is exact: deletes DynamoDB acknowledged.
+the same retries.
+
+``deleted`` counts the keys the consistent scan returned whose delete
+DynamoDB acknowledged. BatchWriteItem acknowledges a delete of a key that is
+already gone too, so the count equals what was removed only when nothing
+else deletes from the table meanwhile: a restore clears under its table
+lease (:mod:`ddb_backup.lease`), so no second restore can; an application
+deleting items during the clear could still make it count one twice.
 """
 
 from __future__ import annotations
@@ -87,7 +94,7 @@ async def clear_existing_data(
     should_stop: Callable[[], bool] | None = None,
     on_deleted: Callable[[int, int], None] | None = None,
 ) -> ClearResult:
-    """Delete every item of ``table``; returns the exact number deleted.
+    """Delete every item of ``table``; returns the deletes acknowledged (see above).
 
     ``should_stop`` is polled between scan pages (the deadline); a stopped
     clear is resumed by calling again, which scans what is left.

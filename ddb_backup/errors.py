@@ -25,7 +25,11 @@ Exception tree::
     │   ├── ChecksumMismatchError
     │   ├── ItemCountMismatchError
     │   ├── DuplicateDataFileError   a manifest lists one data file twice
-    │   └── CorruptDataError         bad gzip, a line that is not exactly one item
+    │   ├── CorruptDataError         bad gzip, a line that is not exactly one item
+    │   └── DataFileChangedError     the S3 object changed since it was verified
+    ├── LeaseError                   one restore per table at a time
+    │   ├── LeaseHeldError           another restore holds the table (answered 409)
+    │   └── LeaseLostError           this restore's lease was taken over while it ran
     ├── UnsupportedFormatError       e.g. ION exports
     └── AwsError                     a translated botocore ClientError / connection error
 """
@@ -40,12 +44,16 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigError",
     "CorruptDataError",
+    "DataFileChangedError",
     "DataFileMissingError",
     "DdbBackupError",
     "DuplicateDataFileError",
     "ExportError",
     "ItemCountMismatchError",
     "KeySchemaMismatchError",
+    "LeaseError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "ManifestError",
     "PitrDisabledError",
     "TableError",
@@ -147,6 +155,27 @@ class DuplicateDataFileError(VerificationError):
 
 class CorruptDataError(VerificationError):
     """A data file is not valid gzip, or a line is not a DynamoDB item."""
+
+
+class DataFileChangedError(VerificationError):
+    """The data file in S3 is no longer the object that was verified (its
+    ETag or VersionId changed): nothing more of it is read or written."""
+
+
+class LeaseError(DdbBackupError):
+    """A restore could not hold its lease on a target table."""
+
+    def __init__(self, message: str, *, table: str) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class LeaseHeldError(LeaseError):
+    """Another restore holds the lease of a target table: refused, nothing touched."""
+
+
+class LeaseLostError(LeaseError):
+    """Another restore took this restore's lease (it had expired) while it ran."""
 
 
 class UnsupportedFormatError(DdbBackupError):

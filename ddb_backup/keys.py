@@ -7,6 +7,7 @@
     <prefix>/<YYYY-MM-DD>/<table>/AWSDynamoDB/<id>/...      AWS's export folder
     <prefix>/_restore/<restore-id>/checkpoint.json          restore checkpoints
     <prefix>/_restore/<restore-id>/dead-letter/<table>/...  items that could not be written
+    <prefix>/_restore/_leases/<table>.json                  lease: one restore per table at a time
     <prefix>/incremental/<table>/exports/AWSDynamoDB/...    AWS's incremental exports (shared data/)
     <prefix>/incremental/<table>/chains/<chain-id>/...      the chain record (one object per window)
 """
@@ -31,6 +32,7 @@ __all__ = [
     "export_dead_letter_root",
     "incremental_exports_prefix",
     "incremental_prefix",
+    "lease_key",
     "manifest_key",
     "restore_prefix",
     "run_state_key",
@@ -176,3 +178,8 @@ def chain_prefix(prefix: str, table: str, chain_id: str | None = None) -> str:
     if not _PREFIX_SEGMENT_RE.fullmatch(chain_id) or chain_id in {".", ".."}:
         raise UnsafeNameError(f"invalid chain id {chain_id!r}")
     return f"{base}/{chain_id}"
+
+
+def lease_key(prefix: str, table: str) -> str:
+    """The lease of a target table (``_leases`` is no restore id: ids start with a digit)."""
+    return f"{check_prefix(prefix)}/_restore/_leases/{check_table_name(table)}.json"

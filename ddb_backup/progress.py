@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ddb_backup.manifest import DataFile
+from ddb_backup.storage import ObjectPin
 
 __all__ = [
     "FileState",
@@ -64,6 +65,9 @@ class FileState(_State):
     lines_done: int = Field(default=0, ge=0)
     done: bool = False
     error: str | None = None  # the last attempt's; cleared when a later round succeeds
+    # The S3 object verified (VersionId, else ETag): every later read is pinned to it.
+    etag: str | None = None
+    version_id: str | None = None
     _completed: dict[int, int] = PrivateAttr(default_factory=dict)
 
     def mark(self, start: int, end: int) -> None:
@@ -71,6 +75,12 @@ class FileState(_State):
         self._completed[start] = end
         while self.lines_done in self._completed:
             self.lines_done = self._completed.pop(self.lines_done)
+
+    @property
+    def pin(self) -> ObjectPin | None:
+        if self.etag is None and self.version_id is None:
+            return None  # a local copy, or a checkpoint written before pins
+        return ObjectPin(etag=self.etag, version_id=self.version_id)
 
     @classmethod
     def from_data_file(cls, f: DataFile) -> FileState:
@@ -112,8 +122,9 @@ class TableState(_State):
 
     def status(self, dry_run: bool) -> TableStatus:
         if self.phase is TablePhase.FAILED:
-            # FAILED means untouched; a table whose clear began is not.
-            return TableStatus.PARTIAL if self.items_cleared else TableStatus.FAILED
+            # FAILED means untouched; a table cleared or partly written is not.
+            touched = self.items_cleared or self.items_written
+            return TableStatus.PARTIAL if touched else TableStatus.FAILED
         if dry_run:
             return TableStatus.DRY_RUN if not self.all_errors else TableStatus.FAILED
         complete = (

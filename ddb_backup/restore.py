@@ -46,9 +46,12 @@ from ddb_backup.errors import (
     BackupNotFoundError,
     CheckpointError,
     ChecksumMismatchError,
+    DataFileChangedError,
     DdbBackupError,
     ExportError,
     ItemCountMismatchError,
+    LeaseHeldError,
+    LeaseLostError,
     ManifestError,
     TableError,
     TableNotFoundError,
@@ -64,6 +67,7 @@ from ddb_backup.keys import (
     dead_letter_prefix,
     export_dead_letter_root,
 )
+from ddb_backup.lease import TableLeases
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import BackupManifest, TableBackup, TableStatus
 from ddb_backup.progress import (
@@ -77,7 +81,7 @@ from ddb_backup.progress import (
 )
 from ddb_backup.progress import TableStatus as ResultStatus
 from ddb_backup.shards import make_shards, shard_state
-from ddb_backup.storage import S3Storage, Storage
+from ddb_backup.storage import PinnedReads, S3Storage, Storage
 from ddb_backup.stream import StreamStats, iter_line_blocks
 from ddb_backup.tables import (
     TargetTable,
@@ -203,7 +207,9 @@ class _Run:
     ) -> None:
         self.state = state
         self.clients = clients
-        self.storage = storage
+        # Every read pinned to the object verification read (see PinnedReads).
+        self.storage = PinnedReads(storage)
+        self.lease: TableLeases | None = None
         self.dead_storage = dead_letter_storage
         self.dead_root = dead_letter_root
         self.sender = sender
@@ -228,6 +234,9 @@ class _Run:
     def should_stop(self) -> bool:
         """True once the deadline (or batch budget) is reached; always after some work."""
         if self.stopped:
+            return True
+        if self.lease is not None and self.lease.check() is not None:
+            self.stopped = True  # another restore may own the table now: write no more
             return True
         if self.work_units == 0:
             return False  # every round makes progress, however short its deadline
@@ -470,6 +479,7 @@ class _Run:
         )
         pending = [f for f in ts.files if not f.done]
         ended: dict[str, int] = {}
+        changed: list[DataFileChangedError] = []
         try:
             async with BatchWriter(
                 ts.target_table,
@@ -480,11 +490,16 @@ class _Run:
             ) as writer:
 
                 async def one(f: FileState) -> None:
+                    if changed:
+                        return  # the table stopped: a file is not what was verified
                     try:
                         lines = await self._stream_file(ts, f, writer)
                         if lines is not None:
                             ended[f.key] = lines
                             f.error = None
+                    except DataFileChangedError as exc:
+                        f.error = str(exc)
+                        changed.append(exc)
                     except DdbBackupError as exc:
                         f.error = str(exc)  # the file stays not done: a resume retries it
 
@@ -497,6 +512,9 @@ class _Run:
         for f in pending:
             if f.key in ended and f.lines_done >= ended[f.key]:
                 f.done = True
+        if changed:
+            # Final, not retried: the backup is not what was verified any more.
+            ts.phase = TablePhase.FAILED
 
     async def _stream_file(self, ts: TableState, f: FileState, writer: BatchWriter) -> int | None:
         """Send one file's items; the number of lines when read to the end, else None."""
@@ -525,7 +543,7 @@ class _Run:
 
         # One await per S3 chunk (a block of lines), not per line.
         async with (
-            _closing(self.storage.stream(key)) as chunks,
+            _closing(self.storage.stream(key, pin=f.pin)) as chunks,
             _closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
         ):
             async for block in blocks:
@@ -562,9 +580,14 @@ class _Run:
 
     @contextlib.asynccontextmanager
     async def ticking(self) -> AsyncIterator[None]:
+        """Progress lines, and the lease renewed, while the block runs."""
         task = asyncio.create_task(self._ticker())
         try:
-            yield
+            if self.lease is None:
+                yield
+            else:
+                async with self.lease.renewing():
+                    yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -599,6 +622,15 @@ class _Run:
                 ts.phase = TablePhase.FAILED
                 continue
             await self.prepare_backup_table(ts, tb)
+            self.pin_files(ts)
+
+    def pin_files(self, ts: TableState) -> None:
+        """Record the object each verified file was read from, so every later
+        read (this round, later rounds, shards) is of that object only."""
+        for f in ts.files:
+            pin = self.storage.pins.get(f.key)
+            if pin is not None and f.pin is None:
+                f.etag, f.version_id = pin.etag, pin.version_id
 
     async def run(self) -> RestoreResult:
         for ts in self.state.tables:
@@ -611,6 +643,7 @@ class _Run:
 
     async def finish_plan(self, items_per_shard: int) -> RestoreResult:
         """Plan: clear once where asked, then cut the files into shards."""
+        self._lease_lost()
         st = self.state
         for ts in st.tables:
             if ts.phase not in (TablePhase.READY, TablePhase.CLEARING) or self.dry_run:
@@ -662,7 +695,19 @@ class _Run:
         body["status"] = {200: "COMPLETED", 207: "PARTIAL", 500: "FAILED"}[code]
         return RestoreResult(code, _compact(body) if self.state.kind == "shard" else body)
 
+    def _lease_lost(self) -> LeaseLostError | None:
+        """Fail what is unfinished once the lease is gone (no resume: the table
+        may belong to another restore now)."""
+        lost = self.lease.check() if self.lease is not None else None
+        if lost is not None:
+            for ts in self.state.tables:
+                if ts.phase not in (TablePhase.DONE, TablePhase.FAILED):
+                    ts.errors.append(str(lost))
+                    ts.phase = TablePhase.FAILED
+        return lost
+
     async def finish(self) -> RestoreResult:
+        lost = self._lease_lost()
         st = self.state
         unfinished = [t for t in st.tables if t.phase not in (TablePhase.DONE, TablePhase.FAILED)]
         body = self.body()
@@ -695,6 +740,9 @@ class _Run:
         body["status"] = {200: "COMPLETED", 207: "PARTIAL", 500: "FAILED"}[code]
         if self.dry_run and code == 200:
             body["status"] = "DRY_RUN_OK"
+        if lost is not None:
+            code = 409
+            body.update(error=str(lost), error_type=type(lost).__name__, reason="lease_lost")
         log.info(
             "restore finished",
             extra={
@@ -1038,6 +1086,9 @@ async def _entry(
             "dry_run": original.dry_run,
         },
     )
+    refused = await _take_leases(run, storage, config.prefix, base)
+    if refused is not None:
+        return refused
     try:
         async with run.ticking():
             await run.prepare_all(manifest)
@@ -1045,12 +1096,50 @@ async def _entry(
                 per_shard = (
                     opts.items_per_shard or original.items_per_shard or DEFAULT_ITEMS_PER_SHARD
                 )
-                return await run.finish_plan(per_shard)
-            if any(t.phase is TablePhase.PENDING for t in state.tables):
-                return await run.finish()
-            return await run.run()
+                result = await run.finish_plan(per_shard)
+            elif any(t.phase is TablePhase.PENDING for t in state.tables):
+                result = await run.finish()
+            else:
+                result = await run.run()
     except DdbBackupError as exc:
-        return _error_result(exc, 500, {**base, **run.body()})
+        result = _error_result(exc, 500, {**base, **run.body()})
+    # Kept across a 202 (the resume continues under it) and by shards (their
+    # siblings still write; finalize releases); a plan keeps it for its shards.
+    if result.status_code != 202 and state.kind != "shard" and not state.shards:
+        await _release_leases(run)
+    return result
+
+
+async def _take_leases(
+    run: _Run, storage: Storage, prefix: str, base: dict[str, Any]
+) -> RestoreResult | None:
+    """Lease every target still to be written (see :mod:`ddb_backup.lease`);
+    the 409 (or 500) answer when refused. Dry runs and local copies take none."""
+    if run.dry_run or not isinstance(storage, S3Storage):
+        return None
+    done = (TablePhase.DONE, TablePhase.FAILED)
+    tables = [t.target_table for t in run.state.tables if t.phase not in done]
+    if not tables:
+        return None
+    leases = TableLeases(storage, prefix, run.state.restore_id)
+    answer = {**base, "restore_id": run.state.restore_id}
+    try:
+        await leases.acquire(tables)
+    except LeaseHeldError as exc:
+        return _error_result(exc, 409, {**answer, "reason": "table_locked"})
+    except DdbBackupError as exc:
+        return _error_result(exc, 500, answer)
+    run.lease = leases
+    return None
+
+
+async def _release_leases(run: _Run, tables: list[str] | None = None) -> None:
+    if run.lease is None:
+        return
+    try:
+        await run.lease.release(tables)
+    except DdbBackupError as exc:  # it expires on its own
+        log.warning("restore lease not released", extra={"error": str(exc)})
 
 
 async def finalize_restore(
@@ -1117,6 +1206,10 @@ async def finalize_restore(
             if m.phase is TablePhase.WRITING and all(f.done for f in m.files):
                 m.phase = TablePhase.DONE
         final = plan.model_copy(update={"tables": list(merged.values()), "kind": "single"})
+        if isinstance(storage, S3Storage):  # the plan's leases, kept for its shards
+            await TableLeases(storage, config.prefix, restore_id).release(
+                [t.target_table for t in plan.tables]
+            )
     except _REQUEST_ERRORS as exc:
         return _error_result(exc, 400, base)
     except DdbBackupError as exc:
@@ -1214,11 +1307,18 @@ async def restore_export(
         progress_interval=progress_interval,
     )
     run.t0 = started
+    refused = await _take_leases(run, dead_letter_storage or storage, root, base)
+    if refused is not None:
+        return refused
     try:
-        await run.prepare_export_table(state.tables[0], listing)
-        result = await run.run()
+        async with run.ticking():
+            await run.prepare_export_table(state.tables[0], listing)
+            run.pin_files(state.tables[0])
+            result = await run.run()
     except DdbBackupError as exc:
         return _error_result(exc, 500, {**base, **run.body()})
+    finally:
+        await _release_leases(run)
     result.body.update(base)
     result.body["environment"] = None  # not a backup of this deployment
     return result

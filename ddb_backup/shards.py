@@ -49,8 +49,8 @@ async def shard_state(
         keys = {f.key for f in shard.files if f.table == ts.source_table}
         if ts.phase is not TablePhase.WRITING or not keys:
             continue
-        files = [
-            FileState(key=f.key, item_count=f.item_count, md5=f.md5, size=f.size)
+        files = [  # as verified by the plan, pins included; nothing done yet
+            FileState.model_validate(f.model_dump(exclude={"lines_done", "done", "error"}))
             for f in ts.files
             if f.key in keys
         ]

@@ -4,6 +4,13 @@ Both stores speak the same small protocol, so verification and restore run
 unchanged on either. S3 bodies are read in chunks; a body cut off part-way is
 resumed with a byte-range request from the last byte received, so a dropped
 connection never costs (or duplicates) an item.
+
+Every read of an S3 object is pinned: range requests that resume a body are
+sent with the first answer's ``VersionId`` (versioned bucket) or ``If-Match``
+on its ETag, and a caller may pin the first request too (:class:`ObjectPin`,
+recorded at verification), so bytes of a replaced object are never mixed in:
+S3 answers 412 / ``NoSuchVersion``, raised as :class:`DataFileChangedError`.
+:class:`PinnedReads` remembers the first pin seen per key for a whole run.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import asyncio
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,12 +29,14 @@ import aiofiles.os
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
-from ddb_backup.errors import DataFileMissingError, UnsafeNameError
+from ddb_backup.errors import DataFileChangedError, DataFileMissingError, UnsafeNameError
 
 __all__ = [
     "CHUNK_SIZE",
     "LocalStorage",
     "ObjectInfo",
+    "ObjectPin",
+    "PinnedReads",
     "S3Storage",
     "Storage",
     "content_md5",
@@ -38,8 +47,11 @@ __all__ = [
 CHUNK_SIZE = 256 * 1024
 
 
-#: What S3 answers a conditional write whose key is already taken.
-_ALREADY_THERE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
+#: What S3 answers a conditional write (or delete) whose condition does not
+#: hold: the key taken (If-None-Match), the ETag changed or the object gone (If-Match).
+_REFUSED = frozenset(
+    {"PreconditionFailed", "ConditionalRequestConflict", "412", "NoSuchKey", "404"}
+)
 
 
 def content_md5(data: bytes) -> str:
@@ -47,10 +59,35 @@ def content_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
+#: What S3 answers a read pinned to an object that is no longer there as pinned.
+_CHANGED = frozenset({"PreconditionFailed", "412", "NoSuchVersion"})
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPin:
+    """The one object version a read must see: S3's ``VersionId`` where the
+    bucket is versioned (immutable), else its ETag (sent as ``If-Match``)."""
+
+    etag: str | None = None
+    version_id: str | None = None
+
+    def get_params(self) -> dict[str, str]:
+        if self.version_id:
+            return {"VersionId": self.version_id}
+        return {"IfMatch": self.etag} if self.etag else {}
+
+    def describe(self) -> str:
+        return f"VersionId {self.version_id}" if self.version_id else f"ETag {self.etag}"
+
+
+#: Called once per :meth:`Storage.stream` with the pin of the object read.
+PinCallback = Callable[[ObjectPin], None]
 
 
 class Storage(Protocol):
@@ -65,7 +102,14 @@ class Storage(Protocol):
 
     async def get_bytes_or_none(self, key: str) -> bytes | None: ...
 
-    def stream(self, key: str, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]: ...
+    def stream(
+        self,
+        key: str,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        pin: ObjectPin | None = None,
+        on_pin: PinCallback | None = None,
+    ) -> AsyncIterator[bytes]: ...
 
     def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]: ...
 
@@ -115,19 +159,36 @@ class S3Storage:
             return None
         return b"".join(chunks)
 
-    async def stream(self, key: str, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-        """Yield the object's bytes in order, resuming by byte range after a cut."""
+    async def stream(
+        self,
+        key: str,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        pin: ObjectPin | None = None,
+        on_pin: PinCallback | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Yield the object's bytes in order, resuming by byte range after a cut.
+
+        Every request is pinned to ``pin`` if given, else (range resumes) to
+        the object the first answer came from; ``on_pin`` learns that object.
+        """
         offset = 0
         failures = 0
         total: int | None = None
         while True:
             params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._owner}
+            if pin is not None:
+                params.update(pin.get_params())
             if offset:
                 params["Range"] = f"bytes={offset}-"
             try:
                 resp = await self._s3.get_object(**params)
                 if total is None:
                     total = offset + int(resp["ContentLength"])
+                    seen = ObjectPin(etag=resp.get("ETag"), version_id=resp.get("VersionId"))
+                    pin = pin or seen
+                    if on_pin is not None:
+                        on_pin(seen)
                 body = resp["Body"]
                 try:  # not ``async with``: aiobotocore 2.x bodies are no context managers
                     while chunk := await body.read(chunk_size):
@@ -143,6 +204,12 @@ class S3Storage:
             except ClientError as exc:
                 if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
                     raise DataFileMissingError("object not found", key=key) from exc
+                if pin is not None and error_code(exc) in _CHANGED:
+                    raise DataFileChangedError(
+                        f"the S3 object changed since it was verified ({pin.describe()} "
+                        "is gone); nothing more of it is read",
+                        key=key,
+                    ) from exc
                 if error_code(exc) == "InvalidRange" and total is not None and offset >= total:
                     return
                 failures += 1
@@ -187,30 +254,64 @@ class S3Storage:
     ) -> bool:
         """As :meth:`put_bytes`, only if no object has the key (``If-None-Match: *``);
         False when one already had it."""
-        return await self._put(key, data, content_type=content_type, if_none_match=True)
+        etag = await self._put(key, data, content_type=content_type, condition={"IfNoneMatch": "*"})
+        return etag is not None
+
+    async def put_conditional(
+        self, key: str, data: bytes, *, etag: str | None, content_type: str = "application/json"
+    ) -> str | None:
+        """Create the object (``etag=None``: only if absent) or replace it only if
+        it still has ``etag`` (``If-Match``); its new ETag, or None if refused."""
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        return await self._put(key, data, content_type=content_type, condition=condition)
+
+    async def get_bytes_and_etag(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag (one GET), or None if absent."""
+        pins: list[ObjectPin] = []
+        try:
+            data = b"".join([c async for c in self.stream(key, on_pin=pins.append)])
+        except DataFileMissingError:
+            return None
+        return data, pins[0].etag or ""
+
+    async def delete_if_match(self, key: str, etag: str) -> bool:
+        """Delete the object only if it still has ``etag``; False if it changed or is gone."""
+        try:
+            await self._s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag, **self._owner)
+        except ClientError as exc:
+            if error_code(exc) in _REFUSED:
+                return False
+            raise_aws_error(exc, operation="DeleteObject", key=key)
+        except (BotoCoreError, OSError) as exc:
+            raise_aws_error(exc, operation="DeleteObject", key=key)
+        return True
 
     async def _put(
-        self, key: str, data: bytes, *, content_type: str, if_none_match: bool = False
-    ) -> bool:
-        extra = {"IfNoneMatch": "*"} if if_none_match else {}
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        condition: dict[str, str] | None = None,
+    ) -> str | None:
         try:
-            await self._s3.put_object(
+            resp = await self._s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=data,
                 ContentType=content_type,
                 ContentMD5=content_md5(data),
-                **extra,
+                **(condition or {}),
                 **self._owner,
                 **self._kms,
             )
         except ClientError as exc:
-            if if_none_match and error_code(exc) in _ALREADY_THERE:
-                return False
+            if condition and error_code(exc) in _REFUSED:
+                return None
             raise_aws_error(exc, operation="PutObject", key=key)
         except (BotoCoreError, OSError) as exc:
             raise_aws_error(exc, operation="PutObject", key=key)
-        return True
+        return str(resp.get("ETag", ""))
 
 
 class LocalStorage:
@@ -242,7 +343,16 @@ class LocalStorage:
         except FileNotFoundError:
             return None
 
-    async def stream(self, key: str, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+    async def stream(
+        self,
+        key: str,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        pin: ObjectPin | None = None,
+        on_pin: PinCallback | None = None,
+    ) -> AsyncIterator[bytes]:
+        """A local copy has no versions: reads are unpinned (``pin`` is ignored);
+        the restore's MD5 check over each whole file still catches a change."""
         try:
             async with aiofiles.open(self._path(key), "rb") as f:
                 while chunk := await f.read(chunk_size):
@@ -284,3 +394,54 @@ class LocalStorage:
         async with aiofiles.open(tmp, "wb") as f:
             await f.write(data)
         await aiofiles.os.replace(tmp, path)
+
+
+class PinnedReads:
+    """A :class:`Storage` whose every read of a key sees one object: the one
+    given in :attr:`pins`, else the first one read (then remembered).
+
+    A restore reads through it, so what it verified is what it writes, and
+    the pins it learnt go into its checkpoint for later rounds and shards.
+    """
+
+    def __init__(self, inner: Storage, pins: dict[str, ObjectPin] | None = None) -> None:
+        self.inner = inner
+        self.pins: dict[str, ObjectPin] = dict(pins or {})
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    async def get_bytes(self, key: str) -> bytes:
+        return await self.inner.get_bytes(key)
+
+    async def get_bytes_or_none(self, key: str) -> bytes | None:
+        return await self.inner.get_bytes_or_none(key)
+
+    def stream(
+        self,
+        key: str,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        pin: ObjectPin | None = None,
+        on_pin: PinCallback | None = None,
+    ) -> AsyncIterator[bytes]:
+        def seen(p: ObjectPin) -> None:
+            self.pins.setdefault(key, p)
+            if on_pin is not None:
+                on_pin(p)
+
+        return self.inner.stream(
+            key, chunk_size=chunk_size, pin=pin or self.pins.get(key), on_pin=seen
+        )
+
+    def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        return self.inner.list_objects(prefix)
+
+    async def list_prefixes(self, prefix: str) -> list[str]:
+        return await self.inner.list_prefixes(prefix)
+
+    async def put_bytes(
+        self, key: str, data: bytes, *, content_type: str = "application/json"
+    ) -> None:
+        await self.inner.put_bytes(key, data, content_type=content_type)

@@ -15,7 +15,8 @@ Faults:
 * ``unprocessed``   BatchWriteItem: moto processes only part of the batch, the
                     rest comes back as ``UnprocessedItems``
 * ``http_error``    500/503 with the service's own error body (DynamoDB JSON,
-                    S3 XML), e.g. S3 ``SlowDown``
+                    S3 XML), e.g. S3 ``SlowDown``; or, ``html=True``, an HTML
+                    error page as a crashing server or a proxy sends
 * ``latency``       a delay before the request is forwarded
 * ``reset``         the connection reset before any response (optionally after
                     moto processed the request: the answer is lost, not the work)
@@ -79,6 +80,7 @@ class Fault:
     delay: float = 0.0
     fraction: float | None = None
     after: bool = False
+    html: bool = False
     seen: int = field(default=0, init=False)
     injected: int = field(default=0, init=False)
 
@@ -496,7 +498,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _send_error(self, service: str | None, fault: Fault) -> None:
         status = fault.status
-        if service == "s3" or (service is None and fault.code == "SlowDown"):
+        if fault.html:
+            payload = (
+                b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+                b"<h1>Internal Server Error</h1>\n<p>The server encountered an internal error "
+                b"and was unable to complete your request.</p>\n"
+            )
+            ctype = "text/html; charset=utf-8"
+        elif service == "s3" or (service is None and fault.code == "SlowDown"):
             code = fault.code or {500: "InternalError", 503: "ServiceUnavailable"}.get(
                 status, "InternalError"
             )
