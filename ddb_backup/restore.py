@@ -46,6 +46,7 @@ from ddb_backup.errors import (
     BackupNotFoundError,
     CheckpointError,
     ChecksumMismatchError,
+    ConfigError,
     DdbBackupError,
     ExportError,
     ItemCountMismatchError,
@@ -599,6 +600,7 @@ class _Run:
     async def finish_plan(self, items_per_shard: int) -> RestoreResult:
         """Plan: clear once where asked, then cut the files into shards."""
         st = self.state
+        make_shards(st.tables, items_per_shard)  # too many shards: refused before any clear
         for ts in st.tables:
             if ts.phase not in (TablePhase.READY, TablePhase.CLEARING) or self.dry_run:
                 continue
@@ -747,7 +749,10 @@ _SHARD_KEYS = (
 
 
 def _compact(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: body[k] for k in _SHARD_KEYS if k in body}
+    out = {k: body[k] for k in _SHARD_KEYS if k in body}
+    if isinstance(out.get("error"), str):
+        out["error"] = out["error"][:512]  # bounded: see shards.SHARD_ANSWER_BYTES
+    return out
 
 
 def _status_code(body: dict[str, Any]) -> int:
@@ -1036,6 +1041,8 @@ async def _entry(
             if any(t.phase is TablePhase.PENDING for t in state.tables):
                 return await run.finish()
             return await run.run()
+    except ConfigError as exc:
+        return _error_result(exc, 400, {**base, **run.body()})
     except DdbBackupError as exc:
         return _error_result(exc, 500, {**base, **run.body()})
 
