@@ -445,8 +445,9 @@ def _operation(node: ast.AST) -> str | None:
     # ddb_backup/fastpath.py sends BatchWriteItem itself: _OPERATION = "BatchWriteItem".
     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
         targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
-        if "_OPERATION" in targets and node.value.value in _method_map("dynamodb").values():
-            return f"dynamodb:{node.value.value}"
+        value = node.value.value
+        if "_OPERATION" in targets and isinstance(value, str):
+            return f"dynamodb:{value}" if value in _method_map("dynamodb").values() else None
     return None
 
 

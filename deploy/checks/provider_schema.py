@@ -71,7 +71,8 @@ def compact(jsii: dict[str, Any]) -> dict[str, Any]:
         key = _short(fqn)
         if key in structs:
             return key
-        structs[key] = out = {"attributes": {}, "blocks": {}}
+        out: Struct = {"attributes": {}, "blocks": {}}
+        structs[key] = out
         for prop in types[fqn].get("properties", []):
             required = not prop.get("optional", False)
             ref = _struct_ref(prop["type"], types)
