@@ -22,8 +22,8 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck deploy-lint unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ddb_backup handlers tests benchmarks demo
-	$(VENV)/bin/ruff format --check ddb_backup handlers tests benchmarks demo
+	$(VENV)/bin/ruff check ddb_backup handlers tests benchmarks demo deploy/checks
+	$(VENV)/bin/ruff format --check ddb_backup handlers tests benchmarks demo deploy/checks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -35,7 +35,7 @@ clean:
 	rm -rf $(VENV) $(TOOLS_VENV) deploy/.tools build dist *.egg-info
 
 # --- Deployment (deploy/): the Lambda zip and the checks CI runs on the infrastructure code.
-.PHONY: package deploy-check deploy-lint
+.PHONY: package deploy-check deploy-lint provider-schemas
 
 ## Build build/ddb-backup-lambda.zip (package + handlers + deps for the Lambda platform).
 package: $(STAMP)
@@ -60,13 +60,37 @@ $(ASL_STAMP):
 	npm install --prefix deploy/.tools --no-audit --no-fund --no-save --silent asl-validator@$(ASL_VALIDATOR_VERSION)
 	touch $@
 
-## Validate the state machines and scan the Terraform module with checkov.
-## (`make test` runs this; tests/test_deploy.py runs with the rest of the suite.)
-deploy-lint: $(STAMP) $(CHECKOV_STAMP) $(ASL_STAMP)
+# The AWS provider's schema for deploy/checks/terraform_schema.py, from @cdktf/provider-aws
+# (npm, generated from the provider): 19.1.0 is hashicorp/aws 5.32.0, the floor of
+# versions.tf; 21.22.1 is 6.25.0, the newest 6.x it had. The package is ~400 MB
+# unpacked: only a compact JSON per provider version is kept (deploy/checks/provider_schema.py).
+PROVIDER_AWS_FLOOR  = 19.1.0
+PROVIDER_AWS_NEWEST = 21.22.1
+SCHEMA_DIR          = deploy/.tools/provider-schemas
+SCHEMA_STAMP        = $(SCHEMA_DIR)/.cdktf-$(PROVIDER_AWS_FLOOR)-$(PROVIDER_AWS_NEWEST)
+
+$(SCHEMA_STAMP): deploy/checks/provider_schema.py
+	rm -rf $(SCHEMA_DIR) && mkdir -p $(SCHEMA_DIR)
+	for v in $(PROVIDER_AWS_FLOOR) $(PROVIDER_AWS_NEWEST); do \
+	  npm pack --silent --pack-destination deploy/.tools @cdktf/provider-aws@$$v >/dev/null && \
+	  $(PYTHON) -m deploy.checks.provider_schema deploy/.tools/cdktf-provider-aws-$$v.tgz $(SCHEMA_DIR) && \
+	  rm -f deploy/.tools/cdktf-provider-aws-$$v.tgz || exit 1; \
+	done
+	touch $@
+
+## Build the provider schemas the Terraform check reads (tests run it when they are missing).
+provider-schemas: $(SCHEMA_STAMP)
+
+## Validate the state machines, check the Terraform module against the AWS provider's
+## schema and the IAM policies against AWS's authorization data, scan it with checkov.
+## (`make test` runs this; tests/test_deploy*.py run with the rest of the suite.)
+deploy-lint: $(STAMP) $(CHECKOV_STAMP) $(ASL_STAMP) $(SCHEMA_STAMP)
 	$(PY) deploy/render_asl.py build/asl
 	deploy/.tools/node_modules/.bin/asl-validator --json-path build/asl/backup.asl.json --json-path build/asl/restore.asl.json
+	$(PY) -m deploy.checks.terraform_schema
+	$(PY) -m deploy.checks.iam
 	$(TOOLS_VENV)/bin/checkov --directory deploy/terraform --framework terraform --quiet --compact --skip-download
 
 ## deploy-lint plus the Terraform invariants and state-machine runs of tests/test_deploy.py.
 deploy-check: deploy-lint
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_schema.py tests/test_deploy_iam.py

@@ -10,9 +10,11 @@ restore (after it expired) is noticed and the run stops before writing
 more (:class:`LeaseLostError`). A lease whose expiry passed (a crashed run)
 is taken over. Rounds of the same restore (a resume token, the plan and the
 shards of a fan-out) share its lease: they take it over whatever its expiry.
-A lease is released at the end (deleted only while it is still this
-restore's); between a 202 and its resume it is kept, so it must be resumed
-within :data:`LEASE_SECONDS` or another restore may take the table.
+A lease is released at the end by overwriting it, only while it is still
+this restore's, with a record that has already expired (no role of this
+project may delete an object in the backup bucket); between a 202 and its
+resume it is kept, so it must be resumed within :data:`LEASE_SECONDS` or
+another restore may take the table.
 
 Expiries are wall-clock times: machines running restores need clocks within
 a small fraction of :data:`LEASE_SECONDS` of each other (NTP, as Lambda has).
@@ -60,6 +62,7 @@ class LeaseRecord(BaseModel):
     owner: str
     table: str
     expires_at: dt.datetime
+    released: bool = False
 
 
 class TableLeases:
@@ -112,15 +115,17 @@ class TableLeases:
         self._valid_until = deadline
 
     async def release(self, tables: Iterable[str] | None = None) -> None:
-        """Delete the leases (default: all held) that are still this restore's."""
+        """Release the leases (default: all held) that are still this restore's:
+        each is overwritten (``If-Match``) by a record that has already expired."""
         for table in list(self.held) if tables is None else list(tables):
             key = lease_key(self.prefix, table)
             etag = self.held.pop(table, None)
-            if etag is not None and await self.storage.delete_if_match(key, etag):
+            released = self._record(table, released=True)
+            if etag is not None and await self.storage.put_conditional(key, released, etag=etag):
                 continue
             current = await self.storage.get_bytes_and_etag(key)
             if current is not None and self._holder(current[0], key).restore_id == self.restore_id:
-                await self.storage.delete_if_match(key, current[1])
+                await self.storage.put_conditional(key, released, etag=current[1])
 
     def check(self) -> LeaseLostError | None:
         """The loss, if the leases were taken or could not be renewed in time."""
@@ -160,10 +165,14 @@ class TableLeases:
 
     # -- one lease -------------------------------------------------------------
 
-    def _record(self, table: str) -> bytes:
-        expires = self.clock() + dt.timedelta(seconds=self.ttl)
+    def _record(self, table: str, *, released: bool = False) -> bytes:
+        expires = self.clock() + dt.timedelta(seconds=0 if released else self.ttl)
         record = LeaseRecord(
-            restore_id=self.restore_id, owner=self.owner, table=table, expires_at=expires
+            restore_id=self.restore_id,
+            owner=self.owner,
+            table=table,
+            expires_at=expires,
+            released=released,
         )
         return record.model_dump_json().encode()
 
@@ -216,10 +225,11 @@ class TableLeases:
                     "one restore per table at a time: nothing was read, cleared or written",
                     table=table,
                 )
-            log.warning(
-                "restore lease taken over",
-                extra={"table": table, "expired_restore_id": holder.restore_id},
-            )
+            if not holder.released:
+                log.warning(
+                    "restore lease taken over",
+                    extra={"table": table, "expired_restore_id": holder.restore_id},
+                )
         raise LeaseHeldError(
             f"the lease of table {table} kept changing hands ({key}); try again", table=table
         )

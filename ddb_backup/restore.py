@@ -46,6 +46,7 @@ from ddb_backup.errors import (
     BackupNotFoundError,
     CheckpointError,
     ChecksumMismatchError,
+    ConfigError,
     DataFileChangedError,
     DdbBackupError,
     ExportError,
@@ -645,6 +646,7 @@ class _Run:
         """Plan: clear once where asked, then cut the files into shards."""
         self._lease_lost()
         st = self.state
+        make_shards(st.tables, items_per_shard)  # too many shards: refused before any clear
         for ts in st.tables:
             if ts.phase not in (TablePhase.READY, TablePhase.CLEARING) or self.dry_run:
                 continue
@@ -808,7 +810,10 @@ _SHARD_KEYS = (
 
 
 def _compact(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: body[k] for k in _SHARD_KEYS if k in body}
+    out = {k: body[k] for k in _SHARD_KEYS if k in body}
+    if isinstance(out.get("error"), str):
+        out["error"] = out["error"][:512]  # bounded: see shards.SHARD_ANSWER_BYTES
+    return out
 
 
 def _status_code(body: dict[str, Any]) -> int:
@@ -1101,6 +1106,8 @@ async def _entry(
                 result = await run.finish()
             else:
                 result = await run.run()
+    except ConfigError as exc:
+        result = _error_result(exc, 400, {**base, **run.body()})
     except DdbBackupError as exc:
         result = _error_result(exc, 500, {**base, **run.body()})
     # Kept across a 202 (the resume continues under it) and by shards (their

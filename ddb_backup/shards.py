@@ -12,7 +12,7 @@ import datetime as dt
 
 from ddb_backup.checkpoint import checkpoint_key, load_state, plan_key
 from ddb_backup.config import RestoreConfig
-from ddb_backup.errors import CheckpointError
+from ddb_backup.errors import CheckpointError, ConfigError
 from ddb_backup.progress import (
     FileState,
     RestoreState,
@@ -23,7 +23,15 @@ from ddb_backup.progress import (
 )
 from ddb_backup.storage import Storage
 
-__all__ = ["make_shards", "shard_state"]
+__all__ = ["MAX_SHARDS", "make_shards", "shard_state"]
+
+#: Step Functions passes at most 256 KiB between states, and every shard's answer
+#: reaches Finalize at once. An answer is a compact body (ids, status, counts, an error
+#: cut to 512 characters) or a failure record (shard ref and error name, the state
+#: machine drops the Cause): under 1 KiB each. 16 KiB is left for the rest of the state.
+STATE_PAYLOAD_BYTES = 256 * 1024
+SHARD_ANSWER_BYTES = 1024
+MAX_SHARDS = (STATE_PAYLOAD_BYTES - 16 * 1024) // SHARD_ANSWER_BYTES  # 240
 
 
 async def shard_state(
@@ -83,7 +91,8 @@ async def shard_state(
 def make_shards(tables: list[TableState], items_per_shard: int) -> list[ShardPlan]:
     """Group every file of ``tables`` into shards of at most ``items_per_shard``
     items (a larger file is a shard alone), balanced by items then bytes:
-    largest first, each into the lightest shard (LPT)."""
+    largest first, each into the lightest shard (LPT). More than ``MAX_SHARDS``
+    shards is a ``ConfigError``: their answers could outgrow the state machine's payload."""
     files = [(ts.source_table, f) for ts in tables for f in ts.files]
     if not files:
         return []
@@ -102,4 +111,13 @@ def make_shards(tables: list[TableState], items_per_shard: int) -> list[ShardPla
         target.files.append(ShardFile(table=table, key=f.key))
         target.items += items
         target.size += f.size or 0
-    return [s for s in shards if s.files]
+    shards = [s for s in shards if s.files]
+    if len(shards) > MAX_SHARDS:
+        total_items = sum(s.items for s in shards)
+        needed = -(-total_items // MAX_SHARDS)
+        raise ConfigError(
+            f"items_per_shard={items_per_shard} makes {len(shards)} shards; at most "
+            f"{MAX_SHARDS} fit in a state machine's 256 KiB payload: use items_per_shard "
+            f">= {needed}"
+        )
+    return shards

@@ -274,18 +274,6 @@ class S3Storage:
             return None
         return data, pins[0].etag or ""
 
-    async def delete_if_match(self, key: str, etag: str) -> bool:
-        """Delete the object only if it still has ``etag``; False if it changed or is gone."""
-        try:
-            await self._s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag, **self._owner)
-        except ClientError as exc:
-            if error_code(exc) in _REFUSED:
-                return False
-            raise_aws_error(exc, operation="DeleteObject", key=key)
-        except (BotoCoreError, OSError) as exc:
-            raise_aws_error(exc, operation="DeleteObject", key=key)
-        return True
-
     async def _put(
         self,
         key: str,

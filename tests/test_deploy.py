@@ -674,7 +674,7 @@ def test_fan_out_restore_drives_plan_and_shards_through_202_to_finalize() -> Non
     assert results[1]["shard"] == {"restore_id": "r-1", "shard_id": 1}
     assert results[1]["shard_failed"] is True
     assert results[1]["error"]["Error"] == "RuntimeError"
-    assert "shard 1 crashed" in results[1]["error"]["Cause"]
+    assert results[1]["error"] == {"Error": "RuntimeError"}  # no Cause: bounded size
     assert results[2] == {"shard_id": 2, "items_written": 5}
     assert execution.output == _reply(200, {"restore_id": "r-1", "total": 12})
 

@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 
+from ddb_backup import shards as shards_module
 from ddb_backup.aws import AwsClients
 from ddb_backup.config import RestoreConfig
+from ddb_backup.errors import ConfigError
 from ddb_backup.events import RestoreRequest, ShardRef
 from ddb_backup.manifest import DataFile
 from ddb_backup.progress import FileState, TableState
 from ddb_backup.restore import finalize_restore, plan_restore, run_restore
-from ddb_backup.shards import make_shards
+from ddb_backup.shards import MAX_SHARDS, SHARD_ANSWER_BYTES, STATE_PAYLOAD_BYTES, make_shards
 from ddb_backup.writer import RetryPolicy
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
@@ -246,3 +248,41 @@ def test_make_shards_balanced_and_bounded() -> None:
     for s in shards:
         assert s.items <= 600 or len(s.files) == 1  # only an oversized file stands alone
     assert [s.shard_id for s in shards] == list(range(len(shards)))
+
+
+def one_item_files(count: int) -> TableState:
+    return TableState(
+        source_table="t-one",
+        target_table="t-one",
+        files=[
+            FileState.from_data_file(DataFile(key=f"k{i}", item_count=1, size=10))
+            for i in range(count)
+        ],
+    )
+
+
+def test_make_shards_ceiling_keeps_answers_within_the_payload() -> None:
+    # Every answer within SHARD_ANSWER_BYTES, MAX_SHARDS of them fit in 256 KiB.
+    assert MAX_SHARDS * SHARD_ANSWER_BYTES < STATE_PAYLOAD_BYTES == 256 * 1024
+    assert len(make_shards([one_item_files(MAX_SHARDS)], 1)) == MAX_SHARDS
+    with pytest.raises(ConfigError, match=rf"makes {MAX_SHARDS + 1} shards; at most {MAX_SHARDS}"):
+        make_shards([one_item_files(MAX_SHARDS + 1)], 1)
+    # The error's advice works.
+    assert len(make_shards([one_item_files(MAX_SHARDS + 1)], 2)) <= MAX_SHARDS
+
+
+async def test_plan_refuses_too_many_shards_before_clearing(
+    aws: AwsClients, bucket: str, config: RestoreConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup_backup(aws, bucket)
+    monkeypatch.setattr(shards_module, "MAX_SHARDS", 2)
+
+    plan = await plan_restore(
+        config, RestoreRequest(clear_existing_data=True, items_per_shard=60), aws, retry=FAST
+    )
+
+    assert plan.status_code == 400, plan.body
+    assert "at most 2 fit in a state machine's 256 KiB payload" in plan.body["error"]
+    # Nothing cleared, nothing written: the stale items are all still there, alone.
+    assert canonical(await scan_all(aws.dynamodb, T1)) == canonical(STALE)
+    assert await scan_all(aws.dynamodb, T2) == []

@@ -42,12 +42,19 @@ def config(bucket: str) -> RestoreConfig:
     return RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
 
 
-async def lease_of(aws: AwsClients, table: str = T) -> LeaseRecord | None:
+async def lease_record(aws: AwsClients, table: str = T) -> LeaseRecord | None:
+    """The lease object as stored (released ones included), or None if there is none."""
     try:
         resp = await aws.s3.get_object(Bucket=BUCKET, Key=lease_key(PREFIX, table))
     except aws.s3.exceptions.NoSuchKey:
         return None
     return LeaseRecord.model_validate_json(await resp["Body"].read())
+
+
+async def lease_of(aws: AwsClients, table: str = T) -> LeaseRecord | None:
+    """The lease a restore holds on ``table``: None when there is none or it was released."""
+    record = await lease_record(aws, table)
+    return None if record is None or record.released else record
 
 
 async def put_foreign_lease(aws: AwsClients, *, expires_in: float) -> None:
@@ -113,6 +120,11 @@ async def test_two_restores_of_one_table_at_once_exactly_one_proceeds(
     assert ok["items_cleared"] == len(STALE)  # what was there, not deletes of absent keys
     assert ok["items_written"] == len(backups[winner])
     assert await lease_of(aws) is None  # released at the end
+    # Released by overwriting, never deleted (no role may delete in the bucket).
+    released = await lease_record(aws)
+    assert released is not None
+    assert released.released
+    assert released.restore_id == results[winner].body["restore_id"]
 
 
 async def test_handler_answers_409_and_touches_nothing_while_the_table_is_leased(

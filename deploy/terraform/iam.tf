@@ -165,8 +165,9 @@ data "aws_iam_policy_document" "restore" {
   }
 
   statement {
+    # Single-part PUTs only (ddb_backup/storage.py): no multipart upload to abort.
     sid       = "WriteCheckpointsAndDeadLetters"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    actions   = ["s3:PutObject"]
     resources = [local.restore_arn]
   }
 

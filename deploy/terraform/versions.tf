@@ -5,8 +5,9 @@ terraform {
   required_providers {
     aws = {
       source = "hashicorp/aws"
-      # logging_config on aws_lambda_function needs 5.27.
-      version = ">= 5.27.0, < 7.0.0"
+      # logging_config on aws_lambda_function needs 5.32 (make deploy-lint checks the
+      # module against the schemas of 5.32.0 and of the newest 6.x it pins).
+      version = ">= 5.32.0, < 7.0.0"
     }
   }
 }
