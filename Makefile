@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit install clean bench
+.PHONY: demo docs test lint typecheck unit install clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 ## Run the whole backup -> loss -> restore cycle against an embedded moto server.
 demo: $(STAMP)
 	$(PY) demo/demo.py
+
+## Regenerate the captured command-line output in docs/ (never pasted by hand).
+docs: $(STAMP)
+	$(PY) demo/cli_walkthrough.py > docs/cli-walkthrough.md
 
 ## Lint, type-check and run the whole test suite.
 test: $(STAMP) lint typecheck deploy-lint unit

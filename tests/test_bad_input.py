@@ -40,6 +40,7 @@ from ddb_backup.errors import (
 from ddb_backup.events import RestoreRequest
 from ddb_backup.export_folder import ExpectedFile, read_export_folder
 from ddb_backup.keys import check_key_inside, manifest_key
+from ddb_backup.lease import LeaseRecord
 from ddb_backup.manifest import BackupManifest, load_manifest
 from ddb_backup.restore import RestoreResult, restore_export, run_restore
 from ddb_backup.storage import S3Storage
@@ -81,11 +82,17 @@ async def _setup(aws: AwsClients) -> BackupManifest:
 
 
 async def _snapshot(aws: AwsClients) -> tuple[list[bytes], list[tuple[str, str]]]:
-    """The table's items and every S3 object (key, ETag)."""
+    """The table's items and every S3 object (key, ETag), but for restore leases,
+    which must all be released (a refused restore leaves its lease released)."""
     items = canonical(await scan_all(aws.dynamodb, TABLE))
     objects: list[tuple[str, str]] = []
     async for page in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        objects += [(o["Key"], o["ETag"]) for o in page.get("Contents", [])]
+        for o in page.get("Contents", []):
+            if "/_restore/_leases/" in o["Key"]:
+                body = await (await aws.s3.get_object(Bucket=BUCKET, Key=o["Key"]))["Body"].read()
+                assert LeaseRecord.model_validate_json(body).released, o["Key"]
+                continue
+            objects.append((o["Key"], o["ETag"]))
     return items, sorted(objects)
 
 
