@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -68,7 +69,7 @@ def working_seconds(
     return remaining - min(margin, max(floor, remaining / 2))
 
 
-def response(status_code: int, body: dict[str, Any]) -> dict[str, Any]:
+def response(status_code: int, body: Mapping[str, Any]) -> dict[str, Any]:
     return {"statusCode": status_code, "body": body}
 
 
