@@ -35,6 +35,7 @@ __all__ = [
     "restore_prefix",
     "run_state_key",
     "table_export_prefix",
+    "window_state_key",
 ]
 
 # DynamoDB's own rule for table names: 3-255 of [a-zA-Z0-9_.-].
@@ -176,3 +177,11 @@ def chain_prefix(prefix: str, table: str, chain_id: str | None = None) -> str:
     if not _PREFIX_SEGMENT_RE.fullmatch(chain_id) or chain_id in {".", ".."}:
         raise UnsafeNameError(f"invalid chain id {chain_id!r}")
     return f"{base}/{chain_id}"
+
+
+def window_state_key(prefix: str, table: str, chain_id: str, head_stamp: str) -> str:
+    """Run state of the window a chain exports next, from its head (``chain.time_stamp``)."""
+    chain_prefix(prefix, table, chain_id)  # checks the chain id
+    if not _PREFIX_SEGMENT_RE.fullmatch(head_stamp) or head_stamp in {".", ".."}:
+        raise UnsafeNameError(f"invalid window stamp {head_stamp!r}")
+    return f"{incremental_prefix(prefix, table)}/runs/{chain_id}/{head_stamp}.json"

@@ -18,12 +18,17 @@ __all__ = [
     "MAX_FILES_IN_RESPONSE",
     "BackupBody",
     "BackupResult",
+    "ChainBreakBody",
     "DeferredBody",
+    "IncrementalBody",
+    "IncrementalResult",
     "RunIds",
     "TableResultBody",
+    "WindowTableBody",
     "backup_status",
     "deferred_body",
     "error_body",
+    "incremental_result",
     "run_body",
     "status_code",
     "summary",
@@ -32,6 +37,8 @@ __all__ = [
 #: Per-table results in a response list at most this many data files (the
 #: manifest has them all; a Lambda response is limited to 6 MB).
 MAX_FILES_IN_RESPONSE = 1000
+#: ``backup_type`` of an incremental round's answer.
+INCREMENTAL_BACKUP_TYPE = "DYNAMODB_INCREMENTAL_EXPORT"
 
 
 class TableResultBody(TypedDict):
@@ -211,3 +218,104 @@ def summary(body: BackupBody) -> dict[str, Any]:
         "total_items_exported": body["total_items_exported"],
         "manifest_s3_key": body["manifest_s3_key"],
     }
+
+
+# -- the incremental windows (ddb_backup.backup.windows) ----------------------------
+
+
+class ChainBreakBody(TypedDict):
+    chain_id: str
+    reason: str  # chain.BreakReason
+    detail: str
+    at: str  # the chain's head when it broke: restorable up to here
+
+
+class WindowTableBody(TypedDict):
+    """One table of an incremental round. ``status``: COMPLETED (chain up to date
+    as far as due), IN_PROGRESS (a window's export runs: 202), FAILED (a window
+    failed or the table could not be read), PENDING (no chain: no usable full
+    backup yet, or PITR off; ``message`` says which)."""
+
+    table_name: str
+    status: str
+    chain_id: str | None
+    window_from: str | None  # the last window this invocation worked on
+    window_to: str | None
+    export_arn: str | None
+    windows_verified: int  # appended to the chain by this invocation
+    puts: int  # in the windows verified by this invocation
+    deletes: int
+    chain_head: str | None  # end of the newest verified window (or the chain's base)
+    chain_lag_seconds: float | None  # now - chain_head
+    breaks: list[ChainBreakBody]  # detected by this invocation
+    error: str | None
+    message: str | None
+
+
+class IncrementalBody(TypedDict):
+    """The body of an incremental round's answer (200, 202, 207, 500)."""
+
+    environment: str
+    backup_type: str
+    s3_bucket: str
+    s3_prefix: str
+    interval_minutes: int
+    checked_at: str
+    status: str  # BackupStatus, or IN_PROGRESS
+    total_tables_processed: int
+    windows_verified: int
+    chain_breaks: int
+    failed_tables: int
+    pending_tables: int
+    in_progress_tables: int
+    max_chain_lag_seconds: float | None
+    results: list[WindowTableBody]
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementalResult:
+    status_code: int
+    body: IncrementalBody
+
+
+def incremental_result(
+    results: list[WindowTableBody],
+    *,
+    environment: str,
+    bucket: str,
+    prefix: str,
+    interval_minutes: int,
+    checked_at: dt.datetime,
+) -> IncrementalResult:
+    """202 while an export runs; else 200 if every table is up to date without a
+    break, 500 if none is, 207 in between."""
+    count = {s: sum(r["status"] == s for r in results) for s in TableStatus}
+    breaks = sum(len(r["breaks"]) for r in results)
+    lags = [r["chain_lag_seconds"] for r in results if r["chain_lag_seconds"] is not None]
+    ok = count[TableStatus.COMPLETED]
+    if count[TableStatus.IN_PROGRESS]:
+        code, status = 202, "IN_PROGRESS"
+    elif ok == len(results) and not breaks:
+        code, status = 200, BackupStatus.COMPLETE.value
+    elif ok:
+        code, status = 207, BackupStatus.PARTIAL.value
+    else:
+        code, status = 500, BackupStatus.FAILED.value
+    body: IncrementalBody = {
+        "environment": environment,
+        "backup_type": INCREMENTAL_BACKUP_TYPE,
+        "s3_bucket": bucket,
+        "s3_prefix": prefix,
+        "interval_minutes": interval_minutes,
+        "checked_at": checked_at.isoformat(),
+        "status": status,
+        "total_tables_processed": len(results),
+        "windows_verified": sum(r["windows_verified"] for r in results),
+        "chain_breaks": breaks,
+        "failed_tables": count[TableStatus.FAILED],
+        "pending_tables": count[TableStatus.PENDING],
+        "in_progress_tables": count[TableStatus.IN_PROGRESS],
+        "max_chain_lag_seconds": max(lags) if lags else None,
+        "results": results,
+    }
+    return IncrementalResult(code, body)
