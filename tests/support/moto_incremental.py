@@ -19,7 +19,7 @@ calls the real API over HTTP:
 * :data:`CLOCK` shifts moto's DynamoDB clock (stream record times, creation
   and PITR times), so a test moves through 15-minute windows without waiting.
 
-Everything patched is pinned by ``tests/test_moto_patches.py``: a moto upgrade
+Everything patched or relied on is pinned by ``tests/test_moto_patches.py``: a moto upgrade
 that moves these internals fails there, loudly, before any other test.
 """
 
@@ -48,7 +48,7 @@ from moto.s3.models import s3_backends
 from ddb_backup.items import to_botocore
 from tests.support.incremental import collapse_window, write_incremental_export
 
-__all__ = ["CLOCK", "PATCHED", "MotoClock", "install"]
+__all__ = ["CLOCK", "ORIGINALS", "RELIED_ON", "MotoClock", "install"]
 
 _MIN = dt.timedelta(minutes=15)
 _MAX = dt.timedelta(hours=24)
@@ -240,14 +240,25 @@ def _start_incremental(backend: DynamoDBBackend, body: dict[str, Any]) -> Increm
     return export
 
 
-#: What :func:`install` replaces, by ``module.attribute`` (pinned by tests/test_moto_patches.py).
-PATCHED = (
-    "moto.dynamodb.models.table.utcnow",
-    "moto.dynamodb.models.unix_time",
-    "moto.dynamodb.models.table.Table.describe",
-    "moto.dynamodb.models.DynamoDBBackend.describe_continuous_backups",
-    "moto.dynamodb.responses.DynamoHandler.export_table_to_point_in_time",
-)
+#: What :func:`install` replaces, as moto defines it (pinned by tests/test_moto_patches.py).
+ORIGINALS: dict[str, Any] = {
+    "moto.dynamodb.models.table.utcnow": getattr(ddb_table, "utcnow"),  # noqa: B009
+    "moto.dynamodb.models.unix_time": getattr(ddb_models, "unix_time"),  # noqa: B009
+    "Table.describe": Table.describe,
+    "DynamoDBBackend.describe_continuous_backups": DynamoDBBackend.describe_continuous_backups,
+    "DynamoHandler.export_table_to_point_in_time": DynamoHandler.export_table_to_point_in_time,
+}
+#: moto internals the emulation reads or mirrors without replacing them (pinned too).
+RELIED_ON: dict[str, Any] = {
+    "TableExport.__init__": TableExport.__init__,
+    "TableExport.response": TableExport.response,
+    "StreamRecord.__init__": ddb_table.StreamRecord.__init__,
+    "StreamShard.add": ddb_table.StreamShard.add,
+    "DynamoDBBackend.export_table": DynamoDBBackend.export_table,
+    "DynamoDBBackend.update_continuous_backups": DynamoDBBackend.update_continuous_backups,
+    "DynamoHandler.describe_export": DynamoHandler.describe_export,
+    "DynamoHandler.list_exports": DynamoHandler.list_exports,
+}
 
 
 def install() -> None:
