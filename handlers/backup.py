@@ -20,14 +20,7 @@ import os
 import time
 from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BeforeValidator, ValidationError, model_validator
 
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import BackupBody, BackupResult, Polling, run_backup
@@ -41,6 +34,7 @@ from ddb_backup.metrics import emit_metrics
 from handlers.common import (
     MIN_WORKING_SECONDS,
     LambdaContext,
+    ScheduledEvent,
     remaining_seconds,
     response,
     setup,
@@ -66,53 +60,17 @@ def _strict_date(value: Any) -> dt.date:
         raise ValueError("expected a date as YYYY-MM-DD") from exc
 
 
-#: The envelope of every EventBridge event (a scheduled one's ``detail`` is ``{}``).
-SCHEDULED_EVENT_FIELDS = (
-    "version",
-    "id",
-    "detail-type",
-    "source",
-    "account",
-    "time",
-    "region",
-    "resources",
-    "detail",
-)
-
-
-class BackupEvent(BaseModel):
+class BackupEvent(ScheduledEvent):
     """``{}``, ``{"backup_date": "YYYY-MM-DD"}`` or an EventBridge scheduled event
     (all of its envelope, AWS's names); anything else is refused, so a mistyped
     field (``backupDate``) cannot silently start today's run."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    version: str | None = None
-    id: str | None = None
-    detail_type: str | None = Field(default=None, alias="detail-type")
-    source: str | None = None
-    account: str | None = None
-    time: dt.datetime | None = None
-    region: str | None = None
-    resources: list[str] | None = None
-    detail: dict[str, Any] | None = None
     backup_date: Annotated[dt.date | None, BeforeValidator(_strict_date)] = None
 
     @model_validator(mode="after")
-    def _one_shape(self) -> BackupEvent:
-        given = {
-            f.alias or name
-            for name, f in type(self).model_fields.items()
-            if name in self.model_fields_set
-        }
-        envelope = given & set(SCHEDULED_EVENT_FIELDS)
-        if envelope and "backup_date" in given:
+    def _date_alone(self) -> BackupEvent:
+        if self.backup_date is not None and self.envelope_given():
             raise ValueError("backup_date cannot be combined with an EventBridge event's fields")
-        missing = [f for f in SCHEDULED_EVENT_FIELDS if f not in given]
-        if envelope and missing:
-            raise ValueError(
-                "not a complete EventBridge scheduled event; missing: " + ", ".join(missing)
-            )
         return self
 
 
