@@ -379,6 +379,8 @@ def _show_backup(out: Output, body: BackupBody) -> None:
 async def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     from ddb_backup.backup import Polling, run_backup
 
+    if args.incremental:
+        return await _cmd_incremental(args, out)
     config = settings.backup_config(args)
     polling = Polling(initial=args.poll_seconds, maximum=max(args.poll_seconds, 60.0))
     started = time.monotonic()
@@ -416,6 +418,55 @@ async def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     elif result.status_code != 200:
         total = body["total_tables_processed"]
         out.note(f"ddb-backup: error: backup {body['failed_exports']} of {total} table(s) failed")
+    return EXIT_OK if result.status_code == 200 else EXIT_FAILED
+
+
+async def _cmd_incremental(args: argparse.Namespace, out: Output) -> int:
+    """One incremental round, waited for (invoked again while it answers 202)."""
+    from ddb_backup.backup import Polling, run_incremental_backup
+
+    if args.date:
+        raise UsageError("--date is for the daily run; --incremental always works on now")
+    config = settings.incremental_config(args)
+    polling = Polling(initial=args.poll_seconds, maximum=max(args.poll_seconds, 60.0))
+    started = time.monotonic()
+    async with settings.clients(args) as aws:
+        while True:
+            remaining = None
+            if args.timeout is not None:
+                remaining = max(0.0, args.timeout - (time.monotonic() - started))
+            result = await run_incremental_backup(
+                config, aws, deadline_seconds=remaining, polling=polling
+            )
+            if result.status_code != 202 or (remaining is not None and remaining <= 0):
+                break
+            await asyncio.sleep(args.poll_seconds)
+    body = result.body
+    if args.json:
+        out.json({"statusCode": result.status_code, "body": body})
+    else:
+        out.table(
+            ["table", "status", "window", "puts", "deletes", "lag (s)", "note"],
+            [
+                [
+                    r["table_name"],
+                    r["status"],
+                    f"{r['window_from'] or '-'} .. {r['window_to'] or '-'}",
+                    str(r["puts"]),
+                    str(r["deletes"]),
+                    "-" if r["chain_lag_seconds"] is None else f"{r['chain_lag_seconds']:.0f}",
+                    "; ".join(
+                        [f"break: {b['reason']}" for b in r["breaks"]]
+                        + [m for m in (r["error"], r["message"]) if m]
+                    ),
+                ]
+                for r in body["results"]
+            ],
+            title=f"incremental round ({body['status']}, {body['windows_verified']} window(s))",
+            right=["puts", "deletes", "lag (s)"],
+        )
+    if result.status_code == 202:
+        out.note("windows still exporting: run `ddb-backup backup --incremental` again")
     return EXIT_OK if result.status_code == 200 else EXIT_FAILED
 
 
