@@ -187,16 +187,22 @@ def capture_schema(table: dict[str, Any], ttl: dict[str, Any] | None) -> TableSc
     return TableSchema.model_validate(doc)
 
 
-async def describe_source_table(dynamodb: Any, table: str) -> SourceTable:
-    """Describe ``table``, refuse it without PITR, and capture its schema (TTL included)."""
+async def _describe_table(dynamodb: Any, table: str) -> dict[str, Any]:
+    """DescribeTable's ``Table``; a missing table is :class:`TableNotFoundError`."""
     try:
-        described = (await dynamodb.describe_table(TableName=table))["Table"]
+        described: dict[str, Any] = (await dynamodb.describe_table(TableName=table))["Table"]
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
             raise TableNotFoundError(f"table {table} does not exist", table=table) from exc
         raise_aws_error(exc, operation="DescribeTable", table=table)
     except (BotoCoreError, OSError) as exc:
         raise_aws_error(exc, operation="DescribeTable", table=table)
+    return described
+
+
+async def describe_source_table(dynamodb: Any, table: str) -> SourceTable:
+    """Describe ``table``, refuse it without PITR, and capture its schema (TTL included)."""
+    described = await _describe_table(dynamodb, table)
     try:
         backups = await dynamodb.describe_continuous_backups(TableName=table)
         ttl_resp = await dynamodb.describe_time_to_live(TableName=table)
@@ -230,15 +236,11 @@ class PitrTable:
 async def describe_pitr_table(dynamodb: Any, table: str) -> PitrTable:
     """DescribeTable + DescribeContinuousBackups: identity, keys and PITR range
     (PITR off is reported, not raised: for a chain it is a break)."""
+    described = await _describe_table(dynamodb, table)
     try:
-        described = (await dynamodb.describe_table(TableName=table))["Table"]
         backups = await dynamodb.describe_continuous_backups(TableName=table)
-    except ClientError as exc:
-        if error_code(exc) in {"ResourceNotFoundException", "TableNotFoundException"}:
-            raise TableNotFoundError(f"table {table} does not exist", table=table) from exc
-        raise_aws_error(exc, operation="DescribeTable/ContinuousBackups", table=table)
-    except (BotoCoreError, OSError) as exc:
-        raise_aws_error(exc, operation="DescribeTable/ContinuousBackups", table=table)
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise_aws_error(exc, operation="DescribeContinuousBackups", table=table)
     pitr = backups.get("ContinuousBackupsDescription", {}).get("PointInTimeRecoveryDescription", {})
     schema = capture_schema(described, None)
     return PitrTable(
