@@ -50,11 +50,12 @@ class ChainChoice:
     waiting: str | None = None
 
 
-def _seconds(when: dt.datetime) -> dt.datetime:
-    """A full backup's export time, down to the whole second: AWS takes and reports
-    export times in whole seconds or milliseconds, and a window that starts a
-    little before the backup only writes final images the backup already has."""
-    return when.astimezone(dt.UTC).replace(microsecond=0)
+def _millis(when: dt.datetime) -> dt.datetime:
+    """A full backup's export time, down to the millisecond: AWS reports a window's
+    times in milliseconds, and a window that starts a little before the backup only
+    writes final images the backup already has."""
+    when = when.astimezone(dt.UTC)
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
 
 
 async def current_chain(
@@ -107,11 +108,11 @@ async def current_chain(
         )
     start = ChainStart(
         table=live.name,
-        chain_id=chain_id_for(_seconds(base.export_time)),
+        chain_id=chain_id_for(_millis(base.export_time)),
         table_arn=live.arn,
         table_id=live.table_id,
         base_backup_date=base.backup_date,
-        base_export_time=_seconds(base.export_time),
+        base_export_time=_millis(base.export_time),
         started_at=now,
     )
     await start_chain(storage, prefix, start)
@@ -141,7 +142,7 @@ async def _newest_base(
     usable = [
         p
         for p in full_backup_points(manifests, live.name)
-        if (floor is None or _seconds(p.export_time) >= floor)
-        and (broken is None or _seconds(p.export_time) > broken.start.base_export_time)
+        if (floor is None or _millis(p.export_time) >= floor)
+        and (broken is None or _millis(p.export_time) > broken.start.base_export_time)
     ]
     return usable[-1] if usable else None

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ddb_backup.backup.exports import Exporter
-from ddb_backup.backup.state import StoredRun, TableRun, fail_table
-from ddb_backup.chain import ChainWindow, PlannedWindow, incremental_client_token
+from ddb_backup.backup.state import RunStateStore, StoredRun, TableRun, fail_table
+from ddb_backup.chain import Chain, ChainWindow, PlannedWindow, incremental_client_token, time_stamp
+from ddb_backup.config import BackupConfig
 from ddb_backup.errors import DdbBackupError, VerificationError
 from ddb_backup.export import (
     ExportDescription,
@@ -32,11 +33,19 @@ from ddb_backup.incremental import (
     IncrementalExportRequest,
     verify_incremental_folder,
 )
+from ddb_backup.keys import incremental_exports_prefix, window_state_key
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import TableStatus
 from ddb_backup.storage import S3Storage
 
-__all__ = ["WindowExporter", "WindowRun", "WindowState", "verify_window"]
+__all__ = [
+    "WindowExporter",
+    "WindowRun",
+    "WindowState",
+    "new_window_state",
+    "verify_window",
+    "window_store",
+]
 
 log = get_logger(__name__)
 
@@ -61,6 +70,50 @@ class WindowState(StoredRun):
     bucket: str
     prefix: str
     window: WindowRun
+
+
+def window_store(
+    storage: S3Storage, config: BackupConfig, table: str, chain: Chain
+) -> RunStateStore[WindowState]:
+    """The run state of the window that extends ``chain`` from its head."""
+    key = window_state_key(config.prefix, table, chain.chain_id, time_stamp(chain.head))
+    head = chain.head
+
+    def belongs(state: WindowState) -> str | None:
+        w = state.window
+        mine = (config.environment, config.bucket, config.prefix, table, chain.chain_id)
+        there = (state.environment, state.bucket, state.prefix, w.table_name, w.chain_id)
+        if there == mine and w.export_from == head:
+            return None
+        return f"belongs to environment {state.environment}, table {w.table_name}"
+
+    return RunStateStore(storage, key, WindowState, belongs, what="window run state")
+
+
+def new_window_state(
+    config: BackupConfig,
+    table: str,
+    chain: Chain,
+    planned: PlannedWindow,
+    table_arn: str,
+    now: dt.datetime,
+) -> WindowState:
+    return WindowState(
+        environment=config.environment,
+        bucket=config.bucket,
+        prefix=config.prefix,
+        started_at=now,
+        updated_at=now,
+        window=WindowRun(
+            table_name=table,
+            table_arn=table_arn,
+            s3_prefix=incremental_exports_prefix(config.prefix, table),
+            chain_id=chain.chain_id,
+            table_id=chain.start.table_id,
+            export_from=planned.export_from,
+            export_to=planned.export_to,
+        ),
+    )
 
 
 def _window(table: TableRun) -> WindowRun:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ddb_backup.aws import AwsClients
@@ -42,17 +41,22 @@ from ddb_backup.backup.chains import current_chain
 from ddb_backup.backup.polling import Deadline, Polling, poll_until
 from ddb_backup.backup.run import backup_storage
 from ddb_backup.backup.state import FINAL_STATUSES, NOT_STARTED, RunStateStore
-from ddb_backup.backup.window_export import WindowExporter, WindowRun, WindowState, verify_window
+from ddb_backup.backup.window_export import (
+    WindowExporter,
+    WindowRun,
+    WindowState,
+    new_window_state,
+    verify_window,
+    window_store,
+)
 from ddb_backup.chain import (
     BreakReason,
     Chain,
     ChainBreak,
     ChainProblem,
-    PlannedWindow,
     append_window,
     plan_next_window,
     record_break,
-    time_stamp,
 )
 from ddb_backup.concurrency import run_workers
 from ddb_backup.config import IncrementalConfig
@@ -61,7 +65,6 @@ from ddb_backup.export import (
     PitrTable,
     describe_pitr_table,
 )
-from ddb_backup.keys import incremental_exports_prefix, window_state_key
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import TableStatus
 from ddb_backup.storage import S3Storage
@@ -141,7 +144,7 @@ class _TableWindows:
         first = True  # the first due window is started even with no time left (202)
         while first or self.deadline.time_left():
             first = False
-            store = self._store(chain)
+            store = window_store(self.storage, self.config, self.name, chain)
             state = await store.load()
             if state is None:
                 planned = plan_next_window(
@@ -149,7 +152,7 @@ class _TableWindows:
                 )
                 if planned is None:
                     break  # up to date as far as due
-                state = self._new_state(chain, planned, live.arn)
+                state = new_window_state(self.config, self.name, chain, planned, live.arn, self.now)
                 store.take_lease(state)
                 if (existing := await store.claim(state)) is not None:
                     self._working_elsewhere(existing.window)
@@ -201,45 +204,6 @@ class _TableWindows:
             {"chain_id": cid, "reason": p.reason.value, "detail": p.detail, "at": p.at.isoformat()}
             for cid, p in breaks
         ]
-
-    def _store(self, chain: Chain) -> RunStateStore[WindowState]:
-        key = window_state_key(
-            self.config.prefix, self.name, chain.chain_id, time_stamp(chain.head)
-        )
-        return RunStateStore(
-            self.storage, key, WindowState, self._belongs(chain), what="window run state"
-        )
-
-    def _belongs(self, chain: Chain) -> Callable[[WindowState], str | None]:
-        config, head = self.config, chain.head
-
-        def check(state: WindowState) -> str | None:
-            w = state.window
-            mine = (config.environment, config.bucket, config.prefix, self.name, chain.chain_id)
-            there = (state.environment, state.bucket, state.prefix, w.table_name, w.chain_id)
-            if there == mine and w.export_from == head:
-                return None
-            return f"belongs to environment {state.environment}, table {w.table_name}"
-
-        return check
-
-    def _new_state(self, chain: Chain, planned: PlannedWindow, table_arn: str) -> WindowState:
-        return WindowState(
-            environment=self.config.environment,
-            bucket=self.config.bucket,
-            prefix=self.config.prefix,
-            started_at=self.now,
-            updated_at=self.now,
-            window=WindowRun(
-                table_name=self.name,
-                table_arn=table_arn,
-                s3_prefix=incremental_exports_prefix(self.config.prefix, self.name),
-                chain_id=chain.chain_id,
-                table_id=chain.start.table_id,
-                export_from=planned.export_from,
-                export_to=planned.export_to,
-            ),
-        )
 
     async def _drive(
         self, store: RunStateStore[WindowState], state: WindowState, keys: dict[str, str]
