@@ -21,7 +21,7 @@ from pydantic import (
 from ddb_backup.errors import ConfigError
 from ddb_backup.keys import check_prefix, check_table_name
 
-__all__ = ["BackupConfig", "RestoreConfig"]
+__all__ = ["BackupConfig", "IncrementalConfig", "RestoreConfig"]
 
 C = TypeVar("C", bound="_Config")
 
@@ -64,27 +64,44 @@ class BackupConfig(_Config):
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> BackupConfig:
         """Build from ``BACKUP_BUCKET``, ``ENVIRONMENT``, ``DYNAMODB_TABLES`` (JSON array)..."""
-        raw_tables = _required(env, "DYNAMODB_TABLES")
-        try:
-            tables = orjson.loads(raw_tables)
-        except orjson.JSONDecodeError as exc:
-            raise ConfigError("DYNAMODB_TABLES is not valid JSON (expected a JSON array)") from exc
-        if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
-            raise ConfigError("DYNAMODB_TABLES must be a JSON array of table names")
-        return _build(
-            cls,
-            {
-                "bucket": ("BACKUP_BUCKET", _required(env, "BACKUP_BUCKET")),
-                "environment": ("ENVIRONMENT", _required(env, "ENVIRONMENT")),
-                "tables": ("DYNAMODB_TABLES", tuple(tables)),
-                "prefix": ("S3_EXPORTS_PREFIX", env.get("S3_EXPORTS_PREFIX") or DEFAULT_PREFIX),
-                "kms_key_id": ("EXPORT_KMS_KEY_ID", env.get("EXPORT_KMS_KEY_ID") or None),
-                "expected_bucket_owner": (
-                    "BACKUP_BUCKET_OWNER",
-                    env.get("BACKUP_BUCKET_OWNER") or None,
-                ),
-            },
-        )
+        return _build(cls, _backup_fields(env))
+
+
+class IncrementalConfig(BackupConfig):
+    """The incremental windows' settings: the daily backup's, and how long a window is."""
+
+    interval_minutes: int = Field(default=15, ge=15, le=1440)
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> IncrementalConfig:
+        """As :meth:`BackupConfig.from_environ`, plus ``INCREMENTAL_INTERVAL_MINUTES``
+        (15 to 1440, default 15)."""
+        fields = _backup_fields(env)
+        raw = env.get("INCREMENTAL_INTERVAL_MINUTES", "").strip()
+        if raw:
+            fields["interval_minutes"] = ("INCREMENTAL_INTERVAL_MINUTES", raw)
+        return _build(cls, fields)
+
+
+def _backup_fields(env: Mapping[str, str]) -> dict[str, tuple[str, object]]:
+    raw_tables = _required(env, "DYNAMODB_TABLES")
+    try:
+        tables = orjson.loads(raw_tables)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError("DYNAMODB_TABLES is not valid JSON (expected a JSON array)") from exc
+    if not isinstance(tables, list) or not all(isinstance(t, str) for t in tables):
+        raise ConfigError("DYNAMODB_TABLES must be a JSON array of table names")
+    return {
+        "bucket": ("BACKUP_BUCKET", _required(env, "BACKUP_BUCKET")),
+        "environment": ("ENVIRONMENT", _required(env, "ENVIRONMENT")),
+        "tables": ("DYNAMODB_TABLES", tuple(tables)),
+        "prefix": ("S3_EXPORTS_PREFIX", env.get("S3_EXPORTS_PREFIX") or DEFAULT_PREFIX),
+        "kms_key_id": ("EXPORT_KMS_KEY_ID", env.get("EXPORT_KMS_KEY_ID") or None),
+        "expected_bucket_owner": (
+            "BACKUP_BUCKET_OWNER",
+            env.get("BACKUP_BUCKET_OWNER") or None,
+        ),
+    }
 
 
 class RestoreConfig(_Config):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,10 +27,12 @@ from ddb_backup.manifest import TableSchema
 __all__ = [
     "ExportDescription",
     "ExportRequest",
+    "PitrTable",
     "SourceTable",
     "capture_schema",
     "client_token",
     "describe_export",
+    "describe_pitr_table",
     "describe_source_table",
     "find_existing_export",
     "folder_from_export_manifest",
@@ -75,6 +78,9 @@ class ExportDescription(BaseModel):
         """AWS's reason for a failed export, in one line."""
         parts = [p for p in (self.failure_code, self.failure_message) if p]
         return ": ".join(parts) or "no reason given"
+
+
+D = TypeVar("D", bound=ExportDescription)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,16 +187,22 @@ def capture_schema(table: dict[str, Any], ttl: dict[str, Any] | None) -> TableSc
     return TableSchema.model_validate(doc)
 
 
-async def describe_source_table(dynamodb: Any, table: str) -> SourceTable:
-    """Describe ``table``, refuse it without PITR, and capture its schema (TTL included)."""
+async def _describe_table(dynamodb: Any, table: str) -> dict[str, Any]:
+    """DescribeTable's ``Table``; a missing table is :class:`TableNotFoundError`."""
     try:
-        described = (await dynamodb.describe_table(TableName=table))["Table"]
+        described: dict[str, Any] = (await dynamodb.describe_table(TableName=table))["Table"]
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
             raise TableNotFoundError(f"table {table} does not exist", table=table) from exc
         raise_aws_error(exc, operation="DescribeTable", table=table)
     except (BotoCoreError, OSError) as exc:
         raise_aws_error(exc, operation="DescribeTable", table=table)
+    return described
+
+
+async def describe_source_table(dynamodb: Any, table: str) -> SourceTable:
+    """Describe ``table``, refuse it without PITR, and capture its schema (TTL included)."""
+    described = await _describe_table(dynamodb, table)
     try:
         backups = await dynamodb.describe_continuous_backups(TableName=table)
         ttl_resp = await dynamodb.describe_time_to_live(TableName=table)
@@ -205,6 +217,42 @@ async def describe_source_table(dynamodb: Any, table: str) -> SourceTable:
         raise PitrDisabledError(_PITR_MESSAGE.format(table=table), table=table)
     ttl = ttl_resp.get("TimeToLiveDescription")
     return SourceTable(name=table, arn=described["TableArn"], schema=capture_schema(described, ttl))
+
+
+@dataclass(frozen=True, slots=True)
+class PitrTable:
+    """What an incremental window needs to know of a table as it is now."""
+
+    name: str
+    arn: str
+    table_id: str | None
+    created: dt.datetime | None
+    key_types: dict[str, str]
+    pitr_enabled: bool
+    earliest_restorable: dt.datetime | None
+    latest_restorable: dt.datetime | None
+
+
+async def describe_pitr_table(dynamodb: Any, table: str) -> PitrTable:
+    """DescribeTable + DescribeContinuousBackups: identity, keys and PITR range
+    (PITR off is reported, not raised: for a chain it is a break)."""
+    described = await _describe_table(dynamodb, table)
+    try:
+        backups = await dynamodb.describe_continuous_backups(TableName=table)
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise_aws_error(exc, operation="DescribeContinuousBackups", table=table)
+    pitr = backups.get("ContinuousBackupsDescription", {}).get("PointInTimeRecoveryDescription", {})
+    schema = capture_schema(described, None)
+    return PitrTable(
+        name=table,
+        arn=described["TableArn"],
+        table_id=described.get("TableId"),
+        created=described.get("CreationDateTime"),
+        key_types={n: schema.key_types[n] for n in schema.key_names},  # HASH first
+        pitr_enabled=pitr.get("PointInTimeRecoveryStatus") == "ENABLED",
+        earliest_restorable=pitr.get("EarliestRestorableDateTime"),
+        latest_restorable=pitr.get("LatestRestorableDateTime"),
+    )
 
 
 async def start_export(dynamodb: Any, request: ExportRequest) -> ExportDescription:
@@ -232,7 +280,14 @@ async def start_export(dynamodb: Any, request: ExportRequest) -> ExportDescripti
     return desc
 
 
-async def describe_export(dynamodb: Any, export_arn: str, *, table: str) -> ExportDescription:
+async def describe_export(
+    dynamodb: Any,
+    export_arn: str,
+    *,
+    table: str,
+    model: type[D] = ExportDescription,  # type: ignore[assignment]
+) -> D:
+    """DescribeExport, parsed as ``model`` (an incremental export's has its window)."""
     try:
         resp = await dynamodb.describe_export(ExportArn=export_arn)
     except ClientError as exc:
@@ -241,13 +296,21 @@ async def describe_export(dynamodb: Any, export_arn: str, *, table: str) -> Expo
         raise_aws_error(exc, operation="DescribeExport", table=table)
     except (BotoCoreError, OSError) as exc:
         raise_aws_error(exc, operation="DescribeExport", table=table)
-    return ExportDescription.model_validate(resp["ExportDescription"])
+    return model.model_validate(resp["ExportDescription"])
 
 
 async def find_existing_export(
-    dynamodb: Any, *, table: str, table_arn: str, bucket: str, s3_prefix: str
+    dynamodb: Any,
+    *,
+    table: str,
+    table_arn: str,
+    bucket: str,
+    s3_prefix: str,
+    model: type[ExportDescription] = ExportDescription,
+    accept: Callable[[ExportDescription], bool] | None = None,
 ) -> ExportDescription | None:
-    """An export of ``table_arn`` into ``s3://bucket/s3_prefix`` that is not FAILED, if any.
+    """An export of ``table_arn`` into ``s3://bucket/s3_prefix`` that is not FAILED
+    (and that ``accept`` takes: an incremental window's times), if any.
 
     Used when a run recorded that it was about to start an export but not its
     ARN (the invocation ended in between): AWS's ``ClientToken`` only lasts
@@ -264,8 +327,12 @@ async def find_existing_export(
         for summary in page.get("ExportSummaries", []):
             if summary.get("ExportStatus") == "FAILED":
                 continue
-            desc = await describe_export(dynamodb, summary["ExportArn"], table=table)
-            if desc.s3_bucket == bucket and (desc.s3_prefix or "").strip("/") == wanted:
+            desc = await describe_export(dynamodb, summary["ExportArn"], table=table, model=model)
+            if (
+                desc.s3_bucket == bucket
+                and (desc.s3_prefix or "").strip("/") == wanted
+                and (accept is None or accept(desc))
+            ):
                 return desc
         token = page.get("NextToken")
         if not token:

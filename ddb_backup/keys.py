@@ -37,6 +37,7 @@ __all__ = [
     "restore_prefix",
     "run_state_key",
     "table_export_prefix",
+    "window_state_key",
 ]
 
 # DynamoDB's own rule for table names: 3-255 of [a-zA-Z0-9_.-].
@@ -183,3 +184,11 @@ def chain_prefix(prefix: str, table: str, chain_id: str | None = None) -> str:
 def lease_key(prefix: str, table: str) -> str:
     """The lease of a target table (``_leases`` is no restore id: ids start with a digit)."""
     return f"{check_prefix(prefix)}/_restore/_leases/{check_table_name(table)}.json"
+
+
+def window_state_key(prefix: str, table: str, chain_id: str, head_stamp: str) -> str:
+    """Run state of the window a chain exports next, from its head (``chain.time_stamp``)."""
+    chain_prefix(prefix, table, chain_id)  # checks the chain id
+    if not _PREFIX_SEGMENT_RE.fullmatch(head_stamp) or head_stamp in {".", ".."}:
+        raise UnsafeNameError(f"invalid window stamp {head_stamp!r}")
+    return f"{incremental_prefix(prefix, table)}/runs/{chain_id}/{head_stamp}.json"

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ddb_backup.errors import ManifestError
 
@@ -46,9 +46,23 @@ class _Model(BaseModel):
 
 
 class TableStatus(StrEnum):
+    """Where one table of a backup run stands; a final manifest holds only the last two.
+
+    ``PENDING -> STARTING -> IN_PROGRESS -> EXPORTED -> COMPLETED | FAILED``
+    """
+
+    PENDING = "PENDING"  # not started yet
+    STARTING = "STARTING"  # ExportTableToPointInTime about to be called, ARN unknown
+    IN_PROGRESS = "IN_PROGRESS"  # export running on AWS
+    EXPORTED = "EXPORTED"  # AWS finished; not verified yet
     COMPLETED = "COMPLETED"  # exported and verified
     FAILED = "FAILED"
-    IN_PROGRESS = "IN_PROGRESS"  # only in run state, never in a final manifest
+
+
+#: What a table of a manifest may say (IN_PROGRESS: only ever seen in run state).
+MANIFEST_TABLE_STATUSES = frozenset(
+    {TableStatus.COMPLETED, TableStatus.FAILED, TableStatus.IN_PROGRESS}
+)
 
 
 class BackupStatus(StrEnum):
@@ -119,6 +133,13 @@ class TableBackup(_Model):
         default=None, description="None for legacy manifests: read AWS's manifest-files.json"
     )
     table_schema: TableSchema | None = Field(default=None, alias="schema")
+
+    @field_validator("status")
+    @classmethod
+    def _manifest_status(cls, v: TableStatus) -> TableStatus:
+        if v not in MANIFEST_TABLE_STATUSES:
+            raise ValueError(f"a manifest table cannot be {v.value}")
+        return v
 
 
 class BackupManifest(_Model):

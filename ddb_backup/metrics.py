@@ -18,7 +18,11 @@ __all__ = ["NAMESPACE", "emf_document", "emit_metrics"]
 
 NAMESPACE = "DdbBackup"
 
-_UNITS = {"duration_seconds": "Seconds"}
+_UNITS = {
+    "duration_seconds": "Seconds",
+    "chain_lag_seconds": "Seconds",
+    "max_chain_lag_seconds": "Seconds",
+}
 
 
 def emf_document(

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "build" / "ddb-backup-lambda.zip"
 
 #: Modules the Terraform module names as handlers (deploy/README.md, "Contract").
-HANDLER_MODULES = ("handlers/backup.py", "handlers/restore.py")
+HANDLER_MODULES = ("handlers/backup.py", "handlers/incremental.py", "handlers/restore.py")
 REQUIRED = (
     "ddb_backup/__init__.py",
     "ddb_backup/py.typed",

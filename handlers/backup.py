@@ -20,17 +20,11 @@ import os
 import time
 from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BeforeValidator, ValidationError, model_validator
 
 from ddb_backup.aws import aws_clients
-from ddb_backup.backup import BackupResult, Polling, run_backup
+from ddb_backup.backup import BackupBody, BackupResult, Polling, run_backup
+from ddb_backup.backup.answer import DeferredBody, deferred_body
 from ddb_backup.config import BackupConfig
 from ddb_backup.errors import ConfigError, UnsafeNameError
 from ddb_backup.keys import check_date
@@ -40,6 +34,7 @@ from ddb_backup.metrics import emit_metrics
 from handlers.common import (
     MIN_WORKING_SECONDS,
     LambdaContext,
+    ScheduledEvent,
     remaining_seconds,
     response,
     setup,
@@ -65,53 +60,17 @@ def _strict_date(value: Any) -> dt.date:
         raise ValueError("expected a date as YYYY-MM-DD") from exc
 
 
-#: The envelope of every EventBridge event (a scheduled one's ``detail`` is ``{}``).
-SCHEDULED_EVENT_FIELDS = (
-    "version",
-    "id",
-    "detail-type",
-    "source",
-    "account",
-    "time",
-    "region",
-    "resources",
-    "detail",
-)
-
-
-class BackupEvent(BaseModel):
+class BackupEvent(ScheduledEvent):
     """``{}``, ``{"backup_date": "YYYY-MM-DD"}`` or an EventBridge scheduled event
     (all of its envelope, AWS's names); anything else is refused, so a mistyped
     field (``backupDate``) cannot silently start today's run."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    version: str | None = None
-    id: str | None = None
-    detail_type: str | None = Field(default=None, alias="detail-type")
-    source: str | None = None
-    account: str | None = None
-    time: dt.datetime | None = None
-    region: str | None = None
-    resources: list[str] | None = None
-    detail: dict[str, Any] | None = None
     backup_date: Annotated[dt.date | None, BeforeValidator(_strict_date)] = None
 
     @model_validator(mode="after")
-    def _one_shape(self) -> BackupEvent:
-        given = {
-            f.alias or name
-            for name, f in type(self).model_fields.items()
-            if name in self.model_fields_set
-        }
-        envelope = given & set(SCHEDULED_EVENT_FIELDS)
-        if envelope and "backup_date" in given:
+    def _date_alone(self) -> BackupEvent:
+        if self.backup_date is not None and self.envelope_given():
             raise ValueError("backup_date cannot be combined with an EventBridge event's fields")
-        missing = [f for f in SCHEDULED_EVENT_FIELDS if f not in given]
-        if envelope and missing:
-            raise ValueError(
-                "not a complete EventBridge scheduled event; missing: " + ", ".join(missing)
-            )
         return self
 
 
@@ -129,7 +88,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         config = BackupConfig.from_environ(os.environ)
     except ConfigError as exc:
         log.error("invalid configuration; nothing started", extra={"error": str(exc)})
-        _emit(None, None, started)
+        _emit(None, 500, None, started)
         return response(500, {"error": str(exc), "backup_type": BACKUP_TYPE})
     log.info(
         "backup invocation",
@@ -142,16 +101,17 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     )
     deadline = working_seconds(context)
     if deadline is not None and deadline <= 0:
-        result = _too_little_time(config, parsed.backup_date, remaining_seconds(context))
-    else:
-        result = asyncio.run(_run(config, deadline, parsed.backup_date))
-    _emit(config, result, started)
+        body = _too_little_time(config, parsed.backup_date, remaining_seconds(context))
+        _emit(config, 202, None, started)
+        return response(202, body)
+    result = asyncio.run(_run(config, deadline, parsed.backup_date))
+    _emit(config, result.status_code, result.body, started)
     return response(result.status_code, result.body)
 
 
 def _too_little_time(
     config: BackupConfig, backup_date: dt.date | None, remaining: float | None
-) -> BackupResult:
+) -> DeferredBody:
     """202 without a single AWS call: too little time left to start or check
     anything safely; the caller invokes again with the date, as after any 202."""
     date = backup_date or dt.datetime.now(dt.UTC).date()
@@ -159,17 +119,12 @@ def _too_little_time(
         "too little time left; nothing checked or started",
         extra={"backup_date": date.isoformat(), "remaining_seconds": remaining},
     )
-    body = {
-        "backup_date": date.isoformat(),
-        "environment": config.environment,
-        "backup_type": BACKUP_TYPE,
-        "status": "IN_PROGRESS",
-        "message": (
-            f"only {remaining or 0:.1f} s left in this invocation (at most "
-            f"{MIN_WORKING_SECONDS:g} s): nothing was checked or started; invoke again"
-        ),
-    }
-    return BackupResult(202, body)
+    return deferred_body(
+        date,
+        config.environment,
+        f"only {remaining or 0:.1f} s left in this invocation (at most "
+        f"{MIN_WORKING_SECONDS:g} s): nothing was checked or started; invoke again",
+    )
 
 
 async def _run(
@@ -186,22 +141,22 @@ async def _run(
         )
 
 
-def _emit(config: BackupConfig | None, result: BackupResult | None, started: float) -> None:
+def _emit(
+    config: BackupConfig | None, status: int, body: BackupBody | None, started: float
+) -> None:
     """One EMF line per invocation, for the alarms on failed or partial runs.
 
     A run's outcome is counted once, by the invocation that made it final (or
     cut it off); invocations that only re-read a final manifest (a repeating
     schedule, a wait loop) report their duration and nothing else.
     """
-    body = result.body if result else {}
-    status = result.status_code if result else 500
     dimensions = {"Function": "backup", "Environment": config.environment if config else "unknown"}
     duration = round(time.monotonic() - started, 3)
-    if body.get("already_final"):
+    if body is not None and body["already_final"]:
         emit_metrics(
             {
                 "runs_already_final": 1,
-                "tables_not_backed_up": len(body.get("not_backed_up", [])),
+                "tables_not_backed_up": len(body["not_backed_up"]),
                 "duration_seconds": duration,
             },
             dimensions,
@@ -209,10 +164,10 @@ def _emit(config: BackupConfig | None, result: BackupResult | None, started: flo
         return
     emit_metrics(
         {
-            "tables_succeeded": body.get("successful_exports", 0),
-            "tables_failed": body.get("failed_exports", 0),
-            "tables_in_progress": body.get("in_progress_exports", 0),
-            "items_exported": body.get("total_items_exported", 0),
+            "tables_succeeded": body["successful_exports"] if body else 0,
+            "tables_failed": body["failed_exports"] if body else 0,
+            "tables_in_progress": body["in_progress_exports"] if body else 0,
+            "items_exported": body["total_items_exported"] if body else 0,
             "runs_failed": 1 if status == 500 else 0,
             "runs_partial": 1 if status == 207 else 0,
             "duration_seconds": duration,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ddb_backup.log import configure_logging
 
 __all__ = [
     "DEADLINE_MARGIN_SECONDS",
     "MIN_WORKING_SECONDS",
+    "SCHEDULED_EVENT_FIELDS",
     "LambdaContext",
+    "ScheduledEvent",
     "deadline_seconds",
     "remaining_seconds",
     "response",
@@ -68,7 +72,7 @@ def working_seconds(
     return remaining - min(margin, max(floor, remaining / 2))
 
 
-def response(status_code: int, body: dict[str, Any]) -> dict[str, Any]:
+def response(status_code: int, body: Mapping[str, Any]) -> dict[str, Any]:
     return {"statusCode": status_code, "body": body}
 
 
@@ -79,3 +83,54 @@ def validation_problems(exc: ValidationError) -> list[str]:
         where = ".".join(str(p) for p in err["loc"]) or "event"
         out.append(f"{where}: {err['msg']}")
     return out
+
+
+#: The envelope of every EventBridge event (a scheduled one's ``detail`` is ``{}``).
+SCHEDULED_EVENT_FIELDS = (
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+)
+
+
+class ScheduledEvent(BaseModel):
+    """``{}`` or an EventBridge scheduled event (all of its envelope, AWS's names);
+    any other field is refused (subclasses add their own)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str | None = None
+    id: str | None = None
+    detail_type: str | None = Field(default=None, alias="detail-type")
+    source: str | None = None
+    account: str | None = None
+    time: dt.datetime | None = None
+    region: str | None = None
+    resources: list[str] | None = None
+    detail: dict[str, Any] | None = None
+
+    def _given(self) -> set[str]:
+        return {
+            f.alias or name
+            for name, f in type(self).model_fields.items()
+            if name in self.model_fields_set
+        }
+
+    def envelope_given(self) -> bool:
+        return bool(self._given() & set(SCHEDULED_EVENT_FIELDS))
+
+    @model_validator(mode="after")
+    def _complete_envelope(self) -> ScheduledEvent:
+        given = self._given()
+        missing = [f for f in SCHEDULED_EVENT_FIELDS if f not in given]
+        if given & set(SCHEDULED_EVENT_FIELDS) and missing:
+            raise ValueError(
+                "not a complete EventBridge scheduled event; missing: " + ", ".join(missing)
+            )
+        return self

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-import ddb_backup.backup
+import ddb_backup.backup.verification
 from ddb_backup import BackupConfig, BackupResult, run_backup
 from ddb_backup.aws import AwsClients
 from ddb_backup.backup import Polling, RunState
@@ -349,8 +349,8 @@ async def test_table_without_pitr_fails_clearly_and_the_others_are_verified(
     assert body["total_items_exported"] == len(contents[U2F])
     row = next(r for r in body["results"] if r["table_name"] == TOTP)
     assert row["status"] == "FAILED"
-    assert "point-in-time recovery" in row["error"]
-    assert "must be enabled" in row["error"]
+    assert "point-in-time recovery" in str(row["error"])
+    assert "must be enabled" in str(row["error"])
     assert row["export_arn"] is None
     assert await export_arns(aws, TOTP) == []
     assert result.manifest is not None
@@ -372,8 +372,8 @@ async def test_missing_table_and_no_pitr_anywhere_is_500(aws: AwsClients, bucket
     assert result.status_code == 500
     assert result.body["status"] == "FAILED"
     errors = {r["table_name"]: r["error"] for r in result.body["results"]}
-    assert "point-in-time recovery" in errors[U2F]
-    assert "does not exist" in errors["no-such-table"]
+    assert "point-in-time recovery" in str(errors[U2F])
+    assert "does not exist" in str(errors["no-such-table"])
     assert result.manifest is not None
     assert result.manifest.status is BackupStatus.FAILED
 
@@ -530,8 +530,8 @@ async def test_corrupted_data_file_fails_its_table_naming_the_file(
     assert result.status_code == 207
     row = next(r for r in result.body["results"] if r["table_name"] == U2F)
     assert row["status"] == "FAILED"
-    assert bad_key in row["error"]
-    assert reason in row["error"]
+    assert bad_key in str(row["error"])
+    assert reason in str(row["error"])
     assert row["files"] == []
     ok = next(r for r in result.body["results"] if r["table_name"] == TOTP)
     assert ok["status"] == "COMPLETED"
@@ -560,8 +560,8 @@ async def test_wrong_item_count_fails_verification_naming_the_file(
     for name, (key, n) in bad.items():
         row = next(r for r in result.body["results"] if r["table_name"] == name)
         assert row["status"] == "FAILED"
-        assert key in row["error"]
-        assert f"hold {n - 1} items, DescribeExport ItemCount says {n}" in row["error"]
+        assert key in str(row["error"])
+        assert f"hold {n - 1} items, DescribeExport ItemCount says {n}" in str(row["error"])
 
 
 # -- AWS-shaped export folders ---------------------------------------------------------
@@ -634,9 +634,8 @@ async def test_aws_manifest_item_count_mismatch_names_the_file(
     row = next(r for r in result.body["results"] if r["table_name"] == TOTP)
     assert row["status"] == "FAILED"
     n = entries[1]["itemCount"]
-    assert (
-        f"{entries[1]['dataFileS3Key']}: holds {n - 2} items, the manifest says {n}"
-        in (row["error"])
+    assert f"{entries[1]['dataFileS3Key']}: holds {n - 2} items, the manifest says {n}" in str(
+        row["error"]
     )
 
 
@@ -654,8 +653,8 @@ async def test_aws_manifest_md5_mismatch_names_the_file(aws: AwsClients, bucket:
 
     assert result.status_code == 207
     row = next(r for r in result.body["results"] if r["table_name"] == TOTP)
-    assert f"{key}: MD5" in row["error"]
-    assert "does not match the manifest's" in row["error"]
+    assert f"{key}: MD5" in str(row["error"])
+    assert "does not match the manifest's" in str(row["error"])
 
 
 @pytest.mark.parametrize("bad", list(BAD_LINES.values()), ids=list(BAD_LINES))
@@ -677,7 +676,7 @@ async def test_aws_shaped_export_with_md5s_still_checks_every_line(
     assert result.status_code == 500
     row = result.body["results"][0]
     assert row["status"] == "FAILED"
-    assert f"{written['data_keys'][0]}: line {len(items[0::2]) + 1} " in row["error"]
+    assert f"{written['data_keys'][0]}: line {len(items[0::2]) + 1} " in str(row["error"])
 
 
 async def test_aws_summary_item_count_must_match(aws: AwsClients, bucket: str) -> None:
@@ -691,7 +690,9 @@ async def test_aws_summary_item_count_must_match(aws: AwsClients, bucket: str) -
 
     assert result.status_code == 500
     row = result.body["results"][0]
-    assert f"hold {len(contents[TOTP]) - 1} items, DescribeExport ItemCount says" in row["error"]
+    assert f"hold {len(contents[TOTP]) - 1} items, DescribeExport ItemCount says" in str(
+        row["error"]
+    )
 
 
 async def test_run_that_cannot_reach_its_bucket_is_500_and_starts_nothing(
@@ -730,7 +731,7 @@ async def test_deadline_during_verification_leaves_the_table_to_the_next_invocat
 
     progress: list[tuple[str, str]] = []
     with monkeypatch.context() as m:
-        m.setattr(ddb_backup.backup, "verify_files", never_done)
+        m.setattr(ddb_backup.backup.verification, "verify_files", never_done)
         cut = await backup(aws, cfg, deadline_seconds=1.0, progress=progress)
 
     assert cut.status_code == 202

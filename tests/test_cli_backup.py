@@ -183,3 +183,24 @@ def test_backup_of_an_earlier_date_only_reports(capsys: pytest.CaptureFixture[st
     # Nothing was exported for that date.
     code, out, _ = run(capsys, "list", "--json")
     assert orjson.loads(out) == []
+
+
+@pytest.mark.usefixtures("tables")
+def test_backup_incremental_starts_a_chain_on_the_full_backup(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(capsys, "backup", "--tables", T1, *FAST)
+    assert code == 0, err
+    code, out, err = run(capsys, "backup", "--incremental", "--tables", T1, "--json", *FAST)
+    assert code == 0, err
+    doc = orjson.loads(out)
+    (row,) = doc["body"]["results"]
+    # The full backup was just taken: a chain starts on it, no window is due yet.
+    assert (row["status"], row["windows_verified"], row["breaks"]) == ("COMPLETED", 0, [])
+    assert row["chain_id"] is not None
+    code, out, _ = run(capsys, "backup", "--incremental", "--tables", T1, *FAST)
+    assert code == 0
+    assert "incremental round (COMPLETE, 0 window(s))" in out
+    code, _, err = run(capsys, "backup", "--incremental", "--date", "2026-01-01", *FAST)
+    assert code == 2
+    assert "--date" in err

@@ -72,6 +72,7 @@ NO_RESOURCE_LEVEL = {
 #: The handler contract (deploy/README.md): function key in main.tf -> handler.
 CONTRACT = {
     "backup": "handlers.backup.handler",
+    "incremental": "handlers.incremental.handler",
     "restore": "handlers.restore.handler",
     "restore-plan": "handlers.restore.plan_handler",
     "restore-finalize": "handlers.restore.finalize_handler",

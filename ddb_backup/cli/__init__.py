@@ -160,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="+", metavar="TABLE", type=_table_arg, help="DYNAMODB_TABLES")
     p.add_argument("--kms-key-id", help="SSE-KMS key for the exports (EXPORT_KMS_KEY_ID)")
     p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="one round of incremental windows (point-in-time recovery) instead of the daily run",
+    )
+    p.add_argument(
+        "--interval",
+        metavar="MINUTES",
+        help="incremental window length, 15-1440 (INCREMENTAL_INTERVAL_MINUTES)",
+    )
+    p.add_argument(
         "--date",
         type=_day_arg,
         metavar="YYYY-MM-DD",

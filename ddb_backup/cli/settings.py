@@ -17,7 +17,7 @@ import orjson
 from aiobotocore.session import AioSession
 
 from ddb_backup.aws import AwsClients, aws_clients
-from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
+from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, IncrementalConfig, RestoreConfig
 from ddb_backup.errors import ConfigError
 from ddb_backup.keys import check_prefix
 from ddb_backup.restore import restore_clients as core_restore_clients
@@ -67,10 +67,21 @@ def cli_environ(
 
 
 def backup_config(args: argparse.Namespace) -> BackupConfig:
+    return BackupConfig.from_environ(_backup_environ(args))
+
+
+def incremental_config(args: argparse.Namespace) -> IncrementalConfig:
+    env = _backup_environ(args)
+    if getattr(args, "interval", None):
+        env["INCREMENTAL_INTERVAL_MINUTES"] = args.interval
+    return IncrementalConfig.from_environ(env)
+
+
+def _backup_environ(args: argparse.Namespace) -> dict[str, str]:
     env = cli_environ(args)
     if getattr(args, "tables", None):
         env["DYNAMODB_TABLES"] = orjson.dumps(list(args.tables)).decode()
-    return BackupConfig.from_environ(env)
+    return env
 
 
 #: Stands in for the bucket when a restore reads a local copy and none is set:

@@ -36,7 +36,7 @@ locals {
     S3_EXPORTS_PREFIX   = var.exports_prefix
   }
 
-  # The four functions share one zip. plan and finalize are separate functions so the
+  # The functions share one zip. plan and finalize are separate functions so the
   # state machine can give each its own memory and timeout.
   functions = {
     backup = {
@@ -48,6 +48,23 @@ locals {
       env = merge(
         local.common_env,
         { DYNAMODB_TABLES = jsonencode(var.dynamodb_tables) },
+        var.kms_key_arn == null ? {} : { EXPORT_KMS_KEY_ID = var.kms_key_arn },
+      )
+    }
+    # Every incremental_interval_minutes: each table's next incremental window
+    # (incremental.tf: role, schedule, alarms).
+    incremental = {
+      handler  = "handlers.incremental.handler"
+      role_arn = aws_iam_role.incremental.arn
+      memory   = var.backup_memory_mb
+      timeout  = var.incremental_timeout_seconds
+      reserved = -1
+      env = merge(
+        local.common_env,
+        {
+          DYNAMODB_TABLES              = jsonencode(var.dynamodb_tables)
+          INCREMENTAL_INTERVAL_MINUTES = tostring(var.incremental_interval_minutes)
+        },
         var.kms_key_arn == null ? {} : { EXPORT_KMS_KEY_ID = var.kms_key_arn },
       )
     }

@@ -311,3 +311,41 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+# ---------------------------------------------------------------------------
+# Incremental exports (point-in-time recovery): incremental.tf
+# ---------------------------------------------------------------------------
+
+variable "incremental_interval_minutes" {
+  description = "Length of an incremental window and how often the incremental function runs (15-1440 minutes: AWS's bounds on an incremental export)."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.incremental_interval_minutes >= 15 && var.incremental_interval_minutes <= 1440
+    error_message = "incremental_interval_minutes must be between 15 and 1440."
+  }
+}
+
+variable "incremental_schedule_enabled" {
+  description = "Whether the incremental exports schedule is enabled."
+  type        = bool
+  default     = true
+}
+
+variable "incremental_timeout_seconds" {
+  description = "Timeout of the incremental function (60-900 s); windows still exporting are resumed by the next scheduled invocation."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.incremental_timeout_seconds >= 60 && var.incremental_timeout_seconds <= 900
+    error_message = "incremental_timeout_seconds must be between 60 and 900 (Lambda's maximum)."
+  }
+}
+
+variable "chain_lag_alarm_seconds" {
+  description = "Alarm when a table's newest verified window ended longer ago than this (null: two intervals plus 30 minutes)."
+  type        = number
+  default     = null
+}

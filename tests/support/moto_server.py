@@ -20,7 +20,14 @@ AWS_ENV = {
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
-    """Start ``ThreadedMotoServer(port=0)``; yield its URL; stop it afterwards."""
+    """Start ``ThreadedMotoServer(port=0)``; yield its URL; stop it afterwards.
+
+    moto's DynamoDB is patched first with the incremental-export emulation
+    (:mod:`tests.support.moto_incremental`; moto 5.2 has none).
+    """
+    from tests.support.moto_incremental import install
+
+    install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -48,7 +55,11 @@ def aws_environment(endpoint: str) -> Iterator[None]:
 
 
 def reset_moto(endpoint: str) -> None:
-    """Forget every table, bucket and export (moto's own reset API)."""
+    """Forget every table, bucket and export (moto's own reset API); the
+    emulated clock goes back to the real time."""
+    from tests.support.moto_incremental import CLOCK
+
+    CLOCK.reset()
     req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:
         resp.read()

@@ -1,0 +1,234 @@
+# Incremental exports for point-in-time recovery: every incremental_interval_minutes,
+# the incremental function exports, verifies and chains each table's next window
+# (handlers/incremental.py). Windows are kept as long as the full backup they build
+# on: both live under var.exports_prefix, so the one lifecycle rule (s3.tf) expires
+# them after backup_retention_days, and the function itself deletes nothing.
+
+locals {
+  incremental_arn     = "${local.bucket_arn}/${var.exports_prefix}/incremental/*"
+  chain_lag_threshold = coalesce(var.chain_lag_alarm_seconds, var.incremental_interval_minutes * 120 + 1800)
+}
+
+# ---------------------------------------------------------------------------
+# Role: export and describe the tables' windows, read the daily manifests, write
+# only below <prefix>/incremental/ (exports, chain records, run state).
+# ---------------------------------------------------------------------------
+
+resource "aws_iam_role" "incremental" {
+  name               = "${local.name}-incremental"
+  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+  tags               = local.tags
+}
+
+data "aws_iam_policy_document" "incremental" {
+  statement {
+    sid = "DescribeAndExportTables"
+    actions = [
+      "dynamodb:DescribeTable",
+      "dynamodb:DescribeContinuousBackups",
+      "dynamodb:ExportTableToPointInTime",
+    ]
+    resources = local.backup_table_arns
+  }
+
+  statement {
+    sid       = "DescribeExports"
+    actions   = ["dynamodb:DescribeExport"]
+    resources = [for arn in local.backup_table_arns : "${arn}/export/*"]
+  }
+
+  statement {
+    # ListExports supports no resource-level permission; it lists export metadata only.
+    sid       = "ListExports"
+    actions   = ["dynamodb:ListExports"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "ListBackupPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [var.exports_prefix, "${var.exports_prefix}/*"]
+    }
+  }
+
+  statement {
+    # The daily manifests say where a chain starts.
+    sid       = "ReadBackups"
+    actions   = ["s3:GetObject"]
+    resources = [local.exports_arn]
+  }
+
+  statement {
+    # The export writes with the caller's permissions; the function writes the chain
+    # records and run state next to the windows.
+    sid       = "WriteWindows"
+    actions   = ["s3:PutObject", "s3:PutObjectAcl", "s3:AbortMultipartUpload"]
+    resources = [local.incremental_arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "BackupKey"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"]
+      resources = [statement.value]
+    }
+  }
+
+  statement {
+    sid       = "AsyncFailures"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.failures.arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
+    content {
+      sid       = "InfraKey"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.lambda["incremental"].arn}:*"]
+  }
+
+  statement {
+    # X-Ray has no resources to name.
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "incremental" {
+  name   = "incremental"
+  role   = aws_iam_role.incremental.id
+  policy = data.aws_iam_policy_document.incremental.json
+}
+
+# ---------------------------------------------------------------------------
+# Schedule: EventBridge Scheduler invokes the function directly with {} (one round
+# per invocation; a round cut short answers 202 and the next one resumes it).
+# ---------------------------------------------------------------------------
+
+resource "aws_iam_role" "incremental_scheduler" {
+  name               = "${local.name}-incremental-scheduler"
+  assume_role_policy = data.aws_iam_policy_document.scheduler_trust.json
+  tags               = local.tags
+}
+
+data "aws_iam_policy_document" "incremental_scheduler" {
+  statement {
+    sid       = "InvokeIncremental"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_function.this["incremental"].arn]
+  }
+
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.failures.arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
+    content {
+      sid       = "InfraKey"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "incremental_scheduler" {
+  name   = "incremental-scheduler"
+  role   = aws_iam_role.incremental_scheduler.id
+  policy = data.aws_iam_policy_document.incremental_scheduler.json
+}
+
+resource "aws_scheduler_schedule" "incremental" {
+  name        = "${local.name}-incremental"
+  description = "Incremental exports of ${join(", ", var.dynamodb_tables)} every ${var.incremental_interval_minutes} minutes"
+  state       = var.incremental_schedule_enabled ? "ENABLED" : "DISABLED"
+
+  schedule_expression = "rate(${var.incremental_interval_minutes} minutes)"
+  kms_key_arn         = var.infra_kms_key_arn
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_function.this["incremental"].arn
+    role_arn = aws_iam_role.incremental_scheduler.arn
+    input    = jsonencode({})
+
+    retry_policy {
+      maximum_event_age_in_seconds = 900
+      maximum_retry_attempts       = 2
+    }
+
+    dead_letter_config {
+      arn = aws_sqs_queue.failures.arn
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Alarms on the function's EMF metrics (namespace DdbBackup, dimensions
+# {Environment, Function = "incremental"}).
+# ---------------------------------------------------------------------------
+
+resource "aws_cloudwatch_metric_alarm" "chain_lag" {
+  alarm_name          = "${local.name}-incremental-chain-lag"
+  alarm_description   = "ddb-backup incremental: a table's newest verified window ended more than ${local.chain_lag_threshold} s ago, or no round reported (point-in-time recovery falls behind)."
+  namespace           = "DdbBackup"
+  metric_name         = "max_chain_lag_seconds"
+  dimensions          = { Environment = var.environment, Function = "incremental" }
+  statistic           = "Maximum"
+  period              = var.incremental_interval_minutes * 60
+  evaluation_periods  = 2
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = local.chain_lag_threshold
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
+locals {
+  # Any of these > 0 is an alarm: a chain broke, a window failed, a table has no chain.
+  incremental_alarms = {
+    incremental-chain-breaks         = "chain_breaks"
+    incremental-window-failures      = "window_failures"
+    incremental-tables-without-chain = "tables_without_chain"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "incremental" {
+  for_each = local.incremental_alarms
+
+  alarm_name          = "${local.name}-${each.key}"
+  alarm_description   = "ddb-backup incremental: ${each.value} > 0 (the function's JSON logs and response name the table and reason)."
+  namespace           = "DdbBackup"
+  metric_name         = each.value
+  dimensions          = { Environment = var.environment, Function = "incremental" }
+  statistic           = "Sum"
+  period              = var.incremental_interval_minutes * 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
