@@ -12,15 +12,15 @@ from botocore.exceptions import ClientError
 
 from ddb_backup.aws import AwsClients, aws_clients, error_code, is_retryable
 from ddb_backup.errors import ConfigError
-from ddb_backup.fastpath import (
+from ddb_backup.items import check_item_line, to_botocore
+from ddb_backup.restore.sender import (
     direct_sender,
     fast_sender,
     from_botocore,
     supports_direct_path,
     supports_fast_path,
 )
-from ddb_backup.items import check_item_line, to_botocore
-from ddb_backup.writer import put_request
+from ddb_backup.restore.writer import put_request
 from tests.support.data import (
     canonical,
     create_table,
@@ -382,7 +382,7 @@ async def test_direct_throttling_and_5xx_are_retryable_client_errors(
 
 
 async def test_writer_retries_the_direct_sender_until_written() -> None:
-    from ddb_backup.writer import BatchWriter, RetryPolicy
+    from ddb_backup.restore.writer import BatchWriter, RetryPolicy
 
     throttled = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}'
     requests = puts(every_type_items(5))
@@ -402,8 +402,8 @@ async def test_writer_retries_the_direct_sender_until_written() -> None:
 
 
 async def test_default_sender_is_the_direct_path(aws: AwsClients) -> None:
-    from ddb_backup.fastpath import _DirectSender
-    from ddb_backup.writer import default_sender
+    from ddb_backup.restore.sender import _DirectSender
+    from ddb_backup.restore.writer import default_sender
 
     assert supports_direct_path(aws.dynamodb)
     assert isinstance(default_sender(aws.dynamodb), _DirectSender)
@@ -415,7 +415,7 @@ async def test_default_sender_is_the_direct_path(aws: AwsClients) -> None:
 async def test_direct_through_the_http_sessions_send(aws: AwsClients) -> None:
     """Without aiobotocore's aiohttp session at hand (older aiobotocore), the
     direct path posts through the HTTP session's own ``send``: same items."""
-    from ddb_backup.fastpath import _DirectSender
+    from ddb_backup.restore.sender import _DirectSender
 
     await create_table(aws.dynamodb, TABLE, pitr=False)
     items = every_type_items(25)

@@ -15,7 +15,7 @@ from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.keys import manifest_key, run_state_key
 from ddb_backup.restore import run_restore
-from ddb_backup.writer import RetryPolicy
+from ddb_backup.restore.writer import RetryPolicy
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup, make_legacy_backup
 from tests.support.data import (
     SECRET_MARKER,
@@ -285,7 +285,7 @@ async def test_generic_sender_restores_the_same(
     aws: AwsClients, bucket: str, config: RestoreConfig
 ) -> None:
     """The default (fast path) and botocore's generic path bring back the same items."""
-    from ddb_backup.writer import default_sender, generic_sender
+    from ddb_backup.restore.writer import default_sender, generic_sender
 
     assert default_sender(aws.dynamodb) is not None
     items = every_type_items(60)

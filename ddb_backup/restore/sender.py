@@ -499,7 +499,7 @@ def direct_sender(dynamodb_client: Any) -> BatchSender:
     and its HTTP session (connection pool, timeouts, proxies, connection
     errors as botocore exceptions). What is left out is the per-request event
     machinery (hooks, stubbers), botocore's retries (the writer's
-    :class:`~ddb_backup.writer.RetryPolicy` retries throttling, 5xx and
+    :class:`~ddb_backup.restore.writer.RetryPolicy` retries throttling, 5xx and
     connection errors) and the header copies: the body is one ``orjson.dumps``
     of the parsed requests (:func:`batch_body`), the answer one ``orjson.loads``
     (``UnprocessedItems`` in wire form). Errors are the client's modelled

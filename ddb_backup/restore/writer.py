@@ -42,17 +42,17 @@ import orjson
 from botocore.exceptions import ClientError, ParamValidationError
 
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
-from ddb_backup.fastpath import (
+from ddb_backup.items import WireItem, to_botocore
+from ddb_backup.log import get_logger
+from ddb_backup.manifest import DataFile
+from ddb_backup.restore.sender import (
     direct_sender,
     fast_sender,
     from_botocore_request,
     supports_direct_path,
     supports_fast_path,
 )
-from ddb_backup.fastpath import from_botocore as wire_from_botocore
-from ddb_backup.items import WireItem, to_botocore
-from ddb_backup.log import get_logger
-from ddb_backup.manifest import DataFile
+from ddb_backup.restore.sender import from_botocore as wire_from_botocore
 from ddb_backup.storage import Storage, content_md5
 
 __all__ = [
