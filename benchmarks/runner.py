@@ -11,7 +11,7 @@ peak RSS of this process. Modes:
   picks ``default`` (``writer.default_sender``), ``direct``, ``fast`` or
   ``generic``;
 * ``pipeline`` - the project's pieces: S3Storage.stream -> iter_lines ->
-  parse_item_line -> batches of 25 -> BatchWriter(fast_sender);
+  parse_item_line -> batches of 25 -> BatchWriter(direct_sender);
   ``"verify": true`` first runs verify_files (as the restore does);
   ``"sender": "generic"`` uses botocore's ordinary path instead;
 * ``baseline`` - written like the replaced system: boto3, a ThreadPoolExecutor,
@@ -102,7 +102,7 @@ def run_project(args: dict[str, Any]) -> int:
     """The project's restore: ``ddb_backup.restore.restore_export`` with the
     clients the restore handler uses (verification first, then the writes)."""
     from ddb_backup.restore import restore_clients, restore_export
-    from ddb_backup.restore.sender import direct_sender, fast_sender
+    from ddb_backup.restore.sender import direct_sender
     from ddb_backup.restore.writer import default_sender, generic_sender
     from ddb_backup.storage import S3Storage
 
@@ -110,7 +110,6 @@ def run_project(args: dict[str, Any]) -> int:
     senders = {
         "default": default_sender,
         "direct": direct_sender,
-        "fast": fast_sender,
         "generic": generic_sender,
     }
     make_sender = senders[str(args.get("sender", "default"))]
@@ -141,7 +140,7 @@ def run_pipeline(args: dict[str, Any]) -> int:
     from ddb_backup.concurrency import run_workers
     from ddb_backup.export_folder import ExpectedFile, read_export_folder
     from ddb_backup.items import check_item_line
-    from ddb_backup.restore.sender import fast_sender
+    from ddb_backup.restore.sender import direct_sender
     from ddb_backup.restore.writer import BatchWriter, generic_sender
     from ddb_backup.storage import S3Storage
     from ddb_backup.stream import iter_lines
@@ -165,7 +164,7 @@ def run_pipeline(args: dict[str, Any]) -> int:
             if args.get("sender") == "generic":
                 sender = generic_sender(aws.dynamodb)
             else:
-                sender = fast_sender(aws.dynamodb)
+                sender = direct_sender(aws.dynamodb)
             async with BatchWriter(TABLE, sender, max_workers=max_workers) as writer:
 
                 async def one(f: ExpectedFile) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ddb_backup.concurrency import task_group
+from ddb_backup.items import from_botocore
 from ddb_backup.restore.state import TablePhase, TableState
 from ddb_backup.restore.writer import (
     MAX_BATCH,
@@ -30,7 +31,6 @@ from ddb_backup.restore.writer import (
     BatchWriter,
     RetryPolicy,
     call_with_retries,
-    wire_from_botocore,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ async def clear_existing_data(
                 if page is None:
                     return
                 keys = [
-                    {"DeleteRequest": {"Key": wire_from_botocore(item)}}
+                    {"DeleteRequest": {"Key": from_botocore(item)}}
                     for item in page.get("Items", [])
                 ]
                 for i in range(0, len(keys), MAX_BATCH):
