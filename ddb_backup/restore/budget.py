@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 
+from ddb_backup.concurrency import in_background
 from ddb_backup.log import get_logger
 from ddb_backup.restore.lease import TableLeases
 from ddb_backup.restore.options import ProgressCallback
@@ -101,16 +101,9 @@ class ProgressTicker:
         if self._on_progress is not None:
             self._on_progress(snap)
 
-    @contextlib.asynccontextmanager
-    async def ticking(self) -> AsyncIterator[None]:
+    def ticking(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Report the current phase every ``interval`` seconds while the block runs."""
-        task = asyncio.create_task(self._tick())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return in_background(self._tick())
 
     async def _tick(self) -> None:
         while True:
