@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument(
         "--sender",
         default="default",
-        help="the project's sender: default, direct, fast or generic",
+        help="the project's sender: default, direct or generic",
     )
     parser.add_argument("--baseline-max", type=int, default=10**9, help="skip baseline above N")
     opts = parser.parse_args()

@@ -11,7 +11,7 @@ peak RSS of this process. Modes:
   picks ``default`` (``writer.default_sender``), ``direct``, ``fast`` or
   ``generic``;
 * ``pipeline`` - the project's pieces: S3Storage.stream -> iter_lines ->
-  parse_item_line -> batches of 25 -> BatchWriter(fast_sender);
+  parse_item_line -> batches of 25 -> BatchWriter(direct_sender);
   ``"verify": true`` first runs verify_files (as the restore does);
   ``"sender": "generic"`` uses botocore's ordinary path instead;
 * ``baseline`` - written like the replaced system: boto3, a ThreadPoolExecutor,
@@ -62,12 +62,6 @@ def _preload() -> None:
     import boto3  # noqa: F401
     import orjson  # noqa: F401
 
-    import ddb_backup.aws
-    import ddb_backup.fastpath
-    import ddb_backup.restore
-    import ddb_backup.verify
-    import ddb_backup.writer  # noqa: F401
-
 
 _WORK_STARTED: dict[str, float] = {}
 
@@ -107,16 +101,15 @@ def _measure(work: Callable[[], int]) -> dict[str, Any]:
 def run_project(args: dict[str, Any]) -> int:
     """The project's restore: ``ddb_backup.restore.restore_export`` with the
     clients the restore handler uses (verification first, then the writes)."""
-    from ddb_backup.fastpath import direct_sender, fast_sender
     from ddb_backup.restore import restore_clients, restore_export
+    from ddb_backup.restore.sender import direct_sender
+    from ddb_backup.restore.writer import default_sender, generic_sender
     from ddb_backup.storage import S3Storage
-    from ddb_backup.writer import default_sender, generic_sender
 
     max_workers = int(args["max_workers"])
     senders = {
         "default": default_sender,
         "direct": direct_sender,
-        "fast": fast_sender,
         "generic": generic_sender,
     }
     make_sender = senders[str(args.get("sender", "default"))]
@@ -146,12 +139,12 @@ def run_pipeline(args: dict[str, Any]) -> int:
     from ddb_backup.aws import aws_clients
     from ddb_backup.concurrency import run_workers
     from ddb_backup.export_folder import ExpectedFile, read_export_folder
-    from ddb_backup.fastpath import fast_sender
     from ddb_backup.items import check_item_line
+    from ddb_backup.restore.sender import direct_sender
+    from ddb_backup.restore.writer import BatchWriter, generic_sender
     from ddb_backup.storage import S3Storage
     from ddb_backup.stream import iter_lines
     from ddb_backup.verify import verify_files
-    from ddb_backup.writer import BatchWriter, generic_sender
 
     max_workers = int(args["max_workers"])
     files_in_flight = int(args.get("files_in_flight", 2))
@@ -171,7 +164,7 @@ def run_pipeline(args: dict[str, Any]) -> int:
             if args.get("sender") == "generic":
                 sender = generic_sender(aws.dynamodb)
             else:
-                sender = fast_sender(aws.dynamodb)
+                sender = direct_sender(aws.dynamodb)
             async with BatchWriter(TABLE, sender, max_workers=max_workers) as writer:
 
                 async def one(f: ExpectedFile) -> int:

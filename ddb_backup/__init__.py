@@ -30,8 +30,8 @@ from ddb_backup.errors import (
 from ddb_backup.events import RestoreRequest
 from ddb_backup.manifest import BackupManifest, DataFile, TableBackup, TableSchema
 from ddb_backup.restore import RestoreResult, restore_export, run_restore
+from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import LocalStorage, S3Storage, Storage
-from ddb_backup.writer import RetryPolicy
 
 __all__ = [
     "AwsClients",

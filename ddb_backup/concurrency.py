@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
-__all__ = ["first_error", "run_workers", "task_group"]
+__all__ = ["first_error", "in_background", "run_workers", "task_group"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,3 +65,15 @@ def first_error(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Awaitable[None]) -> AsyncIterator[None]:
+    """Run ``work`` as a task while the block runs; cancel it on leaving."""
+    task = asyncio.ensure_future(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -9,7 +9,8 @@ Exception tree::
 
     DdbBackupError
     ├── ConfigError                  bad settings or environment variable
-    ├── UnsafeNameError              a table name, date or key that could escape its prefix
+    ├── RequestError                 a request that cannot be served as asked (400)
+    │   └── UnsafeNameError          a table name, date or key that could escape its prefix
     ├── BackupNotFoundError          no (complete) backup for a date / table
     ├── ManifestError                manifest missing, not JSON, or invalid
     ├── CheckpointError              resume token / checkpoint refused
@@ -56,6 +57,7 @@ __all__ = [
     "LeaseLostError",
     "ManifestError",
     "PitrDisabledError",
+    "RequestError",
     "TableError",
     "TableNotFoundError",
     "UnsafeNameError",
@@ -72,7 +74,12 @@ class ConfigError(DdbBackupError):
     """A setting or environment variable is missing or malformed."""
 
 
-class UnsafeNameError(DdbBackupError, ValueError):
+class RequestError(DdbBackupError, ValueError):
+    """A request that cannot be served as asked (answered 400): its values conflict
+    or are out of range, e.g. two tables restored into one."""
+
+
+class UnsafeNameError(RequestError):
     """A name that would escape its S3 prefix (``../``, absolute, encoded tricks)."""
 
 

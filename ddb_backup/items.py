@@ -28,15 +28,21 @@ __all__ = [
     "MAX_ITEM_BYTES",
     "KeySpec",
     "WireItem",
+    "WireRequest",
     "check_item_line",
     "check_wire_item",
+    "from_botocore",
     "key_spec",
     "number_size",
+    "request_from_botocore",
+    "request_to_botocore",
     "to_botocore",
     "wire_item_size",
 ]
 
 WireItem = dict[str, Any]
+#: A ``PutRequest``/``DeleteRequest`` of BatchWriteItem, its item or key a wire item.
+WireRequest = dict[str, Any]
 #: The key attributes an item must carry: ``(name, "S" | "N" | "B" | "")``,
 #: HASH first (an empty type accepts any of the three, for old checkpoints).
 KeySpec = tuple[tuple[str, str], ...]
@@ -232,3 +238,41 @@ def _b64(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("binary attribute is not valid base64") from exc
+
+
+def from_botocore(item: dict[str, Any]) -> WireItem:
+    """botocore item (bytes for binary) -> wire item (base64 text), the inverse of
+    :func:`to_botocore`."""
+    return {name: _attr_to_wire(value) for name, value in item.items()}
+
+
+def request_to_botocore(request: WireRequest) -> dict[str, Any]:
+    """A wire ``PutRequest``/``DeleteRequest`` in botocore's form (bytes for binary)."""
+    if "PutRequest" in request:
+        return {"PutRequest": {"Item": to_botocore(request["PutRequest"]["Item"])}}
+    return {"DeleteRequest": {"Key": to_botocore(request["DeleteRequest"]["Key"])}}
+
+
+def request_from_botocore(request: dict[str, Any]) -> WireRequest:
+    """A parsed ``PutRequest``/``DeleteRequest`` back to wire form."""
+    if "PutRequest" in request:
+        return {"PutRequest": {"Item": from_botocore(request["PutRequest"]["Item"])}}
+    return {"DeleteRequest": {"Key": from_botocore(request["DeleteRequest"]["Key"])}}
+
+
+def _attr_to_wire(value: dict[str, Any]) -> dict[str, Any]:
+    ((t, v),) = value.items()
+    if t == "B":
+        return {"B": _b64text(v)}
+    if t == "BS":
+        return {"BS": [_b64text(b) for b in v]}
+    if t == "L":
+        return {"L": [_attr_to_wire(x) for x in v]}
+    if t == "M":
+        return {"M": {k: _attr_to_wire(x) for k, x in v.items()}}
+    return value
+
+
+def _b64text(v: bytes | str) -> str:
+    # botocore parses B as bytes; a stubbed response may already hold text.
+    return v if isinstance(v, str) else base64.b64encode(v).decode("ascii")

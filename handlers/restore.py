@@ -104,7 +104,7 @@ def _handle(kind: str, event: Any, context: LambdaContext | None) -> dict[str, A
     # restore or a shard when final (not per 202 round); a plan only when it
     # fails (otherwise finalize counts its tables).
     if result.status_code != 202 and (kind == "restore" or result.status_code >= 500):
-        is_shard = request.shard is not None or result.body.get("shard_id") is not None
+        is_shard = request.shard is not None or result.answer.shard_id is not None
         _metrics(config, result, shard=is_shard)
     return response(result.status_code, result.body)
 
@@ -126,20 +126,20 @@ def _metrics(
     config: RestoreConfig, result: RestoreResult, *, shard: bool = False, tables_only: bool = False
 ) -> None:
     """Finalize counts tables (the shards counted their items); a shard counts items only."""
-    body = result.body
+    answer = result.answer
     tables = {
-        "tables_succeeded": float(body.get("successful_restores", 0)),
-        "tables_partial": float(body.get("partial_restores", 0)),
-        "tables_failed": float(body.get("failed_restores", 0) or (result.status_code >= 400)),
+        "tables_succeeded": float(answer.successful_restores or 0),
+        "tables_partial": float(answer.partial_restores or 0),
+        "tables_failed": float(answer.failed_restores or (result.status_code >= 400)),
     }
     items = {
-        "items_restored": float(body.get("total_items_written", 0)),
-        "items_failed": float(body.get("total_items_failed", 0)),
+        "items_restored": float(answer.total_items_written or 0),
+        "items_failed": float(answer.total_items_failed or 0),
     }
     metrics = {} if shard else tables
     if not tables_only:
         metrics |= items
     emit_metrics(
-        {**metrics, "duration_seconds": float(body.get("duration_seconds", 0.0))},
+        {**metrics, "duration_seconds": float(answer.duration_seconds or 0.0)},
         {"Function": "restore", "Environment": config.environment},
     )

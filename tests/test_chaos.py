@@ -17,9 +17,9 @@ from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.items import check_item_line, to_botocore
 from ddb_backup.restore import RestoreResult, restore_clients, restore_export, run_restore
+from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import S3Storage
 from ddb_backup.stream import iter_lines
-from ddb_backup.writer import RetryPolicy
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     SECRET_MARKER,

@@ -15,7 +15,7 @@ import pytest
 from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.restore import run_restore
-from ddb_backup.writer import generic_sender
+from ddb_backup.restore.writer import generic_sender
 from tests.conftest import BUCKET
 from tests.support.cli_data import TypedStdin, on_aws, write_backup
 from tests.support.cli_data import run_cli as run

@@ -78,7 +78,7 @@ def test_action_the_code_calls_missing_from_the_role(module: Path, plant: Plant)
     role = line_of(module, "iam.tf", 'resource "aws_iam_role" "restore"')
     assert check(module).errors == [
         f"iam.tf:{role}: aws_iam_role.restore: role restore lacks dynamodb:Scan, which "
-        "ddb_backup.clear calls (AccessDenied at run time)"
+        "ddb_backup.restore.clear calls (AccessDenied at run time)"
     ]
 
 

@@ -15,8 +15,8 @@ from ddb_backup.aws import AwsClients, aws_clients
 from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.restore import RestoreResult, restore_export, run_restore
+from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import S3Storage
-from ddb_backup.writer import RetryPolicy
 from handlers.restore import handler
 from tests.conftest import BUCKET
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup, make_legacy_backup, put_manifest

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 from ddb_backup.errors import ChecksumMismatchError, CorruptDataError, ItemCountMismatchError
 from ddb_backup.export_folder import ExpectedFile
-from ddb_backup.fastpath import batch_body
 from ddb_backup.items import MAX_ITEM_BYTES, check_item_line, wire_item_size
+from ddb_backup.restore.sender import batch_body
+from ddb_backup.restore.writer import put_request
 from ddb_backup.storage import LocalStorage
 from ddb_backup.verify import verify_file
-from ddb_backup.writer import put_request
 from tests.support.data import SMUGGLING, every_type_items, export_lines, gzip_lines, md5_b64
 from tests.test_stream_properties import numbers, values, wire_items
 

@@ -32,7 +32,7 @@ from ddb_backup.config import BackupConfig, RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.log import configure_logging
 from ddb_backup.restore import RestoreResult, restore_clients, run_restore
-from ddb_backup.writer import RetryPolicy
+from ddb_backup.restore.writer import RetryPolicy
 from handlers.restore import handler as restore_handler
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (

@@ -15,7 +15,7 @@ from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.keys import manifest_key, run_state_key
 from ddb_backup.restore import run_restore
-from ddb_backup.writer import RetryPolicy
+from ddb_backup.restore.writer import RetryPolicy
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup, make_legacy_backup
 from tests.support.data import (
     SECRET_MARKER,
@@ -284,15 +284,27 @@ async def test_foreign_environment_refused(
 async def test_generic_sender_restores_the_same(
     aws: AwsClients, bucket: str, config: RestoreConfig
 ) -> None:
-    """The default (fast path) and botocore's generic path bring back the same items."""
-    from ddb_backup.writer import default_sender, generic_sender
+    """The default (direct) sender and botocore's generic path bring back the same
+    items: one backup restored through each, into two tables, compared item for item."""
+    from ddb_backup.restore.sender import direct_sender
+    from ddb_backup.restore.writer import default_sender, generic_sender
 
-    assert default_sender(aws.dynamodb) is not None
     items = every_type_items(60)
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {T1: items})
-    await create_table(aws.dynamodb, T1)
-    result = await run_restore(
-        config, RestoreRequest(), aws, retry=FAST, sender=generic_sender(aws.dynamodb)
-    )
-    assert result.status_code == 200, result.body
-    assert canonical(await scan_all(aws.dynamodb, T1)) == canonical(items)
+    assert isinstance(default_sender(aws.dynamodb), type(direct_sender(aws.dynamodb)))
+    stored = []
+    for target, sender in (
+        ("restored-direct", default_sender(aws.dynamodb)),
+        ("restored-generic", generic_sender(aws.dynamodb)),
+    ):
+        await create_table(aws.dynamodb, target)
+        result = await run_restore(
+            config,
+            RestoreRequest(tables=[T1], table_mapping={T1: target}),
+            aws,
+            retry=FAST,
+            sender=sender,
+        )
+        assert result.status_code == 200, result.body
+        stored.append(canonical(await scan_all(aws.dynamodb, target)))
+    assert stored[0] == stored[1] == canonical(items)

@@ -7,8 +7,8 @@ import pytest
 
 from ddb_backup.aws import AwsClients
 from ddb_backup.restore import restore_export
+from ddb_backup.restore.writer import RetryPolicy, generic_sender
 from ddb_backup.storage import S3Storage
-from ddb_backup.writer import RetryPolicy, generic_sender
 from tests.support.data import (
     SECRET_MARKER,
     canonical,

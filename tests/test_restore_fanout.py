@@ -12,16 +12,21 @@ from typing import Any
 
 import pytest
 
-from ddb_backup import shards as shards_module
 from ddb_backup.aws import AwsClients
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import ConfigError
 from ddb_backup.events import RestoreRequest, ShardRef
 from ddb_backup.manifest import DataFile
-from ddb_backup.progress import FileState, TableState
 from ddb_backup.restore import finalize_restore, plan_restore, run_restore
-from ddb_backup.shards import MAX_SHARDS, SHARD_ANSWER_BYTES, STATE_PAYLOAD_BYTES, make_shards
-from ddb_backup.writer import RetryPolicy
+from ddb_backup.restore import shards as shards_module
+from ddb_backup.restore.shards import (
+    MAX_SHARDS,
+    SHARD_ANSWER_BYTES,
+    STATE_PAYLOAD_BYTES,
+    make_shards,
+)
+from ddb_backup.restore.state import FileState, TableState
+from ddb_backup.restore.writer import RetryPolicy
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     canonical,

@@ -20,10 +20,10 @@ from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import LeaseLostError
 from ddb_backup.events import RestoreRequest, ShardRef
 from ddb_backup.keys import lease_key
-from ddb_backup.lease import LeaseRecord, TableLeases
 from ddb_backup.restore import RestoreResult, finalize_restore, plan_restore, run_restore
+from ddb_backup.restore.lease import LeaseRecord, TableLeases
+from ddb_backup.restore.writer import BatchSender, RetryPolicy, WireRequest, default_sender
 from ddb_backup.storage import S3Storage
-from ddb_backup.writer import BatchSender, RetryPolicy, WireRequest, default_sender
 from handlers.restore import handler
 from tests.conftest import BUCKET
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
@@ -217,7 +217,7 @@ async def test_a_lease_taken_over_mid_run_stops_the_writes(
             super().__init__(*args, **kwargs)
             leases.append(self)
 
-    monkeypatch.setattr("ddb_backup.restore.TableLeases", Recorded)
+    monkeypatch.setattr("ddb_backup.restore.entry.TableLeases", Recorded)
     real: BatchSender = default_sender(aws.dynamodb)
     sent: list[int] = []
 

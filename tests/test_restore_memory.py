@@ -40,7 +40,7 @@ from ddb_backup.aws import aws_clients
 from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.restore import run_restore
-from ddb_backup.writer import RetryPolicy
+from ddb_backup.restore.writer import RetryPolicy
 
 def status_kib(field):
     with open("/proc/self/status") as f:

@@ -14,13 +14,13 @@ import orjson
 import pytest
 
 from ddb_backup.aws import AwsClients
-from ddb_backup.checkpoint import checkpoint_key
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import DataFileChangedError
 from ddb_backup.events import RestoreRequest
 from ddb_backup.restore import RestoreResult, restore_clients, run_restore
+from ddb_backup.restore.checkpoint import checkpoint_key
+from ddb_backup.restore.writer import RetryPolicy, WireRequest, default_sender
 from ddb_backup.storage import ObjectPin, S3Storage
-from ddb_backup.writer import RetryPolicy, WireRequest, default_sender
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     canonical,

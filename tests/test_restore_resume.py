@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from ddb_backup.aws import AwsClients
-from ddb_backup.checkpoint import checkpoint_key
 from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.restore import RestoreResult, run_restore
-from ddb_backup.writer import RetryPolicy
+from ddb_backup.restore.checkpoint import checkpoint_key
+from ddb_backup.restore.writer import RetryPolicy
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     canonical,

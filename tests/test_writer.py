@@ -17,9 +17,7 @@ from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.items import check_item_line
 from ddb_backup.restore import restore_export, run_restore
-from ddb_backup.storage import S3Storage
-from ddb_backup.stream import iter_lines
-from ddb_backup.writer import (
+from ddb_backup.restore.writer import (
     BatchWriter,
     DeadLetterSink,
     RetryPolicy,
@@ -27,6 +25,8 @@ from ddb_backup.writer import (
     generic_sender,
     put_request,
 )
+from ddb_backup.storage import S3Storage
+from ddb_backup.stream import iter_lines
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import canonical, create_table, every_type_items, scan_all, to_wire
 from tests.support.senders import poisoned, refusing_sender
@@ -246,7 +246,7 @@ async def test_restore_with_dead_letters_then_restore_them(aws: AwsClients, buck
 async def test_checked_lines_sent_as_their_items(aws: AwsClients, bucket: str) -> None:
     """Checked export lines go out as their parsed items (fast path) or decoded once
     (generic path); one that fails lands in the dead letters as the same item."""
-    from ddb_backup.writer import default_sender
+    from ddb_backup.restore.writer import default_sender
     from tests.support.data import export_lines
 
     items = every_type_items(40)

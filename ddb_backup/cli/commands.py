@@ -28,6 +28,8 @@ from ddb_backup.cli.display import (
 from ddb_backup.download import DownloadResult, download_backup
 from ddb_backup.keys import check_date
 from ddb_backup.manifest import BackupManifest
+from ddb_backup.restore.answer import RestoreAnswer, RestoreResult
+from ddb_backup.restore.state import RestoreStatus
 from ddb_backup.storage import Storage
 
 if TYPE_CHECKING:
@@ -474,13 +476,16 @@ async def _cmd_incremental(args: argparse.Namespace, out: Output) -> int:
 
 #: Refusals of a restore request that are the caller's to fix (exit 2); other
 #: 400s (no such backup, unreadable manifest, ION export) are failures (exit 1).
-_USAGE_ERROR_TYPES = frozenset({"UnsafeNameError", "CheckpointError", "ConfigError"})
+_USAGE_ERROR_TYPES = frozenset(
+    {"RequestError", "UnsafeNameError", "CheckpointError", "ConfigError"}
+)
 
 
-def _restore_exit(status_code: int, body: dict[str, Any]) -> int:
-    if status_code == 200:
+def _restore_exit(result: RestoreResult) -> int:
+    """The exit code of a restore's result."""
+    if result.status_code == 200:
         return EXIT_OK
-    if status_code == 400 and body.get("error_type") in _USAGE_ERROR_TYPES:
+    if result.status_code == 400 and result.answer.error_type in _USAGE_ERROR_TYPES:
         return EXIT_USAGE
     return EXIT_FAILED
 
@@ -513,55 +518,59 @@ async def _confirm_clear(
         raise UsageError("the names typed do not match the tables to clear; nothing was done")
 
 
-def _show_restore(out: Output, body: dict[str, Any]) -> None:
-    for s in body.get("skipped_backups") or []:
-        out.line(f"skipped backup {s.get('date')}: {s.get('reason')}")
-    for s in body.get("skipped_tables") or []:
-        out.line(f"skipped table {s.get('table')}: {s.get('reason')}")
+def _show_restore(out: Output, answer: RestoreAnswer) -> None:
+    for s in answer.skipped_backups or []:
+        out.line(f"skipped backup {s.date}: {s.reason}")
+    for t in answer.skipped_tables or []:
+        out.line(f"skipped table {t.get('table')}: {t.get('reason')}")
     rows = []
-    dry = bool(body.get("dry_run"))
-    for r in body.get("restore_results", []):
-        source = str(r.get("table", "?"))
-        target = str(r.get("target_table", source))
-        written = r.get("items_to_write") if dry else r.get("items_written")
-        cleared = r.get("items_to_clear") if dry else r.get("items_cleared")
+    dry = bool(answer.dry_run)
+    results = answer.restore_results or []
+    for r in results:
+        written = r.items_to_write if dry else r.items_written
+        cleared = r.items_to_clear if dry else r.items_cleared
         rows.append(
             [
-                source if source == target else f"{source} -> {target}",
-                str(r.get("status", "")),
-                format_count(r.get("items_expected")),
+                r.table if r.table == r.target_table else f"{r.table} -> {r.target_table}",
+                r.status.value,
+                format_count(r.items_expected),
                 format_count(written),
-                format_count(r.get("items_failed")),
+                format_count(r.items_failed),
                 format_count(cleared),
-                str(r.get("error") or ""),
+                r.error or "",
             ]
         )
-    title = f"restore of backup {body.get('backup_date') or body.get('export_folder')}"
+    title = f"restore of backup {answer.backup_date or answer.export_folder}"
     columns = ["table", "status", "expected", "written", "failed", "cleared", "error"]
     if dry:
         title += " (dry run: nothing written)"
         columns[3], columns[5] = "would write", "would clear"
     out.table(columns, rows, title=title, right=columns[2:6])
     counts = [
-        f"{body[k]} {k.split('_')[0]}"
-        for k in ("successful_restores", "partial_restores", "failed_restores", "skipped_restores")
-        if k in body
+        f"{n} {name}"
+        for name, n in (
+            ("successful", answer.successful_restores),
+            ("partial", answer.partial_restores),
+            ("failed", answer.failed_restores),
+            ("skipped", answer.skipped_restores),
+        )
+        if n is not None
     ]
     if counts:
         out.line(", ".join(counts))
-    if "duration_seconds" in body and not dry:
+    if answer.duration_seconds is not None and not dry:
         out.line(
-            f"{format_count(body.get('total_items_written'))} items written in "
-            f"{format_duration(float(body['duration_seconds']))}"
+            f"{format_count(answer.total_items_written)} items written in "
+            f"{format_duration(answer.duration_seconds)}"
         )
-    for r in body.get("restore_results", []):
-        if r.get("dead_letter_keys"):
+    for r in results:
+        if r.dead_letter_keys:
             out.line(
-                f"{r.get('target_table')}: {len(r['dead_letter_keys'])} dead-letter file(s) "
-                f"under {r.get('dead_letter_folder')}"
+                f"{r.target_table}: {len(r.dead_letter_keys)} dead-letter file(s) "
+                f"under {r.dead_letter_folder}"
             )
-    if body.get("resume_token"):
-        out.line(f"resume with: --resume-token {body['resume_token']}")
+    if answer.resume_token:
+        out.line(f"resume with: --resume-token {answer.resume_token}")
 
 
 def _restore_request(args: argparse.Namespace) -> Any:
@@ -598,17 +607,17 @@ def _restore_request(args: argparse.Namespace) -> Any:
         raise UsageError("; ".join(problems)) from exc
 
 
-def _report_error(out: Output, status_code: int, body: dict[str, Any]) -> None:
+def _report_error(out: Output, status_code: int, answer: RestoreAnswer) -> None:
     """One line on stderr whenever the restore was not a full success."""
     if status_code == 200:
         return
-    if body.get("error"):
-        out.note(f"ddb-backup: error: {body['error']}")
+    if answer.error:
+        out.note(f"ddb-backup: error: {answer.error}")
         return
-    statuses = [str(r.get("status")) for r in body.get("restore_results", [])]
-    bad = [s for s in statuses if s not in {"COMPLETED", "DRY_RUN_OK"}]
+    statuses = [r.status for r in answer.restore_results or []]
+    bad = [s for s in statuses if s not in {RestoreStatus.COMPLETED, RestoreStatus.DRY_RUN}]
     detail = f"{len(bad)} of {len(statuses)} table(s) not restored" if bad else "not complete"
-    if body.get("resume_token"):
+    if answer.resume_token:
         detail += " (resumable: see --resume-token)"
     out.note(f"ddb-backup: error: restore {detail}")
 
@@ -635,15 +644,16 @@ async def cmd_restore(args: argparse.Namespace, out: Output, stdin: IO[str] | No
                 progress_interval=view.tick,
                 retry=settings.retry_policy(),
             )
-    body = dict(result.body)
-    if loc.directory is not None:
-        body["backup_location"] = store.location
+    answer = result.answer
     if args.json:
+        body = dict(result.body)
+        if loc.directory is not None:
+            body["backup_location"] = store.location
         out.json({"statusCode": result.status_code, "body": body})
     else:
-        _show_restore(out, body)
-    _report_error(out, result.status_code, body)
-    return _restore_exit(result.status_code, body)
+        _show_restore(out, answer)
+    _report_error(out, result.status_code, answer)
+    return _restore_exit(result)
 
 
 async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
@@ -670,8 +680,8 @@ async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
                 retry=settings.retry_policy(),
             )
     out.json({"statusCode": result.status_code, "body": result.body})
-    _report_error(out, result.status_code, result.body)
-    return _restore_exit(result.status_code, result.body)
+    _report_error(out, result.status_code, result.answer)
+    return _restore_exit(result)
 
 
 COMMANDS: dict[str, Command] = {

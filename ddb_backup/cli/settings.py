@@ -21,8 +21,8 @@ from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, IncrementalConfig, R
 from ddb_backup.errors import ConfigError
 from ddb_backup.keys import check_prefix
 from ddb_backup.restore import restore_clients as core_restore_clients
+from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import LocalStorage, S3Storage, Storage
-from ddb_backup.writer import RetryPolicy
 
 __all__ = [
     "FLAG_FOR_VARIABLE",

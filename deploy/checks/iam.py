@@ -9,7 +9,7 @@ condition key is one the statement's actions support.
 
 Least privilege: the AWS operations the functions' code calls (client methods and
 paginators found in the AST of the handler's import closure, plus the direct
-BatchWriteItem sender of ddb_backup/fastpath.py) are mapped to IAM actions and compared
+BatchWriteItem sender of ddb_backup/restore/sender.py) are mapped to IAM actions and compared
 with the role's DynamoDB and S3 actions: a missing action fails (AccessDenied at run
 time), an extra one fails unless ``EXTRA_ACTIONS`` gives the reason.
 
@@ -442,7 +442,7 @@ def _operation(node: ast.AST) -> str | None:
             method = str(node.args[0].value)
         name = _method_map(service).get(method)
         return f"{service}:{name}" if name else None
-    # ddb_backup/fastpath.py sends BatchWriteItem itself: _OPERATION = "BatchWriteItem".
+    # ddb_backup/restore/sender.py sends BatchWriteItem itself: _OPERATION = "BatchWriteItem".
     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
         targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
         value = node.value.value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ddb_backup.writer import BatchSender, WireRequest, request_item
+from ddb_backup.restore.writer import BatchSender, WireRequest, request_item
 
 __all__ = ["poisoned", "refusing_sender"]
 

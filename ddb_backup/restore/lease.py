@@ -28,10 +28,11 @@ import datetime as dt
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ddb_backup.concurrency import in_background
 from ddb_backup.errors import DdbBackupError, LeaseHeldError, LeaseLostError
 from ddb_backup.keys import lease_key
 from ddb_backup.log import get_logger
@@ -141,16 +142,9 @@ class TableLeases:
             )
         return self.lost
 
-    @contextlib.asynccontextmanager
-    async def renewing(self) -> AsyncIterator[None]:
+    def renewing(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Renew in the background for the duration of the block."""
-        task = asyncio.create_task(self._renew_loop())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return in_background(self._renew_loop())
 
     async def _renew_loop(self) -> None:
         while self.held:

@@ -19,7 +19,7 @@ from ddb_backup.errors import KeySchemaMismatchError, TableError, TableNotFoundE
 from ddb_backup.items import KeySpec, key_spec
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import TableSchema
-from ddb_backup.writer import RetryPolicy, call_with_retries
+from ddb_backup.restore.writer import RetryPolicy, call_with_retries
 
 __all__ = [
     "TargetTable",

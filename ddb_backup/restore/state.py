@@ -17,24 +17,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from ddb_backup.errors import LeaseLostError
 from ddb_backup.manifest import DataFile
 from ddb_backup.storage import ObjectPin
 
 __all__ = [
     "FileState",
-    "Phase",
+    "Outcome",
     "RestoreState",
+    "RestoreStatus",
     "ShardFile",
     "ShardPlan",
     "TablePhase",
     "TableProgress",
     "TableState",
-    "TableStatus",
 ]
 
 
 class TablePhase(StrEnum):
+    """Where a table is; stored in the state, and reported to ``on_progress``."""
+
     PENDING = "pending"  # not verified yet
+    VERIFYING = "verifying"  # reported while verifying (the state says PENDING until it ends)
     READY = "ready"  # verified, target checked: may be cleared and written
     CLEARING = "clearing"
     WRITING = "writing"
@@ -42,15 +46,17 @@ class TablePhase(StrEnum):
     FAILED = "failed"  # verification or target check failed: untouched
 
 
-Phase = Literal["verifying", "clearing", "writing", "done"]
+class RestoreStatus(StrEnum):
+    """The ``status`` of a restore's answer and of each of its tables."""
 
-
-class TableStatus(StrEnum):
     COMPLETED = "COMPLETED"
     PARTIAL = "PARTIAL"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
     DRY_RUN = "DRY_RUN_OK"
+    IN_PROGRESS = "IN_PROGRESS"  # 202: resume with the token
+    PLANNED = "PLANNED"
+    PLANNED_PARTIAL = "PLANNED_PARTIAL"
 
 
 class _State(BaseModel):
@@ -120,13 +126,13 @@ class TableState(_State):
     def files_done(self) -> int:
         return sum(f.done for f in self.files)
 
-    def status(self, dry_run: bool) -> TableStatus:
+    def status(self, dry_run: bool) -> RestoreStatus:
         if self.phase is TablePhase.FAILED:
             # FAILED means untouched; a table cleared or partly written is not.
             touched = self.items_cleared or self.items_written
-            return TableStatus.PARTIAL if touched else TableStatus.FAILED
+            return RestoreStatus.PARTIAL if touched else RestoreStatus.FAILED
         if dry_run:
-            return TableStatus.DRY_RUN if not self.all_errors else TableStatus.FAILED
+            return RestoreStatus.DRY_RUN if not self.all_errors else RestoreStatus.FAILED
         complete = (
             self.phase is TablePhase.DONE
             and not self.all_errors
@@ -137,46 +143,10 @@ class TableState(_State):
             and all(f.done for f in self.files)
         )
         if complete:
-            return TableStatus.COMPLETED
+            return RestoreStatus.COMPLETED
         if self.items_written or self.items_cleared:
-            return TableStatus.PARTIAL
-        return TableStatus.FAILED
-
-    def report(self, dry_run: bool) -> dict[str, Any]:
-        """The per-table entry of ``restore_results`` (names and counts only)."""
-        out: dict[str, Any] = {
-            "table": self.source_table,
-            "target_table": self.target_table,
-            "status": self.status(dry_run).value,
-            "items_expected": self.items_expected,
-            "items_read": self.items_read,
-            "items_written": self.items_written,
-            "items_failed": self.items_failed,
-            "items_cleared": self.items_cleared,
-            "files_processed": self.files_done,
-            "files_total": len(self.files),
-            "dead_letter_keys": [f.key for f in self.dead_letter_files],
-            "dead_letter_folder": self.dead_letter_folder if self.dead_letter_files else None,
-            "dead_letter_folders": self.dead_letter_folders
-            or (
-                [self.dead_letter_folder]
-                if self.dead_letter_files and self.dead_letter_folder
-                else []
-            ),
-            "table_created": self.created,
-            "duration_seconds": round(self.duration_seconds, 3),
-            "error": "; ".join(self.all_errors) or None,
-        }
-        if self.items_clear_failed:
-            out["items_clear_failed"] = self.items_clear_failed
-        if not self.verified_against_manifest:
-            out["verified_against_manifest"] = False
-        if dry_run:
-            out["items_to_write"] = self.items_expected
-            out["items_to_clear"] = self.items_to_clear
-        if self.notes:
-            out["notes"] = list(self.notes)
-        return out
+            return RestoreStatus.PARTIAL
+        return RestoreStatus.FAILED
 
 
 class SkippedDate(_State):
@@ -230,7 +200,7 @@ class TableProgress:
     """A snapshot handed to ``on_progress`` callbacks (and logged)."""
 
     table: str
-    phase: Phase
+    phase: TablePhase
     items_expected: int | None
     items_written: int
     items_failed: int
@@ -240,7 +210,7 @@ class TableProgress:
     elapsed: float
 
     @classmethod
-    def of(cls, state: TableState, phase: Phase, elapsed: float) -> TableProgress:
+    def of(cls, state: TableState, phase: TablePhase, elapsed: float) -> TableProgress:
         return cls(
             table=state.target_table,
             phase=phase,
@@ -252,3 +222,14 @@ class TableProgress:
             files_total=len(state.files),
             elapsed=elapsed,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What :meth:`~ddb_backup.restore.run.RestoreRun.conclude` recorded: what an
+    answer is built from."""
+
+    duration: float  # this restore's seconds so far, all rounds
+    resume_token: str | None = None  # checkpointed: invoke again with it (202)
+    unfinished: int = 0
+    lost: LeaseLostError | None = None  # the lease was taken over (409)

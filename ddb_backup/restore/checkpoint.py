@@ -1,6 +1,6 @@
 """Checkpoints of a restore cut short by its deadline, and the resume token.
 
-The checkpoint is the restore's :class:`~ddb_backup.progress.RestoreState`
+The checkpoint is the restore's :class:`~ddb_backup.restore.state.RestoreState`
 at ``<prefix>/_restore/<restore-id>/checkpoint.json``. The token names it and
 pins it: bucket, environment, prefix, backup date, round and the SHA-256 of
 the checkpoint's bytes. A token is not a secret (no HMAC): it is checked
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import CheckpointError, UnsafeNameError
 from ddb_backup.keys import restore_prefix
-from ddb_backup.progress import RestoreState
+from ddb_backup.restore.state import RestoreState
 from ddb_backup.storage import Storage
 
 __all__ = [

@@ -16,14 +16,14 @@ a dead-letter object for whatever still fails.
 
 The sender is pluggable: ``sender(table, wire_requests) -> unprocessed
 wire_requests``, raising botocore's ``ClientError`` (or connection errors).
-:func:`default_sender` picks, in order: ``fastpath.direct_sender`` (the
-client's credentials, endpoint and HTTP session, SigV4 per batch, the body
-orjson-encoded from the parsed items), ``fastpath.fast_sender`` (the client's full request path
-minus its per-attribute serializer), and :func:`generic_sender` (botocore's
-ordinary ``batch_write_item``).
+:func:`default_sender` picks :func:`~ddb_backup.restore.sender.direct_sender`
+(the client's credentials, endpoint and HTTP session, SigV4 per batch, the
+body orjson-encoded from the parsed items) when the client offers it, else
+:func:`generic_sender` (botocore's ordinary ``batch_write_item``: its hooks
+and Stubbers apply).
 
 Retries are decided here. The direct sender makes one HTTP attempt per call;
-the other two go through the client, whose own retries multiply with these
+the generic one goes through the client, whose own retries multiply with these
 (``A`` client attempts per call), which is why the restore builds its
 DynamoDB client with ``max_attempts=1`` (see
 :func:`ddb_backup.restore.restore_clients`).
@@ -42,17 +42,19 @@ import orjson
 from botocore.exceptions import ClientError, ParamValidationError
 
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
-from ddb_backup.fastpath import (
-    direct_sender,
-    fast_sender,
-    from_botocore_request,
-    supports_direct_path,
-    supports_fast_path,
+from ddb_backup.items import (
+    WireItem,
+    WireRequest,
+    request_from_botocore,
+    request_to_botocore,
 )
-from ddb_backup.fastpath import from_botocore as wire_from_botocore
-from ddb_backup.items import WireItem, to_botocore
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import DataFile
+from ddb_backup.restore.sender import (
+    BatchSender,
+    direct_sender,
+    supports_direct_path,
+)
 from ddb_backup.storage import Storage, content_md5
 
 __all__ = [
@@ -67,17 +69,12 @@ __all__ = [
     "generic_sender",
     "put_request",
     "request_item",
-    "wire_from_botocore",
 ]
 
 log = get_logger("writer")
 
 #: BatchWriteItem's limit.
 MAX_BATCH = 25
-
-WireRequest = dict[str, Any]
-#: ``sender(table, requests) -> unprocessed requests`` (all in wire form).
-BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
 
 T = TypeVar("T")
 
@@ -134,21 +131,15 @@ def request_item(request: WireRequest) -> WireItem:
     return put
 
 
-def _request_to_botocore(request: WireRequest) -> dict[str, Any]:
-    if "PutRequest" in request:
-        return {"PutRequest": {"Item": to_botocore(request_item(request))}}
-    return {"DeleteRequest": {"Key": to_botocore(request["DeleteRequest"]["Key"])}}
-
-
 def generic_sender(dynamodb: Any) -> BatchSender:
     """Send through ``dynamodb.batch_write_item`` (base64 -> bytes exactly once)."""
 
     async def send(table: str, requests: list[WireRequest]) -> list[WireRequest]:
         resp = await dynamodb.batch_write_item(
-            RequestItems={table: [_request_to_botocore(r) for r in requests]}
+            RequestItems={table: [request_to_botocore(r) for r in requests]}
         )
         unprocessed = (resp.get("UnprocessedItems") or {}).get(table, [])
-        return [from_botocore_request(r) for r in unprocessed]
+        return [request_from_botocore(r) for r in unprocessed]
 
     return send
 
@@ -156,11 +147,9 @@ def generic_sender(dynamodb: Any) -> BatchSender:
 def default_sender(dynamodb: Any) -> BatchSender:
     """The direct path (one signed POST per batch with the client's credentials,
     endpoint and HTTP session; retries are this module's) when the client
-    supports it, else the fast path, else :func:`generic_sender`."""
+    supports it, else :func:`generic_sender`."""
     if supports_direct_path(dynamodb):
         return direct_sender(dynamodb)
-    if supports_fast_path(dynamodb):
-        return fast_sender(dynamodb)
     return generic_sender(dynamodb)
 
 

@@ -4,14 +4,14 @@ Called only after the backup was verified. A parallel Scan (``Segment`` /
 ``TotalSegments``) reads only the key attributes (names through
 ``ExpressionAttributeNames``, since keys may be reserved words), and the keys
 go to DynamoDB as ``DeleteRequest`` batches through the same
-:class:`~ddb_backup.writer.BatchWriter` as the restore's puts, so deletes get
+:class:`~ddb_backup.restore.writer.BatchWriter` as the restore's puts, so deletes get
 the same retries.
 
 ``deleted`` counts the keys the consistent scan returned whose delete
 DynamoDB acknowledged. BatchWriteItem acknowledges a delete of a key that is
 already gone too, so the count equals what was removed only when nothing
 else deletes from the table meanwhile: a restore clears under its table
-lease (:mod:`ddb_backup.lease`), so no second restore can; an application
+lease (:mod:`ddb_backup.restore.lease`), so no second restore can; an application
 deleting items during the clear could still make it count one twice.
 """
 
@@ -20,19 +20,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddb_backup.concurrency import task_group
-from ddb_backup.writer import (
+from ddb_backup.items import from_botocore
+from ddb_backup.restore.state import TablePhase, TableState
+from ddb_backup.restore.writer import (
     MAX_BATCH,
     BatchSender,
     BatchWriter,
     RetryPolicy,
     call_with_retries,
-    wire_from_botocore,
 )
 
-__all__ = ["ClearResult", "clear_existing_data", "count_items"]
+if TYPE_CHECKING:
+    from ddb_backup.restore.run import RestoreRun
+
+__all__ = ["ClearResult", "clear_existing_data", "clear_step", "clear_table", "count_items"]
 
 #: Parallel scan segments at most (each one Scan call in flight at a time).
 MAX_SEGMENTS = 16
@@ -128,7 +132,7 @@ async def clear_existing_data(
                 if page is None:
                     return
                 keys = [
-                    {"DeleteRequest": {"Key": wire_from_botocore(item)}}
+                    {"DeleteRequest": {"Key": from_botocore(item)}}
                     for item in page.get("Items", [])
                 ]
                 for i in range(0, len(keys), MAX_BATCH):
@@ -158,3 +162,44 @@ async def count_items(
         for seg in range(segments):
             tg.create_task(segment(seg))
     return sum(totals)
+
+
+async def clear_step(run: RestoreRun, ts: TableState) -> bool:
+    """The restore's step before writing: clear once when asked; False if stopped."""
+    if not run.scope.clear or ts.phase not in (TablePhase.READY, TablePhase.CLEARING):
+        return True
+    return await clear_table(run, ts)
+
+
+async def clear_table(run: RestoreRun, ts: TableState) -> bool:
+    """Clear (once) before any backup item is written; False if stopped early.
+
+    Resumed in CLEARING: no backup item was written yet, so scanning again
+    deletes only what the earlier round left.
+    """
+    ts.phase = TablePhase.CLEARING
+    run.progress.phase(ts, TablePhase.CLEARING)
+
+    def deleted(n: int, failed: int) -> None:
+        ts.items_cleared += n
+        ts.items_clear_failed += failed
+        run.budget.work_units += 1
+
+    result = await clear_existing_data(
+        run.clients.dynamodb,
+        ts.target_table,
+        tuple(ts.key_names),
+        sender=run.sender,
+        max_workers=run.scope.max_workers,
+        retry=run.retry,
+        should_stop=run.should_stop,
+        on_deleted=deleted,
+    )
+    if not result.complete:
+        return False
+    if ts.items_clear_failed:
+        ts.errors.append(
+            f"{ts.items_clear_failed} existing items could not be deleted (retry budget spent)"
+        )
+    ts.phase = TablePhase.WRITING
+    return True

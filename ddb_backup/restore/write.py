@@ -1,0 +1,182 @@
+"""Streaming a table's verified files into the writer; what fails, to dead letters.
+
+Files are streamed (S3 chunks -> gunzip -> lines -> items) ``files_in_flight``
+at a time; each line passes the same check as verification, and the request
+is built from the parsed item. A file's ``lines_done`` advances over the
+batches DynamoDB acknowledged (or dead-lettered), so a resumed round starts
+exactly there. What DynamoDB will not take goes to the table's dead-letter
+folder (restorable with ``restore_export``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, TypeVar
+
+from ddb_backup.concurrency import run_workers
+from ddb_backup.errors import (
+    ChecksumMismatchError,
+    DataFileChangedError,
+    DdbBackupError,
+    ItemCountMismatchError,
+)
+from ddb_backup.items import check_item_line
+from ddb_backup.keys import dead_letter_prefix
+from ddb_backup.restore.prepare import table_keys
+from ddb_backup.restore.state import FileState, TablePhase, TableState
+from ddb_backup.restore.writer import (
+    MAX_BATCH,
+    BatchWriter,
+    DeadLetterSink,
+    WireRequest,
+    put_request,
+)
+from ddb_backup.stream import StreamStats, iter_line_blocks
+
+if TYPE_CHECKING:
+    from ddb_backup.restore.run import RestoreRun
+
+__all__ = ["write_step"]
+
+T = TypeVar("T")
+
+
+async def write_step(run: RestoreRun, ts: TableState) -> bool:
+    """Write every file not done yet; True when all are done."""
+    ts.phase = TablePhase.WRITING
+    run.progress.phase(ts, TablePhase.WRITING)
+    await _write_files(run, ts)
+    return all(f.done for f in ts.files)
+
+
+def _dead_letters(run: RestoreRun, ts: TableState) -> tuple[DeadLetterSink, str]:
+    st = run.state
+    folder = dead_letter_prefix(run.scope.dead_letter_root, st.restore_id, ts.target_table)
+    if st.shard_id is not None:
+        # Shards run at once: each its own folder (and manifest-files.json).
+        folder = f"{folder}/shard-{st.shard_id:05d}"
+    sink = DeadLetterSink(
+        run.scope.dead_letter_storage,
+        folder,
+        part_prefix=f"round{st.round:03d}",
+        files=ts.dead_letter_files,
+    )
+    return sink, folder
+
+
+async def _write_files(run: RestoreRun, ts: TableState) -> None:
+    sink, folder = _dead_letters(run, ts)
+    pending = [f for f in ts.files if not f.done]
+    ended: dict[str, int] = {}
+    changed: list[DataFileChangedError] = []
+    try:
+        async with BatchWriter(
+            ts.target_table,
+            run.sender,
+            max_workers=run.scope.max_workers,
+            retry=run.retry,
+            dead_letters=sink,
+        ) as writer:
+
+            async def one(f: FileState) -> None:
+                if changed:
+                    return  # the table stopped: a file is not what was verified
+                try:
+                    lines = await _stream_file(run, ts, f, writer)
+                    if lines is not None:
+                        ended[f.key] = lines
+                        f.error = None
+                except DataFileChangedError as exc:
+                    f.error = str(exc)
+                    changed.append(exc)
+                except DdbBackupError as exc:
+                    f.error = str(exc)  # the file stays not done: a resume retries it
+
+            await run_workers(pending, one, concurrency=run.files_in_flight)
+    finally:
+        await sink.flush()
+        ts.dead_letter_files = list(sink.files)
+        if sink.files:
+            ts.dead_letter_folder = folder
+    for f in pending:
+        if f.key in ended and f.lines_done >= ended[f.key]:
+            f.done = True
+    if changed:
+        # Final, not retried: the backup is not what was verified any more.
+        ts.phase = TablePhase.FAILED
+
+
+@contextlib.asynccontextmanager
+async def _closing(it: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close an async generator when leaving early (its S3 body with it)."""
+    try:
+        yield it
+    finally:
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _stream_file(
+    run: RestoreRun, ts: TableState, f: FileState, writer: BatchWriter
+) -> int | None:
+    """Send one file's items; the number of lines when read to the end, else None."""
+    if run.should_stop():
+        return None
+    key = f.key
+    stats = StreamStats()
+    skip = f.lines_done
+    line_no = 0
+    batch: list[WireRequest] = []
+    batch_start = skip
+    keys = table_keys(ts)
+    budget = run.budget
+
+    async def submit(start: int, end: int) -> None:
+        nonlocal batch
+        requests, batch = batch, []
+        budget.batches += 1
+        budget.work_units += 1
+
+        def done(written: int, failed: int) -> None:
+            ts.items_written += written
+            ts.items_failed += failed
+            f.mark(start, end)
+
+        await writer.submit(requests, done)
+
+    # One await per S3 chunk (a block of lines), not per line.
+    async with (
+        _closing(run.storage.stream(key, pin=f.pin)) as chunks,
+        _closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
+    ):
+        async for block in blocks:
+            if line_no + len(block) <= skip:
+                line_no += len(block)
+                continue  # handled in an earlier round
+            for line in block:
+                line_no += 1
+                if line_no <= skip:
+                    continue
+                if not batch and run.should_stop():
+                    return None
+                # The same check as verification; the request is built from
+                # the parsed item, never from the line's bytes.
+                item = check_item_line(line, key=key, line_no=line_no, keys=keys)
+                batch.append(put_request(item))
+                if len(batch) == MAX_BATCH:
+                    ts.items_read += MAX_BATCH
+                    await submit(batch_start, line_no)
+                    batch_start = line_no
+        if batch:
+            ts.items_read += len(batch)
+            await submit(batch_start, line_no)
+    # The file was verified before; check again what was actually streamed.
+    if f.item_count is not None and line_no != f.item_count:
+        raise ItemCountMismatchError(
+            f"held {line_no} items while restoring, {f.item_count} when verified", key=key
+        )
+    if f.md5 is not None and stats.md5_base64 != f.md5:
+        raise ChecksumMismatchError("changed between verification and restore", key=key)
+    return line_no
