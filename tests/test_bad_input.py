@@ -40,9 +40,9 @@ from ddb_backup.errors import (
 from ddb_backup.events import RestoreRequest
 from ddb_backup.export_folder import ExpectedFile, read_export_folder
 from ddb_backup.keys import check_key_inside, manifest_key
-from ddb_backup.restore.lease import LeaseRecord
 from ddb_backup.manifest import BackupManifest, load_manifest
 from ddb_backup.restore import RestoreResult, restore_export, run_restore
+from ddb_backup.restore.lease import LeaseRecord
 from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import S3Storage
 from ddb_backup.verify import verify_file
