@@ -23,7 +23,6 @@ from typing import Literal
 from ddb_backup.catalog import list_backups
 from ddb_backup.chain import (
     Chain,
-    ChainProblem,
     ChainWindow,
     RestorePoint,
     full_backup_points,
@@ -87,32 +86,25 @@ class PointInTimePlan:
         ).add_totals()
 
 
-def _problems(chain: Chain) -> list[tuple[str, ChainProblem]]:
-    found = [(chain.chain_id, p) for p in chain.problems]
-    if chain.broken is not None:
-        b = chain.broken
-        found.append((chain.chain_id, ChainProblem(b.reason, b.head, f"{b.reason}: {b.detail}")))
-    return found
-
-
 def _check_reach(table: str, point: RestorePoint, chains: list[Chain], asked: dt.datetime) -> None:
-    """Refuse when a gap, overlap or break keeps the restore short of ``asked``."""
+    """Refuse when the windows cannot reach the last boundary before ``asked``.
+
+    A verified window ending after the point reached and by ``asked`` that
+    cannot be applied means a gap, an overlap or another table id in between;
+    a recorded break after the point reached means nothing later will come.
+    A chain that has simply not exported that far yet is no error.
+    """
     reached = point.restored_to
-    if reached >= asked:
-        return
     where = (
         f"cannot restore {table} to {asked.isoformat()} (the nearest restorable point "
         f"before it is {reached.isoformat()})"
     )
-    blocking = sorted(
-        (p for c in chains for p in _problems(c) if reached <= p[1].at < asked),
-        key=lambda p: p[1].at,
-    )
-    if blocking:
-        chain_id, problem = blocking[0]
-        raise ChainError(f"{where}: chain {chain_id}: {problem.detail}", table=table)
     beyond = [w for c in chains for w in c.windows if reached < w.export_to_time <= asked]
     if beyond:
+        found = [(c.chain_id, p) for c in chains for p in c.problems if reached <= p.at < asked]
+        if found:
+            chain_id, problem = min(found, key=lambda f: f[1].at)
+            raise ChainError(f"{where}: chain {chain_id}: {problem.detail}", table=table)
         nxt = min(w.export_from_time for w in beyond)
         detail = (
             f"gap: no verified window covers [{reached.isoformat()}, {nxt.isoformat()})"
@@ -120,6 +112,14 @@ def _check_reach(table: str, point: RestorePoint, chains: list[Chain], asked: dt
             else "the later windows do not continue from it"
         )
         raise ChainError(f"{where}: {detail}", table=table)
+    for c in chains:
+        b = c.broken
+        if b is not None and reached <= b.head < asked:
+            raise ChainError(
+                f"{where}: chain {c.chain_id} is broken at {b.head.isoformat()} "
+                f"({b.reason}: {b.detail}); a new chain starts at the next full backup",
+                table=table,
+            )
 
 
 async def plan_point_in_time(
