@@ -527,6 +527,13 @@ def test_restore_export_chain_from_the_command_line(cli_env: None, capsys: Any) 
     assert (pit["puts"], pit["deletes"], pit["failed"], pit["uncovered"]) == (7, 2, 0, [])
     assert body["restore_results"][0]["items_written"] == len(sc.snapshots[0])
 
+    # A dry run verifies everything and counts what each window would write.
+    code, body, err = _restore_export(capsys, sc.full_folder, [w1, w2, w3], "t-gap", "--dry-run")
+    assert code == 0, err
+    pit = body["point_in_time"]
+    assert [(w["puts"], w["deletes"]) for w in pit["windows"]] == [(3, 1), (3, 0), (1, 1)]
+    assert _table("t-gap") == []
+
     # A gap: refused, naming the interval, nothing written; then allowed and reported.
     code, body, err = _restore_export(capsys, sc.full_folder, [w1, w3], "t-gap")
     assert code == 1
