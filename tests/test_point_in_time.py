@@ -645,3 +645,52 @@ def test_restore_to_is_validated_strictly() -> None:
     ]:
         with pytest.raises(ValidationError, match=why):
             RestoreRequest.model_validate(bad)
+
+
+async def test_no_window_is_applied_after_one_with_dead_letters(
+    aws: AwsClients, bucket: str
+) -> None:
+    """Window 1's failed put restored later must not undo window 2's delete of
+    the same key: window 2 waits, named, until the dead letters are restored."""
+    storage = S3Storage(aws.s3, bucket)
+    items = every_type_items(3)
+    await create_table(aws.dynamodb, "pitr-order", pitr=False)
+    t2 = T1 + (T1 - T0)
+    first = await write_incremental_export(
+        aws.s3,
+        bucket,
+        "incoming",
+        [_line(it, micros(T0) + i) for i, it in enumerate(items)],
+        export_from=T0,
+        export_to=T1,
+        table_arn=ARN,
+    )
+    second = await write_incremental_export(
+        aws.s3,
+        bucket,
+        "incoming",
+        [_line(items[0], micros(T1), old=True, new=False)],
+        export_from=T1,
+        export_to=t2,
+        table_arn=ARN,
+    )
+    refusing = _refusing(generic_sender(aws.dynamodb), {items[0]["pk"]["S"]})
+    result = await restore_export_chain(
+        storage,
+        first["folder"],
+        "pitr-order",
+        aws,
+        incremental=[second["folder"]],
+        sender=refusing,
+        retry=RetryPolicy(max_attempts=2, base_delay=0, max_delay=0),
+    )
+    assert result.status_code == 207, result.body
+    assert result.body["windows_not_applied"] == [second["folder"]]
+    [window] = result.body["point_in_time"]["windows"]
+    assert (window["puts"], window["failed"]) == (2, 1)
+    assert canonical(await scan_all(aws.dynamodb, "pitr-order")) == canonical(items[1:])
+
+    for folder, expected in ((window["dead_letter_folder"], items), (second["folder"], items[1:])):
+        done = await restore_export_chain(storage, folder, "pitr-order", aws)
+        assert done.status_code == 200, done.body
+        assert canonical(await scan_all(aws.dynamodb, "pitr-order")) == canonical(expected)

@@ -156,9 +156,12 @@ async def _check_everything(
     *,
     allow_gaps: bool,
     retry: RetryPolicy | None,
+    max_workers: int,
 ) -> _Checked:
     checked = _Checked()
     check_table_name(table)
+    if not 1 <= max_workers <= 64:
+        raise UnsafeNameError("max_workers must be between 1 and 64")
     for f in [folder, *folders]:
         check_key(f)
     checked.full = not await is_incremental_folder(storage, folder)
@@ -213,7 +216,12 @@ async def _apply_all(
     retry: RetryPolicy,
     max_workers: int,
 ) -> None:
-    """Each window in order, finished before the next; answers appended as they end."""
+    """Each window in order, finished before the next; answers appended as they end.
+
+    A window with failed writes ends the run: its dead letters, restored later,
+    would undo a later window's change of the same key, so the later windows
+    wait until they are restored (the answer names them).
+    """
     for v in checked.windows:
         s = v.summary
         sink = ChangeDeadLetterSink(
@@ -240,6 +248,8 @@ async def _apply_all(
                 dead_letter_folder=sink.export_folder if sink.files else None,
             )
         )
+        if counts.failed:
+            return
 
 
 def _error(exc: BaseException, code: int, body: dict[str, Any]) -> RestoreResult:
@@ -279,6 +289,9 @@ async def restore_export_chain(
     Status: 400 refused before anything was read past the manifests, 409 the
     table is being restored by another run, 500 a damaged export (nothing
     written) or a failure while writing, 207 some writes dead-lettered, 200.
+    Windows are applied only after the full export restored completely, and
+    none after a window with dead letters (``windows_not_applied``): dead
+    letters restored later must not undo a later change.
     """
     folder = folder.strip("/")
     folders = [f.strip("/") for f in incremental]
@@ -308,7 +321,14 @@ async def restore_export_chain(
     }
     try:
         checked = await _check_everything(
-            storage, folder, folders, table, clients, allow_gaps=allow_gaps, retry=retry
+            storage,
+            folder,
+            folders,
+            table,
+            clients,
+            allow_gaps=allow_gaps,
+            retry=retry,
+            max_workers=max_workers,
         )
     except _REQUEST_ERRORS as exc:
         return _error(exc, 400, body)
@@ -348,6 +368,8 @@ async def restore_export_chain(
             await leases.acquire([table])
         except LeaseHeldError as exc:
             return _error(exc, 409, {**body, "reason": "table_locked"})
+        except DdbBackupError as exc:
+            return _error(exc, 500, body)
     try:
         async with leases.renewing() if leases is not None else contextlib.nullcontext():
             await _apply_all(
@@ -371,7 +393,10 @@ async def restore_export_chain(
                 await leases.release()
             except DdbBackupError as exc:  # it expires on its own
                 log.warning("restore lease not released", extra={"error": str(exc)})
-    answer.restored_to = last.export_to_time if last else None
+    applied = {w.folder for w in answer.windows}
+    body["windows_not_applied"] = [v.folder for v in checked.windows if v.folder not in applied]
+    answer.restored_to = answer.windows[-1].export_to_time if answer.windows else None
     body["point_in_time"] = answer.add_totals().model_dump(mode="json")
-    body["status"] = "PARTIAL" if answer.failed else "COMPLETED"
-    return RestoreResult(207 if answer.failed else 200, body)
+    partial = bool(answer.failed or body["windows_not_applied"])
+    body["status"] = "PARTIAL" if partial else "COMPLETED"
+    return RestoreResult(207 if partial else 200, body)
