@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,7 +23,14 @@ from pydantic import (
 from ddb_backup.errors import UnsafeNameError
 from ddb_backup.keys import check_date, check_table_name
 
-__all__ = ["MAX_TABLES", "MAX_WORKERS", "FinalizeEvent", "RestoreRequest", "ShardRef"]
+__all__ = [
+    "MAX_TABLES",
+    "MAX_WORKERS",
+    "FinalizeEvent",
+    "RestoreRequest",
+    "ShardRef",
+    "parse_restore_to",
+]
 
 #: Upper bound on ``tables`` / ``table_mapping`` entries (DynamoDB's default
 #: account quota is 2,500 tables; a restore event never needs more than this).
@@ -33,6 +40,25 @@ MAX_WORKERS = 64
 _RESTORE_ID_RE = r"^[A-Za-z0-9_.\-]{1,128}$"
 
 TableName = Annotated[str, StringConstraints(min_length=3, max_length=255)]
+
+
+def parse_restore_to(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
+    """An ISO-8601 time with an explicit offset (``Z`` or ``+hh:mm``), in UTC;
+    a time without one (whose zone would be a guess) or in the future is refused."""
+    if not re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})", text
+    ):
+        raise ValueError(
+            f'restore_to {text!r} is not "latest" or an ISO-8601 time with its offset '
+            "(e.g. 2026-11-28T14:30:00Z)"
+        )
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
+    except ValueError as exc:
+        raise ValueError(f"restore_to {text!r} is not a valid time: {exc}") from exc
+    if when > (now or dt.datetime.now(dt.UTC)):
+        raise ValueError(f"restore_to {text!r} is in the future")
+    return when
 
 
 def _table(name: str) -> str:
@@ -57,6 +83,9 @@ class RestoreRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     backup_date: str = Field(default="latest", description='"latest" or YYYY-MM-DD')
+    #: Point-in-time restore: "latest" (the end of the newest verified window) or
+    #: an ISO-8601 time with its offset (kept normalised to UTC); instead of backup_date.
+    restore_to: str | None = Field(default=None, max_length=64)
     tables: list[TableName] | None = Field(default=None, min_length=1, max_length=MAX_TABLES)
     dry_run: bool = False
     clear_existing_data: bool = False
@@ -80,6 +109,13 @@ class RestoreRequest(BaseModel):
         if date > dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1):
             raise ValueError(f"backup_date {v} is in the future")
         return v
+
+    @field_validator("restore_to")
+    @classmethod
+    def _restore_to(cls, v: str | None) -> str | None:
+        if v is None or v == "latest":
+            return v
+        return parse_restore_to(v).isoformat()
 
     @field_validator("tables")
     @classmethod
@@ -128,6 +164,8 @@ class RestoreRequest(BaseModel):
                     "table_mapping targets a table that is also restored under its own name: "
                     + ", ".join(clash)
                 )
+        if self.restore_to is not None and "backup_date" in self.model_fields_set:
+            raise ValueError("restore_to and backup_date are alternatives: give one of them")
         if self.resume_token is not None:
             # A resumed restore continues exactly what the first event asked.
             fixed = self.model_fields_set - {"resume_token", "max_workers"}
@@ -138,6 +176,15 @@ class RestoreRequest(BaseModel):
                 )
         return self
 
+    @property
+    def restore_point(self) -> dt.datetime | Literal["latest"] | None:
+        """``restore_to`` as a UTC time or "latest"; ``None`` for a restore of a daily backup."""
+        if self.restore_to is None:
+            return None
+        if self.restore_to == "latest":
+            return "latest"
+        return dt.datetime.fromisoformat(self.restore_to)
+
     def targets(self, sources: list[str]) -> dict[str, str]:
         """``{source: target}`` for the tables restored."""
         mapping = self.table_mapping or {}
@@ -145,7 +192,10 @@ class RestoreRequest(BaseModel):
 
     def echo(self) -> dict[str, Any]:
         """The request as it goes into responses and checkpoints."""
-        return self.model_dump(mode="json", exclude={"resume_token"})
+        # restore_to only when given: responses and checkpoints of daily-backup
+        # restores stay as they were.
+        unset = {"restore_to"} if self.restore_to is None else set()
+        return self.model_dump(mode="json", exclude={"resume_token", *unset})
 
 
 class FinalizeEvent(BaseModel):

@@ -237,7 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", required=True, type=_table_arg, help="target table")
     p.add_argument("--dry-run", action="store_true", help="verify and count; write nothing")
     p.add_argument("--max-workers", type=int, default=5, help="concurrent batch writes (1-64)")
+    p.add_argument(
+        "--incremental",
+        action="append",
+        type=_export_uri_arg,
+        default=[],
+        metavar="S3_URI",
+        help="an incremental export applied after S3_URI, in the order given (repeatable)",
+    )
+    p.add_argument(
+        "--allow-gaps",
+        action="store_true",
+        help="apply incremental exports that leave time uncovered (reported in the result)",
+    )
     _progress_flags(p)
+
+    p = sub.add_parser("timeline", parents=[common], help="per table, the points a restore reaches")
+    p.add_argument("--table", type=_table_arg, help="one table (default: every table)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser(
         "download", parents=[common], help="copy a backup to a local directory, resumably"

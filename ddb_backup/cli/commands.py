@@ -25,6 +25,7 @@ from ddb_backup.cli.display import (
     format_duration,
     format_size,
 )
+from ddb_backup.cli.timeline import cmd_timeline
 from ddb_backup.download import DownloadResult, download_backup
 from ddb_backup.keys import check_date
 from ddb_backup.manifest import BackupManifest
@@ -657,10 +658,12 @@ async def cmd_restore(args: argparse.Namespace, out: Output, stdin: IO[str] | No
 
 
 async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
-    from ddb_backup.restore import restore_export
+    from ddb_backup.point_in_time import restore_export_chain
     from ddb_backup.storage import S3Storage
 
     bucket, folder = args.uri
+    if any(b != bucket for b, _ in args.incremental):
+        raise UsageError("the --incremental exports must be in the bucket of S3_URI")
     async with settings.restore_clients(args, args.max_workers) as aws:
         # The export's bucket is named by the URI; the owner check still applies.
         owner = settings.cli_environ(args).get("BACKUP_BUCKET_OWNER") or None
@@ -668,11 +671,13 @@ async def cmd_restore_export(args: argparse.Namespace, out: Output) -> int:
         with RestoreView(
             out, interval=args.progress_interval, verb="restore-export", dry_run=args.dry_run
         ) as view:
-            result = await restore_export(
+            result = await restore_export_chain(
                 source,
                 folder,
                 args.table,
                 aws,
+                incremental=[f for _, f in args.incremental],
+                allow_gaps=args.allow_gaps,
                 dry_run=args.dry_run,
                 max_workers=args.max_workers,
                 on_progress=view.update,
@@ -692,4 +697,5 @@ COMMANDS: dict[str, Command] = {
     "backup": cmd_backup,
     "restore": cmd_restore,
     "restore-export": cmd_restore_export,
+    "timeline": cmd_timeline,
 }

@@ -20,6 +20,7 @@ from ddb_backup.manifest import (
     TableStatus,
 )
 from tests.support.data import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, write_aws_export
+from tests.support.incremental import iso
 
 PREFIX = "native-exports"
 ENVIRONMENT = "test"
@@ -44,9 +45,11 @@ async def write_table_export(
     files: int = 3,
     empty_files: int = 1,
     extra_lines: Sequence[bytes] = (),
+    export_time: dt.datetime | None = None,
 ) -> tuple[TableBackup, dict[str, Any]]:
     """One table's AWS-shaped export and its entry for our manifest (``extra_lines``:
-    see :func:`~tests.support.data.write_aws_export`)."""
+    see :func:`~tests.support.data.write_aws_export`; ``export_time``: the time the
+    export reflects, in its summary and our manifest)."""
     s3_prefix = table_export_prefix(prefix, date, table)
     export = await write_aws_export(
         s3,
@@ -57,6 +60,7 @@ async def write_table_export(
         empty_files=empty_files,
         table_arn=f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}",
         extra_lines=extra_lines,
+        export_time=iso(export_time) if export_time else None,
     )
     # Counts and MD5s as AWS's manifest-files.json lists them.
     raw = await (await s3.get_object(Bucket=bucket, Key=f"{export['folder']}/manifest-files.json"))[
@@ -80,6 +84,7 @@ async def write_table_export(
         export_arn=export["export_arn"],
         s3_prefix=s3_prefix,
         export_folder=export["folder"],
+        export_time=export_time,
         item_count=len(items) + len(extra_lines),
         files=data_files,
         schema=SCHEMA,
@@ -99,6 +104,7 @@ async def make_backup(
     environment: str = ENVIRONMENT,
     failed_tables: tuple[str, ...] = (),
     extra_lines: dict[str, list[bytes]] | None = None,
+    export_time: dt.datetime | None = None,
 ) -> BackupManifest:
     """Write every table's export and our ``manifest.json``; return the manifest.
 
@@ -117,6 +123,7 @@ async def make_backup(
             files=files,
             empty_files=empty_files,
             extra_lines=(extra_lines or {}).get(table, ()),
+            export_time=export_time,
         )
         entries.append(tb)
     for table in failed_tables:

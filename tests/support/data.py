@@ -158,6 +158,7 @@ async def write_aws_export(
     sidecars: bool = True,
     table_arn: str = "arn:aws:dynamodb:us-east-1:123456789012:table/source",
     extra_lines: Sequence[bytes] = (),
+    export_time: str | None = None,
 ) -> dict[str, Any]:
     """Write an export folder shaped like AWS's (manifests, sidecars, data files).
 
@@ -180,7 +181,7 @@ async def write_aws_export(
             "endTime": "2026-11-28T03:05:00.000Z",
             "tableArn": table_arn,
             "tableId": str(uuid.uuid4()),
-            "exportTime": "2026-11-28T03:00:00.000Z",
+            "exportTime": export_time or "2026-11-28T03:00:00.000Z",
             "s3Bucket": bucket,
             "s3Prefix": s3_prefix.strip("/"),
             "s3SseAlgorithm": "AES256",

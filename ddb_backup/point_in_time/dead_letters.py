@@ -1,0 +1,138 @@
+"""Dead letters of a window: failed puts *and deletes*, in a form that restores.
+
+:class:`ddb_backup.writer.DeadLetterSink` keeps failed puts as full-export
+lines (``{"Item": ...}``) and drops deletes. A window's failures are kept
+instead as an incremental export folder in AWS's layout, ``NEW_IMAGE`` view::
+
+    <root>/AWSDynamoDB/dead-letters/manifest-summary.json (+ .md5)
+    <root>/AWSDynamoDB/dead-letters/manifest-files.json   (+ .md5)
+    <root>/AWSDynamoDB/data/<round>-NNNNN.json.gz          change records
+
+a failed put is ``Keys`` + ``NewImage``, a failed delete ``Keys`` alone, so
+``ddb-backup restore-export s3://BUCKET/<root>/AWSDynamoDB/dead-letters/
+--table T`` verifies and applies them later like any window.
+
+Each line's ``WriteTimestampMicros`` is the window's start plus the line's
+sequence number across rounds: inside the window, and a key dead-lettered
+again in a later round (the same request, re-sent after a resume) carries the
+greater stamp, so it wins instead of tying.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+
+from ddb_backup.changes import OutputView
+from ddb_backup.incremental import INCREMENTAL_SUMMARY_VERSION, IncrementalSummary, micros
+from ddb_backup.manifest import DataFile
+from ddb_backup.storage import Storage, content_md5
+from ddb_backup.writer import DeadLetterSink, WireRequest
+
+__all__ = ["DEAD_LETTER_EXPORT_ID", "ChangeDeadLetterSink"]
+
+#: The export id of a dead-letter folder (its manifests' folder name).
+DEAD_LETTER_EXPORT_ID = "dead-letters"
+
+
+class ChangeDeadLetterSink(DeadLetterSink):
+    """A :class:`DeadLetterSink` for a window's writes (give it to the BatchWriter).
+
+    Reuses the base's buffering and part uploads (``_upload`` writes parts to
+    ``<folder>/data/``, here the shared ``AWSDynamoDB/data/``); only the line
+    encoding and the manifests differ. ``files``: the parts of earlier rounds.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        root: str,
+        summary: IncrementalSummary,
+        *,
+        key_names: tuple[str, ...],
+        part_prefix: str = "part",
+        files: list[DataFile] | None = None,
+    ) -> None:
+        super().__init__(
+            storage, f"{root.rstrip('/')}/AWSDynamoDB", part_prefix=part_prefix, files=files
+        )
+        self.export_folder = f"{self.folder}/{DEAD_LETTER_EXPORT_ID}"
+        self._window = summary
+        self._key_names = key_names
+        self._start = micros(summary.export_from_time)
+        self.failed_puts = 0
+        self.failed_deletes = 0
+
+    def _line(self, request: WireRequest, seq: int) -> bytes:
+        put = request.get("PutRequest")
+        keys = (
+            {n: put["Item"][n] for n in self._key_names}
+            if put is not None
+            else request["DeleteRequest"]["Key"]
+        )
+        doc = {
+            "Metadata": {"WriteTimestampMicros": {"N": str(self._start + seq)}},
+            "Keys": keys,
+            **({"NewImage": put["Item"]} if put is not None else {}),
+        }
+        return orjson.dumps(doc)
+
+    async def add(self, requests: list[WireRequest]) -> None:
+        if not requests:
+            return
+        async with self._lock:
+            for request in requests:
+                line = self._line(request, self.count)
+                chunk = self._gz.compress(line + b"\n")
+                self._out.append(chunk)
+                self._out_bytes += len(chunk)
+                self._pending += 1
+                if "PutRequest" in request:
+                    self.failed_puts += 1
+                else:
+                    self.failed_deletes += 1
+            if self._out_bytes >= self.PART_BYTES:
+                await self._upload()
+
+    async def flush(self) -> None:
+        """Upload what is buffered, then both manifests (and their ``.md5``) in
+        the export folder; nothing is written while nothing failed."""
+        async with self._lock:
+            if self._pending:
+                await self._upload()
+            if not self.files:
+                return
+            files_json = b"".join(
+                orjson.dumps(
+                    {
+                        "itemCount": f.item_count,
+                        "md5Checksum": f.md5,
+                        "etag": None,
+                        "dataFileS3Key": f.key,
+                    }
+                )
+                + b"\n"
+                for f in self.files
+            )
+            w = self._window
+            summary = {
+                "version": INCREMENTAL_SUMMARY_VERSION,
+                "exportType": "INCREMENTAL_EXPORT",
+                "exportArn": f"{w.export_arn}/{DEAD_LETTER_EXPORT_ID}",
+                "tableArn": w.table_arn,
+                "tableId": w.table_id,
+                "exportFromTime": w.export_from_time.astimezone(dt.UTC).isoformat(),
+                "exportToTime": w.export_to_time.astimezone(dt.UTC).isoformat(),
+                "itemCount": sum(f.item_count for f in self.files),
+                "outputFormat": "DYNAMODB_JSON",
+                "outputView": OutputView.NEW_IMAGE.value,
+            }
+            for name, body in (
+                ("manifest-files", files_json),
+                ("manifest-summary", orjson.dumps(summary)),
+            ):
+                await self._storage.put_bytes(f"{self.export_folder}/{name}.json", body)
+                await self._storage.put_bytes(
+                    f"{self.export_folder}/{name}.md5", content_md5(body).encode()
+                )
