@@ -54,8 +54,14 @@ from ddb_backup.point_in_time import (
     verify_point_in_time,
 )
 from ddb_backup.restore import restore_export
+from ddb_backup.restore.writer import (
+    BatchSender,
+    BatchWriter,
+    RetryPolicy,
+    WireRequest,
+    generic_sender,
+)
 from ddb_backup.storage import S3Storage
-from ddb_backup.writer import BatchSender, BatchWriter, RetryPolicy, WireRequest, generic_sender
 from tests.conftest import BUCKET
 from tests.support.backups import PREFIX, SCHEMA, make_backup
 from tests.support.cli_data import on_aws, run_cli

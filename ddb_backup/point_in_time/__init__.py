@@ -9,10 +9,9 @@
 * :mod:`.export_chain`: :func:`restore_export_chain` (``restore-export
   FULL --incremental W ...``) for exports made by anyone.
 * :mod:`.timeline`: :func:`build_timeline`, what can be restored, per table.
-* :mod:`.answer`: the response fields.
+* the response fields: :mod:`ddb_backup.restore.point_answer` (part of the restore answer).
 """
 
-from ddb_backup.point_in_time.answer import Interval, PointInTimeAnswer, WindowAnswer
 from ddb_backup.point_in_time.apply import WindowCounts, WindowProgress, apply_window
 from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink
 from ddb_backup.point_in_time.export_chain import (
@@ -26,6 +25,7 @@ from ddb_backup.point_in_time.plan import (
     verify_point_in_time,
 )
 from ddb_backup.point_in_time.timeline import TableTimeline, build_timeline
+from ddb_backup.restore.point_answer import Interval, PointInTimeAnswer, WindowAnswer
 
 __all__ = [
     "ChangeDeadLetterSink",

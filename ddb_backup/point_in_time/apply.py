@@ -31,10 +31,10 @@ from ddb_backup.changes import parse_change_line, write_requests
 from ddb_backup.errors import CheckpointError, ChecksumMismatchError, ItemCountMismatchError
 from ddb_backup.incremental import VerifiedWindow
 from ddb_backup.manifest import DataFile
-from ddb_backup.progress import FileState
+from ddb_backup.restore.state import FileState
+from ddb_backup.restore.writer import MAX_BATCH, BatchWriter, WireRequest
 from ddb_backup.storage import Storage
 from ddb_backup.stream import StreamStats, iter_line_blocks
-from ddb_backup.writer import MAX_BATCH, BatchWriter, WireRequest
 
 __all__ = ["WindowCounts", "WindowProgress", "apply_window"]
 

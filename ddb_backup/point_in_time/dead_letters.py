@@ -27,8 +27,8 @@ import orjson
 from ddb_backup.changes import OutputView
 from ddb_backup.incremental import INCREMENTAL_SUMMARY_VERSION, IncrementalSummary, micros
 from ddb_backup.manifest import DataFile
+from ddb_backup.restore.writer import DeadLetterSink, WireRequest
 from ddb_backup.storage import Storage, content_md5
-from ddb_backup.writer import DeadLetterSink, WireRequest
 
 __all__ = ["DEAD_LETTER_EXPORT_ID", "ChangeDeadLetterSink"]
 

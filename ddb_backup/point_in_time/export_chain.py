@@ -45,15 +45,15 @@ from ddb_backup.incremental import (
     verify_incremental_folder,
 )
 from ddb_backup.keys import check_key, check_table_name, dead_letter_prefix, export_dead_letter_root
-from ddb_backup.lease import TableLeases
 from ddb_backup.log import get_logger
-from ddb_backup.point_in_time.answer import Interval, PointInTimeAnswer, WindowAnswer
 from ddb_backup.point_in_time.apply import apply_window
 from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink
 from ddb_backup.restore import RestoreResult, new_restore_id, restore_export
+from ddb_backup.restore.lease import TableLeases
+from ddb_backup.restore.point_answer import Interval, PointInTimeAnswer, WindowAnswer
+from ddb_backup.restore.tables import describe_target, missing_table_error
+from ddb_backup.restore.writer import BatchSender, BatchWriter, RetryPolicy, default_sender
 from ddb_backup.storage import S3Storage, Storage
-from ddb_backup.tables import describe_target, missing_table_error
-from ddb_backup.writer import BatchSender, BatchWriter, RetryPolicy, default_sender
 
 __all__ = ["check_export_order", "is_incremental_folder", "restore_export_chain"]
 

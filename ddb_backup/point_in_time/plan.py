@@ -33,7 +33,7 @@ from ddb_backup.errors import BackupNotFoundError, ChainError, ManifestError
 from ddb_backup.incremental import VerifiedWindow, verify_incremental_folder
 from ddb_backup.keys import check_table_name
 from ddb_backup.manifest import BackupManifest, TableBackup
-from ddb_backup.point_in_time.answer import PointInTimeAnswer, WindowAnswer
+from ddb_backup.restore.point_answer import PointInTimeAnswer, WindowAnswer
 from ddb_backup.storage import Storage
 
 __all__ = ["PointInTimePlan", "plan_point_in_time", "verify_point_in_time"]

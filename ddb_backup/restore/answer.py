@@ -24,6 +24,7 @@ from ddb_backup.errors import (
     UnsupportedFormatError,
 )
 from ddb_backup.log import get_logger
+from ddb_backup.restore.point_answer import PointInTimeAnswer
 from ddb_backup.restore.state import (
     Outcome,
     RestoreState,
@@ -143,6 +144,9 @@ class RestoreAnswer(_Wire):
     reason: str | None = None
     export_folder: str | None = None
     target_table: str | None = None
+    incremental_folders: list[str] | None = None
+    point_in_time: PointInTimeAnswer | None = None
+    windows_not_applied: list[str] | None = None
 
     def with_(self, **fields: Any) -> RestoreAnswer:
         """A copy with ``fields`` set (and so on the wire)."""
