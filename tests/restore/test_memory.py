@@ -15,7 +15,6 @@ import base64
 import os
 import random
 import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,8 +23,8 @@ import pytest
 from ddb_backup.aws import AwsClients
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import create_table, scan_all
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLE = "mfa-api_test_big_global"
 ITEMS = 3000
 BLOB = 12_000  # raw bytes per item; 16 KB of base64 in the file

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,8 +24,8 @@ from tests.support.data import (
     table_name,
 )
 from tests.support.lambda_context import FakeContext
+from tests.support.paths import EVENTS
 
-EVENTS = Path(__file__).parent / "events"
 TABLE = table_name(ENVIRONMENT, "totp")
 SESSION = get_session()
 SOURCE = every_type_items(40)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +11,7 @@ from pydantic import ValidationError
 
 from ddb_backup.events import MAX_TABLES, RestoreRequest
 from handlers.common import validation_problems
-
-EVENTS = Path(__file__).parent / "events"
+from tests.support.paths import EVENTS
 
 
 def problems(event: Any) -> list[str]:

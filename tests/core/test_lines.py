@@ -21,7 +21,7 @@ from ddb_backup.restore.writer import put_request
 from ddb_backup.storage import LocalStorage
 from ddb_backup.verify import verify_file
 from tests.support.data import SMUGGLING, every_type_items, export_lines, gzip_lines, md5_b64
-from tests.test_stream_properties import numbers, values, wire_items
+from tests.support.strategies import numbers, values, wire_items
 
 LINES = export_lines(every_type_items(12))
 KEYS = (("pk", "S"), ("sk", "S"))

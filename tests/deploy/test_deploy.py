@@ -41,8 +41,8 @@ from tests.support.data import (
     table_name,
 )
 from tests.support.lambda_context import FakeContext
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 TERRAFORM = DEPLOY / "terraform"
 STATEMACHINES = DEPLOY / "statemachine"

@@ -18,7 +18,7 @@ import gzip
 import hashlib
 import io
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -32,47 +32,9 @@ from ddb_backup.storage import Storage
 from ddb_backup.stream import GzipLineDecoder, LineSplitter, StreamStats, iter_lines
 from ddb_backup.verify import verify_file
 from tests.support.data import every_type_items, export_lines, to_wire
+from tests.support.strategies import wire_items
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-# -- strategies ---------------------------------------------------------------------
-
-_NO_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
-names = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=_NO_SURROGATES), min_size=1, max_size=8
-)
-texts = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=_NO_SURROGATES), max_size=24
-)
-numbers = st.one_of(
-    st.integers(-(10**20), 10**20).map(str),
-    st.decimals(allow_nan=False, allow_infinity=False, places=4).map(str),
-)
-b64 = st.binary(max_size=24).map(lambda b: base64.b64encode(b).decode())
-
-scalars = st.one_of(
-    texts.map(lambda s: {"S": s}),
-    numbers.map(lambda n: {"N": n}),
-    b64.map(lambda b: {"B": b}),
-    st.booleans().map(lambda b: {"BOOL": b}),
-    st.just({"NULL": True}),
-    st.lists(texts, min_size=1, max_size=4, unique=True).map(lambda v: {"SS": v}),
-    st.lists(numbers, min_size=1, max_size=4, unique=True).map(lambda v: {"NS": v}),
-    st.lists(b64, min_size=1, max_size=4, unique=True).map(lambda v: {"BS": v}),
-)
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3).map(lambda v: {"L": v}),
-        st.dictionaries(names, inner, max_size=3).map(lambda v: {"M": v}),
-    ),
-    max_leaves=8,
-)
-wire_items = st.builds(
-    lambda pk, rest: {**rest, "pk": {"S": pk}},
-    st.text(min_size=1, max_size=12),
-    st.dictionaries(names, values, max_size=5),
-)
 
 
 @st.composite

@@ -8,15 +8,15 @@ import json
 import pytest
 
 from ddb_backup.config import IncrementalConfig
-from tests.test_deploy import (
+from tests.deploy.test_deploy import (
     NO_RESOURCE_LEVEL,
-    ROOT,
     TERRAFORM,
     Module,
     actions_of,
     resources_of,
     unquote,
 )
+from tests.support.paths import ROOT
 
 
 @pytest.fixture(scope="module")

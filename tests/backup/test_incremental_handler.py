@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,8 @@ from tests.support.data import create_table, every_type_items, put_items
 from tests.support.incremental import enable_stream
 from tests.support.lambda_context import FakeContext
 from tests.support.moto_incremental import CLOCK
+from tests.support.paths import EVENTS
 
-EVENTS = Path(__file__).parent / "events"
 TABLE = "pitr-handler"
 GOOD_ENV = {
     "BACKUP_BUCKET": BUCKET,

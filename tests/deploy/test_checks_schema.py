@@ -15,8 +15,7 @@ import pytest
 
 from deploy.checks.provider_schema import SCHEMA_DIR, load_schemas
 from deploy.checks.terraform_schema import MODULE_DIR, Report, check
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,8 +18,8 @@ from handlers.common import MIN_WORKING_SECONDS, working_seconds
 from tests.conftest import BUCKET
 from tests.support.data import SECRET_MARKER, create_table, every_type_items, put_items
 from tests.support.lambda_context import FakeContext
+from tests.support.paths import EVENTS
 
-EVENTS = Path(__file__).parent / "events"
 MIN_WORKING_MS = int(MIN_WORKING_SECONDS * 1000)
 TABLES = ["mfa-api_test_u2f_global", "mfa-api_test_totp_global"]
 GOOD_ENV = {

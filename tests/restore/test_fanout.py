@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,8 +35,8 @@ from tests.support.data import (
     scan_all,
     table_name,
 )
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.004)
 T1 = table_name(ENVIRONMENT, "totp")
 T2 = table_name(ENVIRONMENT, "u2f")
