@@ -22,11 +22,11 @@ from ddb_backup.config import BackupConfig
 from ddb_backup.items import check_item_line, to_botocore
 from ddb_backup.keys import manifest_key
 from ddb_backup.manifest import BackupManifest, TableStatus, load_manifest
+from tests.support.backups import BUCKET
 from tests.support.data import canonical, create_table, every_type_items, put_items, to_wire
 from tests.support.fault_fixtures import record_figures
 from tests.support.faults import Fault, FaultProxy
 
-BUCKET = "ddb-backup-chaos-bucket"
 PREFIX = "native-exports"
 NOW = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
 FAST = Polling(initial=0.01, maximum=0.05, factor=2.0)

@@ -15,7 +15,7 @@ from ddb_backup.aws import aws_clients
 from ddb_backup.backup import Polling
 from handlers.backup import BackupEvent, handler
 from handlers.common import MIN_WORKING_SECONDS, working_seconds
-from tests.conftest import BUCKET
+from tests.support.backups import BUCKET
 from tests.support.data import SECRET_MARKER, create_table, every_type_items, put_items
 from tests.support.lambda_context import FakeContext
 from tests.support.paths import EVENTS

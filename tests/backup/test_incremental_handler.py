@@ -14,7 +14,7 @@ from ddb_backup.aws import aws_clients
 from ddb_backup.backup import Polling, run_backup
 from ddb_backup.config import BackupConfig
 from handlers.incremental import handler
-from tests.conftest import BUCKET
+from tests.support.backups import BUCKET
 from tests.support.data import create_table, every_type_items, put_items
 from tests.support.incremental import enable_stream
 from tests.support.lambda_context import FakeContext

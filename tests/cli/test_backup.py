@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import BUCKET
+from tests.support.backups import BUCKET
 from tests.support.cli_data import on_aws
 from tests.support.cli_data import run_cli as run
 from tests.support.data import create_table, every_type_items, put_items
@@ -21,15 +21,8 @@ from tests.support.data import create_table, every_type_items, put_items
 T1, T2, NO_PITR = "mfa-api_test_totp_global", "mfa-api_test_u2f_global", "mfa-api_test_x_global"
 
 
-@pytest.fixture(autouse=True)
-def _plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DDB_BACKUP_TERMINAL", raising=False)
-    for var in ("BACKUP_BUCKET", "ENVIRONMENT", "S3_EXPORTS_PREFIX", "DYNAMODB_TABLES"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture
-def tables(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def tables(moto: str, cli_env: None) -> None:
     async def go(aws: Any) -> None:
         await aws.s3.create_bucket(Bucket=BUCKET)
         await create_table(aws.dynamodb, T1)
@@ -39,8 +32,6 @@ def tables(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
         await put_items(aws.dynamodb, T2, every_type_items(5))
 
     on_aws(go)
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", "test")
 
 
 FAST = ("--poll-seconds", "0.05")
@@ -117,10 +108,8 @@ def test_backup_live_view_on_a_terminal(
 
 
 def test_backup_without_tables_is_bad_usage(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, cli_env: None
 ) -> None:
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", "test")
     code, out, err = run(capsys, "backup")
     assert (code, out) == (2, "")
     assert err == (

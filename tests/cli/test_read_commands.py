@@ -14,9 +14,8 @@ import orjson
 import pytest
 
 from ddb_backup.cli import main
-from tests.conftest import BUCKET
+from tests.support.backups import BUCKET, PREFIX
 from tests.support.cli_data import (
-    PREFIX,
     on_aws,
     write_backup,
     write_in_progress,
@@ -30,19 +29,10 @@ from tests.support.data import every_type_items
 T1, T2 = "mfa-api_test_totp_global", "mfa-api_test_u2f_global"
 
 
-@pytest.fixture(autouse=True)
-def _plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DDB_BACKUP_TERMINAL", raising=False)
-    for var in ("BACKUP_BUCKET", "ENVIRONMENT", "S3_EXPORTS_PREFIX", "DYNAMODB_TABLES"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture
-def env(moto: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def env(moto: str, cli_env: None) -> str:
     """A clean moto with the bucket, configured through the handlers' variables."""
     on_aws(lambda aws: aws.s3.create_bucket(Bucket=BUCKET))
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", "test")
     return moto
 
 

@@ -16,7 +16,7 @@ from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.restore import run_restore
 from ddb_backup.restore.writer import generic_sender
-from tests.conftest import BUCKET
+from tests.support.backups import BUCKET
 from tests.support.cli_data import TypedStdin, on_aws, write_backup
 from tests.support.cli_data import run_cli as run
 from tests.support.data import (
@@ -34,15 +34,8 @@ SCRATCH = "scratch-totp-copy"
 DATE = "2026-11-20"
 
 
-@pytest.fixture(autouse=True)
-def _plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DDB_BACKUP_TERMINAL", raising=False)
-    for var in ("BACKUP_BUCKET", "ENVIRONMENT", "S3_EXPORTS_PREFIX"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture
-def backed_up(moto: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict[str, Any]]]:
+def backed_up(moto: str, cli_env: None) -> dict[str, list[dict[str, Any]]]:
     """A complete backup of T1 (30 items) and T2 (7); both tables exist, T1 holds
     other items than the backup (a loss), T2 is empty."""
     data = {T1: every_type_items(30), T2: every_type_items(7)}
@@ -55,8 +48,6 @@ def backed_up(moto: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict
         await put_items(aws.dynamodb, T1, _intruders())
 
     on_aws(go)
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", "test")
     return data
 
 

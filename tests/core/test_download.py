@@ -13,7 +13,8 @@ from ddb_backup.catalog import BackupState, list_backups
 from ddb_backup.download import download_backup, local_md5
 from ddb_backup.keys import manifest_key, table_export_prefix
 from ddb_backup.storage import LocalStorage, S3Storage
-from tests.support.cli_data import PREFIX, get_bytes, write_backup
+from tests.support.backups import PREFIX
+from tests.support.cli_data import get_bytes, write_backup
 from tests.support.data import every_type_items, write_aws_export
 
 DATE = "2026-11-20"

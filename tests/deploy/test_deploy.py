@@ -29,9 +29,9 @@ from ddb_backup.aws import aws_clients
 from ddb_backup.backup import Polling
 from ddb_backup.config import DEFAULT_PREFIX, BackupConfig, RestoreConfig
 from ddb_backup.metrics import NAMESPACE
+from deploy.checks.hcl import unquote
 from handlers.common import deadline_seconds, working_seconds
-from tests.conftest import BUCKET
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
+from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     canonical,
     create_table,
@@ -97,15 +97,6 @@ def _load(name: str) -> ModuleType:
 
 render_asl = _load("render_asl")
 asl_local = _load("asl_local")
-
-
-def unquote(value: Any) -> Any:
-    """python-hcl2 keeps string literals quoted (``'"x"'``); expressions stay ``${...}``."""
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    if isinstance(value, list):
-        return [unquote(v) for v in value]
-    return value
 
 
 class Module:
@@ -888,13 +879,8 @@ async def _tables() -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.fixture
-def restore_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def restore_env(moto: str, restore_handler_env: None) -> None:
     asyncio.run(_restore_setup())
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
-    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
-    monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
-    return
 
 
 def test_fan_out_restore_with_the_real_handlers(restore_env: None) -> None:

@@ -8,13 +8,13 @@ import json
 import pytest
 
 from ddb_backup.config import IncrementalConfig
+from deploy.checks.hcl import unquote
 from tests.deploy.test_deploy import (
     NO_RESOURCE_LEVEL,
     TERRAFORM,
     Module,
     actions_of,
     resources_of,
-    unquote,
 )
 from tests.support.paths import ROOT
 

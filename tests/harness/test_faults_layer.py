@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from ddb_backup.aws import aws_clients, error_code, is_retryable
 from ddb_backup.errors import AwsError
 from ddb_backup.storage import S3Storage
+from tests.support.backups import BUCKET
 from tests.support.data import (
     canonical,
     create_table,
@@ -20,7 +21,6 @@ from tests.support.data import (
 )
 from tests.support.faults import Fault, FaultProxy
 
-BUCKET = "ddb-backup-faults-bucket"
 TABLE = "faults-table"
 
 

@@ -47,7 +47,7 @@ from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import S3Storage
 from ddb_backup.verify import verify_file
 from handlers.restore import handler
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup, put_manifest
+from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup, put_manifest
 from tests.support.data import (
     canonical,
     create_table,
@@ -62,7 +62,6 @@ from tests.support.data import (
 )
 from tests.support.lambda_context import FakeContext
 
-BUCKET = "ddb-backup-test-bucket"
 DATE = "2026-11-27"
 TABLE = table_name(ENVIRONMENT, "totp")
 SOURCE = every_type_items(30)
@@ -107,17 +106,12 @@ def _no_traceback(doc: Any) -> None:
 
 
 @pytest.fixture
-def handler_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def handler_env(moto: str, restore_handler_env: None) -> None:
     async def setup() -> None:
         async with aws_clients(session=SESSION) as aws:
             await _setup(aws)
 
     asyncio.run(setup())
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
-    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
-    monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
-    return
 
 
 def snapshot() -> tuple[list[bytes], list[tuple[str, str]]]:
@@ -186,19 +180,11 @@ BAD_EVENTS: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.fixture
-def restore_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
-    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
-    monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
-
-
 @pytest.mark.parametrize(
     ("event", "field"), [(e, f) for _, e, f in BAD_EVENTS], ids=[i for i, _, _ in BAD_EVENTS]
 )
 def test_bad_event_is_400_naming_the_first_problem(
-    restore_env: None, event: Any, field: str
+    restore_handler_env: None, event: Any, field: str
 ) -> None:
     result = handler(event, FakeContext(remaining_ms=900_000))
     assert result["statusCode"] == 400, result

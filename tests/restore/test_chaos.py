@@ -20,7 +20,7 @@ from ddb_backup.restore import RestoreResult, restore_clients, restore_export, r
 from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import S3Storage
 from ddb_backup.stream import iter_lines
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
+from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     SECRET_MARKER,
     canonical,
@@ -33,7 +33,6 @@ from tests.support.data import (
 from tests.support.fault_fixtures import record_figures
 from tests.support.faults import Fault, FaultProxy
 
-BUCKET = "ddb-backup-chaos-bucket"
 DATE = "2026-11-27"
 T1 = table_name(ENVIRONMENT, "totp")
 T2 = table_name(ENVIRONMENT, "u2f")

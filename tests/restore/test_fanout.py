@@ -50,11 +50,6 @@ print("RESULT " + json.dumps(result))
 """
 
 
-@pytest.fixture
-def config(bucket: str) -> RestoreConfig:
-    return RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
-
-
 async def setup_backup(aws: AwsClients, bucket: str) -> dict[str, list[dict[str, Any]]]:
     data = {T1: every_type_items(160), T2: every_type_items(70, marker="u2f")}
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", data, files=4, empty_files=1)

@@ -12,8 +12,7 @@ from aiobotocore.session import get_session
 
 from ddb_backup.aws import aws_clients
 from handlers.restore import handler
-from tests.conftest import BUCKET
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
+from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     SECRET_MARKER,
     canonical,
@@ -52,13 +51,8 @@ def table_and_keys() -> tuple[list[dict[str, Any]], list[str]]:
 
 
 @pytest.fixture
-def env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def env(moto: str, restore_handler_env: None) -> None:
     asyncio.run(_setup())
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
-    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
-    monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
-    return
 
 
 def test_restore_latest_with_clear(env: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,8 +18,13 @@ from ddb_backup.restore import RestoreResult, restore_export, run_restore
 from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import S3Storage
 from handlers.restore import handler
-from tests.conftest import BUCKET
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup, make_legacy_backup, put_manifest
+from tests.support.backups import (
+    BUCKET,
+    PREFIX,
+    make_backup,
+    make_legacy_backup,
+    put_manifest,
+)
 from tests.support.data import (
     BAD_LINES,
     SMUGGLING,
@@ -91,15 +96,9 @@ async def test_smuggling_lines_refused_by_restore_export(
     await assert_untouched(aws)
 
 
-@pytest.fixture
-def handler_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
-    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
-    monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
-
-
-def test_smuggling_backup_refused_by_the_restore_handler(handler_env: None) -> None:
+def test_smuggling_backup_refused_by_the_restore_handler(
+    moto: str, restore_handler_env: None
+) -> None:
     """Our own manifest (per-file MD5s matching) holding the smuggling lines: the
     handler refuses before clearing, so even clear_existing_data leaves all as it was."""
 
@@ -135,7 +134,7 @@ def test_smuggling_backup_refused_by_the_restore_handler(handler_env: None) -> N
 
 @pytest.mark.parametrize("bad", list(BAD_LINES.values()), ids=list(BAD_LINES))
 async def test_verify_and_restore_refuse_bad_lines_despite_matching_md5s(
-    aws: AwsClients, bucket: str, bad: bytes
+    aws: AwsClients, bucket: str, config: RestoreConfig, bad: bytes
 ) -> None:
     await victims(aws)
     manifest = await make_backup(
@@ -151,7 +150,6 @@ async def test_verify_and_restore_refuse_bad_lines_despite_matching_md5s(
     (problem,) = verification.problems
     assert where in problem
 
-    config = RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
     for dry_run in (True, False):
         request = RestoreRequest(backup_date=DATE, dry_run=dry_run)
         assert where in refused(await run_restore(config, request, aws, retry=FAST))
@@ -205,24 +203,24 @@ async def test_restore_export_into_other_keys_is_refused(
 
 @pytest.mark.parametrize("case", ["pk-only", "absent"])
 async def test_legacy_backup_into_other_keys_is_refused(
-    aws: AwsClients, bucket: str, case: str
+    aws: AwsClients, bucket: str, config: RestoreConfig, case: str
 ) -> None:
     """The replaced system's format captured no schema: the lines are checked."""
     reason = await keyed_target(aws, case)
     await put_items(aws.dynamodb, TABLE, [sentinel(case)])
     await make_legacy_backup(aws.s3, bucket, PREFIX, DATE, {TABLE: PK_SK_ITEMS})
-    config = RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
     request = RestoreRequest(backup_date=DATE, tables=[TABLE], clear_existing_data=True)
     assert reason in refused(await run_restore(config, request, aws, retry=FAST))
     assert await scan_all(aws.dynamodb, TABLE) == [sentinel(case)]
 
 
-async def test_our_backup_into_other_keys_is_refused(aws: AwsClients, bucket: str) -> None:
+async def test_our_backup_into_other_keys_is_refused(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
     """Our format captured the schema: compared before any line is read."""
     await keyed_target(aws, "pk-only")
     await put_items(aws.dynamodb, TABLE, [sentinel("pk-only")])
     await make_backup(aws.s3, bucket, PREFIX, DATE, {TABLE: PK_SK_ITEMS})
-    config = RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
     request = RestoreRequest(backup_date=DATE, tables=[TABLE], clear_existing_data=True)
     error = refused(await run_restore(config, request, aws, retry=FAST))
     assert f"table {TABLE} has keys (pk HASH S), the backup has (pk HASH S, sk RANGE S)" in error
@@ -232,7 +230,9 @@ async def test_our_backup_into_other_keys_is_refused(aws: AwsClients, bucket: st
 # -- point 10: a data file listed twice ----------------------------------------------
 
 
-async def test_our_manifest_listing_a_file_twice_is_refused(aws: AwsClients, bucket: str) -> None:
+async def test_our_manifest_listing_a_file_twice_is_refused(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
     await victims(aws)
     manifest = await make_backup(aws.s3, bucket, PREFIX, DATE, {TABLE: PK_SK_ITEMS[:30]})
     (tb,) = manifest.tables
@@ -248,7 +248,6 @@ async def test_our_manifest_listing_a_file_twice_is_refused(aws: AwsClients, buc
     verification = await verify_backup(S3Storage(aws.s3, bucket), PREFIX, DATE)
     (problem,) = verification.problems
     assert f"{twice.key}: listed 2 times by the manifest" in problem
-    config = RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
     result = await run_restore(config, RestoreRequest(backup_date=DATE), aws, retry=FAST)
     assert f"{twice.key}: listed 2 times by the manifest" in refused(result)
     await assert_untouched(aws)

@@ -25,8 +25,7 @@ from ddb_backup.restore.lease import LeaseRecord, TableLeases
 from ddb_backup.restore.writer import BatchSender, RetryPolicy, WireRequest, default_sender
 from ddb_backup.storage import S3Storage
 from handlers.restore import handler
-from tests.conftest import BUCKET
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
+from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
 from tests.support.cli_data import on_aws, write_backup
 from tests.support.cli_data import run_cli as run
 from tests.support.data import canonical, create_table, every_type_items, put_items, scan_all
@@ -35,11 +34,6 @@ FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.004)
 T = "mfa-api_test_totp_global"
 STALE = [{"pk": {"S": f"stale-{i}"}, "sk": {"S": "x"}} for i in range(30)]
 D1, D2 = "2026-11-26", "2026-11-27"
-
-
-@pytest.fixture
-def config(bucket: str) -> RestoreConfig:
-    return RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
 
 
 async def lease_record(aws: AwsClients, table: str = T) -> LeaseRecord | None:
@@ -128,12 +122,10 @@ async def test_two_restores_of_one_table_at_once_exactly_one_proceeds(
 
 
 async def test_handler_answers_409_and_touches_nothing_while_the_table_is_leased(
-    aws: AwsClients, bucket: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    aws: AwsClients, bucket: str, lambda_context: Any, restore_handler_env: None
 ) -> None:
     await two_backups(aws)
     await put_foreign_lease(aws, expires_in=300)
-    monkeypatch.setenv("BACKUP_BUCKET", bucket)
-    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
     before = await aws.s3.list_objects_v2(Bucket=bucket)
 
     event = {"backup_date": D1, "clear_existing_data": True}

@@ -21,7 +21,7 @@ from ddb_backup.restore import RestoreResult, restore_clients, run_restore
 from ddb_backup.restore.checkpoint import checkpoint_key
 from ddb_backup.restore.writer import RetryPolicy, WireRequest, default_sender
 from ddb_backup.storage import ObjectPin, S3Storage
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
+from tests.support.backups import PREFIX, make_backup
 from tests.support.data import (
     canonical,
     create_table,
@@ -38,11 +38,6 @@ T = "mfa-api_test_totp_global"
 DATE = "2026-11-27"
 STALE = [{"pk": {"S": f"stale-{i}"}, "sk": {"S": "x"}} for i in range(30)]
 N = 100
-
-
-@pytest.fixture
-def config(bucket: str) -> RestoreConfig:
-    return RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
 
 
 async def backed_up(aws: AwsClients, bucket: str, *, versioned: bool) -> tuple[list[Any], str]:

@@ -31,11 +31,6 @@ STALE = [{"pk": {"S": f"stale-{i}"}, "sk": {"S": "x"}} for i in range(30)]
 CANARY = {"pk": {"S": "written-after-round-1"}, "sk": {"S": "x"}}
 
 
-@pytest.fixture
-def config(bucket: str) -> RestoreConfig:
-    return RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
-
-
 async def rounds(
     config: RestoreConfig,
     aws: AwsClients,

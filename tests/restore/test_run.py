@@ -32,11 +32,6 @@ T1 = table_name(ENVIRONMENT, "totp")
 T2 = table_name(ENVIRONMENT, "u2f")
 
 
-@pytest.fixture
-def config(bucket: str) -> RestoreConfig:
-    return RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
-
-
 async def restore(config: RestoreConfig, aws: AwsClients, **event: Any) -> Any:
     return await run_restore(config, RestoreRequest(**event), aws, retry=FAST)
 

@@ -27,7 +27,7 @@ from ddb_backup.restore.writer import (
 )
 from ddb_backup.storage import S3Storage
 from ddb_backup.stream import iter_lines
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
+from tests.support.backups import PREFIX, make_backup
 from tests.support.data import canonical, create_table, every_type_items, scan_all, to_wire
 from tests.support.senders import poisoned, refusing_sender
 
@@ -208,14 +208,15 @@ def test_full_jitter_delays() -> None:
         RetryPolicy(max_attempts=0)
 
 
-async def test_restore_with_dead_letters_then_restore_them(aws: AwsClients, bucket: str) -> None:
+async def test_restore_with_dead_letters_then_restore_them(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
     """207, the failed items in the dead-letter folder; restoring it completes the table."""
     table = "mfa-api_test_totp_global"
     items = every_type_items(90)
     await make_backup(aws.s3, bucket, PREFIX, "2026-11-27", {table: items})
     await create_table(aws.dynamodb, table)
     poison = poisoned(items, 9)
-    config = RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX)
 
     result = await run_restore(
         config,

@@ -21,6 +21,8 @@ from ddb_backup.manifest import (
 )
 from tests.support.data import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, write_aws_export
 
+#: The bucket, environment and exports prefix every test uses (what Terraform would set).
+BUCKET = "ddb-backup-test-bucket"
 PREFIX = "native-exports"
 ENVIRONMENT = "test"
 

@@ -34,7 +34,7 @@ from ddb_backup.log import configure_logging
 from ddb_backup.restore import RestoreResult, restore_clients, run_restore
 from ddb_backup.restore.writer import RetryPolicy
 from handlers.restore import handler as restore_handler
-from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
+from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     SECRET_MARKER,
     create_table,
@@ -48,7 +48,6 @@ from tests.support.data import (
 from tests.support.faults import Fault, FaultProxy
 from tests.support.lambda_context import FakeContext
 
-BUCKET = "ddb-backup-test-bucket"
 DATE = "2026-11-27"
 TABLE = table_name(ENVIRONMENT, "totp")
 OWNER = "123456789012"
@@ -144,12 +143,8 @@ async def _setup_restore() -> None:
 
 
 @pytest.fixture
-def restore_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def restore_env(moto: str, restore_handler_env: None) -> None:
     asyncio.run(_setup_restore())
-    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
-    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
-    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
-    monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)
 
 
 @pytest.mark.parametrize(
