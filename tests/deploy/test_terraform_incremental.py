@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from ddb_backup.config import IncrementalConfig
 from deploy.checks.hcl import unquote
-from tests.deploy.test_deploy import (
-    NO_RESOURCE_LEVEL,
-    TERRAFORM,
-    Module,
-    actions_of,
-    resources_of,
-)
+from tests.deploy.terraform_support import NO_RESOURCE_LEVEL, Module, actions_of, resources_of
 from tests.support.paths import ROOT
-
-
-@pytest.fixture(scope="module")
-def tf() -> Module:
-    return Module(TERRAFORM)
 
 
 def test_interval_is_validated_and_reaches_the_function(tf: Module) -> None:
