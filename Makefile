@@ -87,7 +87,7 @@ provider-schemas: $(SCHEMA_STAMP)
 
 ## Validate the state machines, check the Terraform module against the AWS provider's
 ## schema and the IAM policies against AWS's authorization data, scan it with checkov.
-## (`make test` runs this; tests/test_deploy*.py run with the rest of the suite.)
+## (`make test` runs this; tests/deploy/ runs with the rest of the suite.)
 deploy-lint: $(STAMP) $(CHECKOV_STAMP) $(ASL_STAMP) $(SCHEMA_STAMP)
 	$(PY) deploy/render_asl.py build/asl
 	deploy/.tools/node_modules/.bin/asl-validator --json-path build/asl/backup.asl.json --json-path build/asl/restore.asl.json
@@ -95,6 +95,6 @@ deploy-lint: $(STAMP) $(CHECKOV_STAMP) $(ASL_STAMP) $(SCHEMA_STAMP)
 	$(PY) -m deploy.checks.iam
 	$(TOOLS_VENV)/bin/checkov --directory deploy/terraform --framework terraform --quiet --compact --skip-download
 
-## deploy-lint plus the Terraform invariants and state-machine runs of tests/test_deploy.py.
+## deploy-lint plus the Terraform invariants, checks and state-machine runs of tests/deploy/.
 deploy-check: deploy-lint
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_deploy.py tests/test_deploy_schema.py tests/test_deploy_iam.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/deploy

@@ -1,6 +1,6 @@
 """Render the state machine templates the way Terraform's ``templatefile`` does.
 
-CI validates the rendered JSON (asl-validator, tests/test_deploy.py), since the
+CI validates the rendered JSON (asl-validator, tests/deploy/), since the
 templates hold unquoted numbers (``${max_concurrency}``) and are not JSON
 until rendered. Only the subset of the template language the files use is
 supported: ``${name}`` interpolation and the ``$${`` escape; anything else

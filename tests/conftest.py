@@ -1,4 +1,6 @@
-"""Fixtures: one moto server per session, reset before every test."""
+"""Fixtures every folder uses: one moto server per session (reset before every test),
+clients, the bucket, a Lambda context and the restore functions' environment. What only
+one folder uses lives in that folder's conftest.py."""
 
 from __future__ import annotations
 
@@ -9,12 +11,10 @@ from typing import Any
 import pytest
 
 from ddb_backup.aws import AwsClients, aws_clients
+from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX
 from tests.support.moto_server import aws_environment, moto_server, reset_moto
 
 pytest_plugins = ["tests.support.fault_fixtures"]
-
-BUCKET = "ddb-backup-test-bucket"
-ENVIRONMENT = "test"
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +58,13 @@ def lambda_context() -> Any:
     from tests.support.lambda_context import FakeContext
 
     return FakeContext(remaining_ms=900_000)
+
+
+@pytest.fixture
+def restore_handler_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment Terraform gives the restore functions: the test bucket,
+    environment and prefix, no bucket owner pinned."""
+    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
+    monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
+    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
+    monkeypatch.delenv("BACKUP_BUCKET_OWNER", raising=False)

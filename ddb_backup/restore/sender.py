@@ -17,7 +17,7 @@ The client parts used are private to aiobotocore (``_service_model``,
 ``_resolve_endpoint_ruleset``, ``_user_agent_creator``, ``_request_signer``,
 ``_endpoint.http_session`` and its aiohttp session): :func:`supports_direct_path`
 checks them once (else ``default_sender`` takes the generic path), and
-``tests/test_patches.py`` pins them so an upgrade that moves one fails loudly.
+``tests/restore/test_patches.py`` pins them so an upgrade that moves one fails loudly.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
 _OPERATION = "BatchWriteItem"
 
 # The client members the direct path relies on (private ones pinned by
-# tests/test_patches.py). Checked once, so a future change is noticed at
+# tests/restore/test_patches.py). Checked once, so a future change is noticed at
 # construction (and ``default_sender`` takes the generic path) rather than
 # half-way through a restore.
 _CLIENT_MEMBERS = (

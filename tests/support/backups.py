@@ -22,6 +22,8 @@ from ddb_backup.manifest import (
 from tests.support.data import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, write_aws_export
 from tests.support.incremental import iso
 
+#: The bucket, environment and exports prefix every test uses (what Terraform would set).
+BUCKET = "ddb-backup-test-bucket"
 PREFIX = "native-exports"
 ENVIRONMENT = "test"
 

@@ -22,21 +22,12 @@ from ddb_backup.manifest import (
     BackupStatus,
     DataFile,
     TableBackup,
-    TableSchema,
     TableStatus,
 )
-from tests.support.data import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, write_aws_export
+from tests.support.backups import PREFIX, SCHEMA
+from tests.support.data import write_aws_export
 
-PREFIX = "native-exports"
 T = TypeVar("T")
-
-SCHEMA = TableSchema.model_validate(
-    {
-        "KeySchema": KEY_SCHEMA,
-        "AttributeDefinitions": ATTRIBUTE_DEFINITIONS,
-        "BillingMode": "PAY_PER_REQUEST",
-    }
-)
 
 
 async def _data_files(s3: Any, bucket: str, folder: str) -> list[DataFile]:

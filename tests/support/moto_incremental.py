@@ -19,7 +19,7 @@ calls the real API over HTTP:
 * :data:`CLOCK` shifts moto's DynamoDB clock (stream record times, creation
   and PITR times), so a test moves through 15-minute windows without waiting.
 
-Everything patched or relied on is pinned by ``tests/test_moto_patches.py``: a moto upgrade
+Everything patched or relied on is pinned by ``tests/harness/test_moto_patches.py``: a moto upgrade
 that moves these internals fails there, loudly, before any other test.
 """
 
@@ -240,7 +240,7 @@ def _start_incremental(backend: DynamoDBBackend, body: dict[str, Any]) -> Increm
     return export
 
 
-#: What :func:`install` replaces, as moto defines it (pinned by tests/test_moto_patches.py).
+#: What :func:`install` replaces, as moto defines it (pinned by tests/harness/test_moto_patches.py).
 ORIGINALS: dict[str, Any] = {
     "moto.dynamodb.models.table.utcnow": getattr(ddb_table, "utcnow"),  # noqa: B009
     "moto.dynamodb.models.unix_time": getattr(ddb_models, "unix_time"),  # noqa: B009

@@ -1,0 +1,1 @@
+"""Promises of the whole system: `make demo`, and no secret in any log line or response."""
