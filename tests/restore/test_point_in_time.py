@@ -62,8 +62,7 @@ from ddb_backup.restore.writer import (
     generic_sender,
 )
 from ddb_backup.storage import S3Storage
-from tests.conftest import BUCKET
-from tests.support.backups import PREFIX, SCHEMA, make_backup
+from tests.support.backups import BUCKET, PREFIX, SCHEMA, make_backup
 from tests.support.cli_data import on_aws, run_cli
 from tests.support.data import canonical, create_table, every_type_items, put_items, scan_all
 from tests.support.incremental import (
