@@ -8,11 +8,18 @@ conditional put (``If-None-Match: *``), never rewritten::
     <prefix>/incremental/<table>/chains/<chain-id>/chain.json            ChainStart
     <prefix>/incremental/<table>/chains/<chain-id>/windows/<from>_<to>.json  ChainWindow
     <prefix>/incremental/<table>/chains/<chain-id>/break.json            ChainBreak
+    <prefix>/incremental/<table>/chains/<chain-id>/superseded.json       ChainSuperseded
 
 A break (a window that failed, PITR switched off and on, the table recreated)
 ends a chain; the windows before it stay restorable, and a new chain starts
-from a fresh full backup. Everything here but the S3 reads and writes is pure
-(times are passed in), so planning and resolution are tested with fixed times.
+from a fresh full backup. A chain is also ended, without a break, once a newer
+full backup exists and the chain has reached its export time: a new chain
+starts from that backup (daily), the old one is marked superseded and keeps its
+windows. So every object of a chain is written after the full backup it builds
+on, and an age-based lifecycle rule expires it no earlier than that backup; a
+chain whose ``chain.json`` has expired is skipped by :func:`list_chains`.
+Everything here but the S3 reads and writes is pure (times are passed in), so
+planning and resolution are tested with fixed times.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ __all__ = [
     "ChainBreak",
     "ChainProblem",
     "ChainStart",
+    "ChainSuperseded",
     "ChainWindow",
     "ConditionalStorage",
     "FullBackupPoint",
@@ -56,8 +64,10 @@ __all__ = [
     "incremental_client_token",
     "list_chains",
     "load_chain",
+    "newest_chain",
     "plan_next_window",
     "record_break",
+    "record_superseded",
     "resolve_restore_point",
     "start_chain",
     "time_stamp",
@@ -159,6 +169,20 @@ class ChainBreak(_Model):
     detected_at: dt.datetime
 
 
+class ChainSuperseded(_Model):
+    """A chain ended because a newer full backup carries the next one: no break;
+    its windows stay restorable until they expire."""
+
+    format_version: Literal[1] = 1
+    table: str
+    chain_id: str
+    superseded_by: str  # the chain id of the next chain
+    new_base_backup_date: dt.date | None = None
+    new_base_export_time: dt.datetime
+    head: dt.datetime  # where this chain ended
+    recorded_at: dt.datetime
+
+
 @dataclass(frozen=True, slots=True)
 class ChainProblem:
     """Why a chain cannot be followed past ``at``."""
@@ -170,12 +194,14 @@ class ChainProblem:
 
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """A chain as stored: its start, windows in time order, and its break."""
+    """A chain as stored: its start, windows in time order, its break, and
+    whether a newer chain took over."""
 
     start: ChainStart
     windows: list[ChainWindow]
     broken: ChainBreak | None = None
     problems: list[ChainProblem] = field(default_factory=list)
+    superseded: ChainSuperseded | None = None
 
     @property
     def chain_id(self) -> str:
@@ -219,6 +245,10 @@ def _break_key(prefix: str, table: str, chain_id: str) -> str:
     return f"{chain_prefix(prefix, table, chain_id)}/break.json"
 
 
+def _superseded_key(prefix: str, table: str, chain_id: str) -> str:
+    return f"{chain_prefix(prefix, table, chain_id)}/superseded.json"
+
+
 async def _put_once(
     storage: ConditionalStorage, key: str, model: BaseModel, *, ignore: set[str], table: str
 ) -> bool:
@@ -251,13 +281,18 @@ async def append_window(
 ) -> Chain:
     """Add a verified window at the chain's head; returns the longer chain.
 
-    Refused (nothing written): a broken chain, a window that does not start
-    at the head, or of another table. Re-appending the same window (a retried
+    Refused (nothing written): a broken or superseded chain, a window that
+    does not start at the head, or of another table. Re-appending the same window (a retried
     invocation) is accepted without a second object.
     """
     table = chain.start.table
     if chain.broken is not None or chain.problems:
         raise ChainError(f"chain {chain.chain_id} of {table} is broken", table=table)
+    if chain.superseded is not None:
+        raise ChainError(
+            f"chain {chain.chain_id} of {table} is superseded by {chain.superseded.superseded_by}",
+            table=table,
+        )
     if window.table != table or window.chain_id != chain.chain_id:
         raise ChainError("window belongs to another chain", table=table)
     problems = check_contiguity(chain.start, [*chain.windows, window])
@@ -274,6 +309,15 @@ async def record_break(storage: ConditionalStorage, prefix: str, brk: ChainBreak
     return await storage.put_bytes_if_absent(key, brk.model_dump_json(indent=2).encode())
 
 
+async def record_superseded(
+    storage: ConditionalStorage, prefix: str, record: ChainSuperseded
+) -> bool:
+    """Record that a newer chain took over (idempotent: a retry writes nothing, a
+    record naming another chain is a :class:`ChainError`). True if written."""
+    key = _superseded_key(prefix, record.table, record.chain_id)
+    return await _put_once(storage, key, record, ignore={"recorded_at"}, table=record.table)
+
+
 def _load(model: type[_M], data: bytes, key: str, table: str) -> _M:
     try:
         return model.model_validate_json(data)
@@ -283,9 +327,16 @@ def _load(model: type[_M], data: bytes, key: str, table: str) -> _M:
 
 async def load_chain(storage: Storage, prefix: str, table: str, chain_id: str) -> Chain:
     """Read a chain's record; its windows in time order, problems found named."""
+    key = _start_key(prefix, table, chain_id)
+    return await _load_chain(storage, prefix, table, chain_id, await storage.get_bytes(key))
+
+
+async def _load_chain(
+    storage: Storage, prefix: str, table: str, chain_id: str, raw_start: bytes
+) -> Chain:
     base = chain_prefix(prefix, table, chain_id)
     key = _start_key(prefix, table, chain_id)
-    start = _load(ChainStart, await storage.get_bytes(key), key, table)
+    start = _load(ChainStart, raw_start, key, table)
     if start.table != table or start.chain_id != chain_id:
         raise ChainError(f"chain record {key} is of another chain", table=table)
     windows = []
@@ -300,14 +351,51 @@ async def load_chain(storage: Storage, prefix: str, table: str, chain_id: str) -
     brk = None
     if raw_break is not None:
         brk = _load(ChainBreak, raw_break, _break_key(prefix, table, chain_id), table)
-    return Chain(start, windows, brk, check_contiguity(start, windows))
+    raw_superseded = await storage.get_bytes_or_none(_superseded_key(prefix, table, chain_id))
+    superseded = None
+    if raw_superseded is not None:
+        key = _superseded_key(prefix, table, chain_id)
+        superseded = _load(ChainSuperseded, raw_superseded, key, table)
+    return Chain(start, windows, brk, check_contiguity(start, windows), superseded)
+
+
+async def _chain_ids(storage: Storage, prefix: str, table: str) -> list[str]:
+    """The chain folders of ``table``, oldest first (ids sort in time order)."""
+    base = chain_prefix(prefix, table)
+    return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in await storage.list_prefixes(f"{base}/"))
+
+
+async def _load_if_kept(storage: Storage, prefix: str, table: str, chain_id: str) -> Chain | None:
+    """The chain, or None once its ``chain.json`` has expired (the lifecycle rule
+    takes a chain's oldest objects first; its later windows may linger a day)."""
+    raw = await storage.get_bytes_or_none(_start_key(prefix, table, chain_id))
+    if raw is None:
+        return None
+    return await _load_chain(storage, prefix, table, chain_id, raw)
 
 
 async def list_chains(storage: Storage, prefix: str, table: str) -> list[Chain]:
-    """Every chain of ``table``, oldest first."""
-    base = chain_prefix(prefix, table)
-    ids = [p.rstrip("/").rsplit("/", 1)[-1] for p in await storage.list_prefixes(f"{base}/")]
-    return [await load_chain(storage, prefix, table, i) for i in sorted(ids)]
+    """Every chain of ``table`` still kept, oldest first (expired ones skipped)."""
+    out = []
+    for chain_id in await _chain_ids(storage, prefix, table):
+        chain = await _load_if_kept(storage, prefix, table, chain_id)
+        if chain is not None:
+            out.append(chain)
+    return out
+
+
+async def newest_chain(
+    storage: Storage, prefix: str, table: str, *, before: str | None = None
+) -> Chain | None:
+    """The newest kept chain of ``table`` (older than chain id ``before`` if given),
+    read alone: a scheduled round needs no other."""
+    for chain_id in reversed(await _chain_ids(storage, prefix, table)):
+        if before is not None and chain_id >= before:
+            continue
+        chain = await _load_if_kept(storage, prefix, table, chain_id)
+        if chain is not None:
+            return chain
+    return None
 
 
 def check_contiguity(start: ChainStart, windows: Sequence[ChainWindow]) -> list[ChainProblem]:
@@ -490,13 +578,16 @@ class RestorePoint:
 def _windows_from(
     full: FullBackupPoint, chain: Chain, until: dt.datetime | None
 ) -> list[ChainWindow]:
-    """The chain's usable windows applied on top of ``full``, ending at or before ``until``.
+    """The chain's windows applied on top of ``full``, ending at or before ``until``.
 
     The first is the window holding the full backup's export time (its records
     are final images, so changes already in the full backup are written again
-    harmlessly); each next one starts where the previous ended.
+    harmlessly); each next one starts where the previous ended, up to the first
+    problem (gap, overlap, other table id) from there on. What comes before that
+    first window does not matter to this full backup: a chain whose oldest
+    windows have expired still carries a newer full backup it holds.
     """
-    windows = chain.usable
+    windows = chain.windows
     first = next(
         (
             i
@@ -507,9 +598,13 @@ def _windows_from(
     )
     if first is None:
         return []
+    since = windows[first].export_from_time
+    cut = min((p.at for p in chain.problems if p.at >= since), default=None)
     out: list[ChainWindow] = []
     for w in windows[first:]:
         if until is not None and w.export_to_time > until:
+            break
+        if cut is not None and w.export_to_time > cut:
             break
         if out and w.export_from_time != out[-1].export_to_time:
             break
@@ -528,7 +623,10 @@ def resolve_restore_point(
     contiguous verified windows after it up to the last boundary at or before
     the time, the one reaching furthest (the newest full backup on a tie, so
     fewer windows). That is the newest full backup at or before the time, unless
-    an older one's chain reaches closer. "latest": the furthest any chain reaches.
+    an older one's chain reaches closer. Any chain may carry any full backup
+    whose export time one of its windows holds: just after a daily full backup,
+    the chain it superseded often reaches closer than the new chain has got
+    yet. "latest": the furthest any chain reaches.
     """
     until = None if at == "latest" else at
     candidates = [f for f in fulls if until is None or f.export_time <= until]

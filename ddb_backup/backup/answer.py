@@ -248,6 +248,9 @@ class WindowTableBody(TypedDict):
     chain_head: str | None  # end of the newest verified window (or the chain's base)
     chain_lag_seconds: float | None  # now - chain_head
     breaks: list[ChainBreakBody]  # detected by this invocation
+    # the chain this invocation ended by starting the next one from a newer full
+    # backup (the daily roll; not a break, not a failure)
+    superseded_chain_id: str | None
     error: str | None
     message: str | None
 

@@ -1,6 +1,6 @@
 """Which chain a table's next window extends: breaks detected, new chains started.
 
-The newest chain of a table (:func:`ddb_backup.chain.list_chains`) is checked
+The newest chain of a table (:func:`ddb_backup.chain.newest_chain`) is checked
 against the table as it is now (:func:`ddb_backup.chain.detect_break`: table
 id, PITR status, ``EarliestRestorableDateTime``). A break seen for the first
 time is recorded (``break.json``, append-only) and reported once. A broken
@@ -10,29 +10,39 @@ inside the PITR range (an incremental export cannot start before
 ``EarliestRestorableDateTime``) and newer than the broken chain's base (a
 chain is named after its base). Without one, nothing is invented: the table
 waits for the next daily backup.
+
+A sound chain rolls daily: once a newer such full backup exists and the chain
+has reached its export time with no window in flight, a new chain starts from
+it and the old one is marked superseded (``superseded.json``; not a break,
+logged at info). A chain thus spans about a day past its base, and every
+object of it is younger than that base, so the bucket's age-based lifecycle
+rule never expires a base before the windows built on it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ddb_backup.catalog import list_backups
 from ddb_backup.chain import (
     Chain,
     ChainBreak,
     ChainProblem,
     ChainStart,
+    ChainSuperseded,
     FullBackupPoint,
     chain_id_for,
     detect_break,
     full_backup_points,
-    list_chains,
+    newest_chain,
     record_break,
+    record_superseded,
     start_chain,
 )
 from ddb_backup.export import PitrTable
 from ddb_backup.log import get_logger
+from ddb_backup.manifest import BackupManifest
 from ddb_backup.storage import S3Storage
 
 __all__ = ["ChainChoice", "current_chain"]
@@ -43,11 +53,19 @@ log = get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class ChainChoice:
     """The chain to extend (None: none possible yet, ``waiting`` says why), and
-    the breaks detected by this call (each reported once, when first seen)."""
+    the breaks detected by this call (each reported once, when first seen).
+
+    ``roll_at``: a newer full backup exists; extend the chain only until its
+    head reaches this time (and the window in flight is finished), then ask
+    again: the next chain starts. ``superseded``: the chain this call ended by
+    starting ``chain`` from a newer full backup.
+    """
 
     chain: Chain | None
     breaks: list[tuple[str, ChainProblem]] = field(default_factory=list)
     waiting: str | None = None
+    roll_at: dt.datetime | None = None
+    superseded: str | None = None
 
 
 def _millis(when: dt.datetime) -> dt.datetime:
@@ -59,11 +77,21 @@ def _millis(when: dt.datetime) -> dt.datetime:
 
 
 async def current_chain(
-    storage: S3Storage, prefix: str, environment: str, live: PitrTable, *, now: dt.datetime
+    storage: S3Storage,
+    prefix: str,
+    environment: str,
+    live: PitrTable,
+    *,
+    now: dt.datetime,
+    manifests: Callable[[], Awaitable[list[BackupManifest]]],
+    busy: Callable[[Chain], Awaitable[bool]],
 ) -> ChainChoice:
-    """The chain the table's next window extends, starting one if needed."""
-    chains = await list_chains(storage, prefix, live.name)
-    newest = chains[-1] if chains else None
+    """The chain the table's next window extends, starting one if needed.
+
+    ``manifests``: the catalog's manifests (loaded once per round by the
+    caller); ``busy``: whether a window of a chain is in flight at its head.
+    """
+    newest = await newest_chain(storage, prefix, live.name)
     breaks: list[tuple[str, ChainProblem]] = []
     if newest is not None:
         problem = detect_break(
@@ -74,7 +102,9 @@ async def current_chain(
             earliest_restorable=live.earliest_restorable,
         )
         if problem is None:
-            return ChainChoice(newest)
+            return await _roll_if_due(
+                storage, prefix, environment, live, newest, now=now, manifests=manifests, busy=busy
+            )
         if newest.broken is None:
             brk = ChainBreak(
                 table=live.name,
@@ -97,7 +127,7 @@ async def current_chain(
                 )
     if not live.pitr_enabled:
         return ChainChoice(None, breaks, "point-in-time recovery is off; no window can be exported")
-    base = await _newest_base(storage, prefix, environment, live, newest)
+    base = _newest_base(await manifests(), environment, live, newest)
     if base is None:
         after = f" newer than {newest.start.base_export_time.isoformat()}" if newest else ""
         return ChainChoice(
@@ -106,6 +136,42 @@ async def current_chain(
             f"no verified full backup{after} to start a chain from (inside the PITR range, "
             "after the table was created); the daily backup makes one",
         )
+    return ChainChoice(await _start(storage, prefix, live, base, now), breaks)
+
+
+async def _roll_if_due(
+    storage: S3Storage,
+    prefix: str,
+    environment: str,
+    live: PitrTable,
+    chain: Chain,
+    *,
+    now: dt.datetime,
+    manifests: Callable[[], Awaitable[list[BackupManifest]]],
+    busy: Callable[[Chain], Awaitable[bool]],
+) -> ChainChoice:
+    """A sound chain, or the next one once a newer full backup exists.
+
+    The roll waits until the chain has reached the newer backup's export time
+    (a chain that fell behind first catches up, so no restore point between
+    them is lost) and has no window in flight (it is finished, not abandoned).
+    """
+    if not chain.windows:
+        await _mark_previous(storage, prefix, chain, now)
+    base = _newest_base(await manifests(), environment, live, chain)
+    if base is None:
+        return ChainChoice(chain)
+    roll_at = _millis(base.export_time)
+    if chain.head < roll_at or await busy(chain):
+        return ChainChoice(chain, roll_at=roll_at)
+    new = await _start(storage, prefix, live, base, now)
+    await _supersede(storage, prefix, chain, new, now)
+    return ChainChoice(new, superseded=chain.chain_id)
+
+
+async def _start(
+    storage: S3Storage, prefix: str, live: PitrTable, base: FullBackupPoint, now: dt.datetime
+) -> Chain:
     start = ChainStart(
         table=live.name,
         chain_id=chain_id_for(_millis(base.export_time)),
@@ -124,25 +190,64 @@ async def current_chain(
             "base_backup_date": base.backup_date.isoformat(),
         },
     )
-    return ChainChoice(Chain(start, []), breaks)
+    return Chain(start, [])
 
 
-async def _newest_base(
-    storage: S3Storage, prefix: str, environment: str, live: PitrTable, broken: Chain | None
+async def _supersede(
+    storage: S3Storage, prefix: str, old: Chain, new: Chain, now: dt.datetime
+) -> None:
+    """Mark ``old`` as ended by ``new`` (not a break: info, not error)."""
+    record = ChainSuperseded(
+        table=old.start.table,
+        chain_id=old.chain_id,
+        superseded_by=new.chain_id,
+        new_base_backup_date=new.start.base_backup_date,
+        new_base_export_time=new.start.base_export_time,
+        head=old.head,
+        recorded_at=now,
+    )
+    if await record_superseded(storage, prefix, record):
+        log.info(
+            "incremental chain superseded",
+            extra={
+                "table": old.start.table,
+                "chain_id": old.chain_id,
+                "superseded_by": new.chain_id,
+                "head": old.head.isoformat(),
+            },
+        )
+
+
+async def _mark_previous(storage: S3Storage, prefix: str, chain: Chain, now: dt.datetime) -> None:
+    """A roll cut short between its two writes (new ``chain.json``, then the old
+    chain's ``superseded.json``) is completed while the new chain has no window."""
+    previous = await newest_chain(storage, prefix, chain.start.table, before=chain.chain_id)
+    if (
+        previous is not None
+        and previous.broken is None
+        and previous.superseded is None
+        and not previous.problems
+        and previous.head >= chain.start.base_export_time
+    ):
+        await _supersede(storage, prefix, previous, chain, now)
+
+
+def _newest_base(
+    manifests: list[BackupManifest], environment: str, live: PitrTable, after: Chain | None
 ) -> FullBackupPoint | None:
-    manifests = [
-        e.manifest
-        for e in await list_backups(storage, prefix)
-        if e.manifest is not None and e.manifest.environment == environment
-    ]
+    """The newest full backup of the table that can start a chain: of this
+    environment, inside the PITR range, after the table was created, and newer
+    than the base of chain ``after``."""
     floor = max(
         (t for t in (live.earliest_restorable, live.created) if t is not None),
         default=None,
     )
     usable = [
         p
-        for p in full_backup_points(manifests, live.name)
+        for p in full_backup_points(
+            (m for m in manifests if m.environment == environment), live.name
+        )
         if (floor is None or _millis(p.export_time) >= floor)
-        and (broken is None or _millis(p.export_time) > broken.start.base_export_time)
+        and (after is None or _millis(p.export_time) > after.start.base_export_time)
     ]
     return usable[-1] if usable else None

@@ -3,7 +3,9 @@
 Per configured table (in parallel, ``config.concurrency`` at a time)::
 
     DescribeTable + DescribeContinuousBackups -> the chain to extend (chains.py:
-        breaks detected and recorded, a new chain from the newest full backup)
+        breaks detected and recorded, a new chain from the newest full backup;
+        daily, once a newer full backup exists and the chain has reached it,
+        the next chain starts from it and the old one is marked superseded)
     loop:  head = end of the chain's last window (or its full backup's ExportTime)
         window state at <prefix>/incremental/<table>/runs/<chain>/<head>.json?
             yes -> resume it (same window, same export)
@@ -14,7 +16,7 @@ Per configured table (in parallel, ``config.concurrency`` at a time)::
             ClientToken from table and window), DescribeExport until done, then every
             file and line verified (verify_incremental_folder) with the times AWS reports
         COMPLETED -> appended to the chain; the next window if due (catch-up: up to
-                     24 h each, in order)
+                     24 h each, in order), or the roll to the next chain
         FAILED    -> the chain's break is recorded; the next run starts a new chain
         deadline  -> state saved, 202; the next invocation resumes
 
@@ -22,7 +24,7 @@ The state is kept by the same :class:`~ddb_backup.backup.state.RunStateStore`
 and the exports started and polled by the same
 :class:`~ddb_backup.backup.exports.Exporter` as the daily run. Nothing here
 deletes anything: a window is kept as long as the full backup it builds on
-(an S3 lifecycle matter, see the README).
+(the bucket's lifecycle rule; see docs/backup.md).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ddb_backup.backup.window_export import (
     verify_window,
     window_store,
 )
+from ddb_backup.catalog import list_backups
 from ddb_backup.chain import (
     BreakReason,
     Chain,
@@ -66,7 +69,7 @@ from ddb_backup.export import (
     describe_pitr_table,
 )
 from ddb_backup.log import get_logger
-from ddb_backup.manifest import TableStatus
+from ddb_backup.manifest import BackupManifest, TableStatus
 from ddb_backup.storage import S3Storage
 
 __all__ = ["EXPORT_LAG", "run_incremental_backup"]
@@ -76,6 +79,23 @@ log = get_logger(__name__)
 #: A window ends at least this long before now (and never after PITR's
 #: LatestRestorableDateTime): what DynamoDB has surely made exportable.
 EXPORT_LAG = dt.timedelta(minutes=5)
+
+
+@dataclass
+class _Catalog:
+    """The daily backups' manifests, read once per round for every table."""
+
+    storage: S3Storage
+    prefix: str
+    _manifests: list[BackupManifest] | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def manifests(self) -> list[BackupManifest]:
+        async with self._lock:
+            if self._manifests is None:
+                entries = await list_backups(self.storage, self.prefix)
+                self._manifests = [e.manifest for e in entries if e.manifest is not None]
+            return self._manifests
 
 
 @dataclass
@@ -89,6 +109,7 @@ class _TableWindows:
     polling: Polling
     now: dt.datetime
     name: str
+    catalog: _Catalog
     body: WindowTableBody = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +126,7 @@ class _TableWindows:
             "chain_head": None,
             "chain_lag_seconds": None,
             "breaks": [],
+            "superseded_chain_id": None,
             "error": None,
             "message": None,
         }
@@ -126,20 +148,36 @@ class _TableWindows:
         safe_until = self.now - EXPORT_LAG
         if live.latest_restorable is not None:
             safe_until = min(safe_until, live.latest_restorable)
-        # A window that fails breaks its chain: a new one is looked for at once.
-        for _ in range(2):
+        # Looked for again after a window fails (the chain broke: a new one) and
+        # after a chain reaches a newer full backup (it rolls to the next chain).
+        for _ in range(3):
             choice = await current_chain(
-                self.storage, self.config.prefix, self.config.environment, live, now=self.now
+                self.storage,
+                self.config.prefix,
+                self.config.environment,
+                live,
+                now=self.now,
+                manifests=self.catalog.manifests,
+                busy=self._busy,
             )
             self._breaks(choice.breaks)
+            if choice.superseded is not None:
+                self.body["superseded_chain_id"] = choice.superseded
             if choice.chain is None:
                 self.body["message"] = choice.waiting
                 return
-            if not await self._extend(choice.chain, live, safe_until):
+            if not await self._extend(choice.chain, live, safe_until, roll_at=choice.roll_at):
                 return
 
-    async def _extend(self, chain: Chain, live: PitrTable, safe_until: dt.datetime) -> bool:
-        """Export, verify and append the chain's due windows; True if one failed."""
+    async def _busy(self, chain: Chain) -> bool:
+        """A window of ``chain`` is in flight (or finished, not yet chained) at its head."""
+        return await window_store(self.storage, self.config, self.name, chain).load() is not None
+
+    async def _extend(
+        self, chain: Chain, live: PitrTable, safe_until: dt.datetime, *, roll_at: dt.datetime | None
+    ) -> bool:
+        """Export, verify and append the chain's due windows; True to look for the
+        chain again: a window failed, or the chain reached ``roll_at``."""
         self._head(chain)
         first = True  # the first due window is started even with no time left (202)
         while first or self.deadline.time_left():
@@ -147,6 +185,8 @@ class _TableWindows:
             store = window_store(self.storage, self.config, self.name, chain)
             state = await store.load()
             if state is None:
+                if roll_at is not None and chain.head >= roll_at:
+                    return True  # the next chain takes over from here
                 planned = plan_next_window(
                     chain.head, safe_until=safe_until, interval_minutes=self.config.interval_minutes
                 )
@@ -284,10 +324,11 @@ async def run_incremental_backup(
     checked_at = _utc(now or dt.datetime.now(dt.UTC))
     storage = backup_storage(config, clients)
     deadline = Deadline.after(deadline_seconds)
+    catalog = _Catalog(storage, config.prefix)
 
     async def one(name: str) -> WindowTableBody:
         table = _TableWindows(
-            config, clients, storage, deadline, polling or Polling(), checked_at, name
+            config, clients, storage, deadline, polling or Polling(), checked_at, name, catalog
         )
         return await table.run()
 

@@ -8,7 +8,7 @@ import datetime as dt
 
 from ddb_backup.cli import settings
 from ddb_backup.cli.display import Output, format_count
-from ddb_backup.point_in_time.timeline import TableTimeline, build_timeline
+from ddb_backup.point_in_time.timeline import ChainView, TableTimeline, build_timeline
 
 __all__ = ["cmd_timeline", "show_timeline"]
 
@@ -17,8 +17,15 @@ def _t(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
+def _ended(c: ChainView) -> str:
+    """Why a chain stops: a break (or problems in its record), or the next chain."""
+    if c.broken or c.problems:
+        return c.broken or "; ".join(c.problems)
+    return f"superseded by {c.superseded_by}" if c.superseded_by else ""
+
+
 def show_timeline(out: Output, timelines: list[TableTimeline]) -> None:
-    """Per table: restorable ranges, then full backups, then chains and breaks."""
+    """Per table: restorable ranges, then full backups, then chains and how each ended."""
     if not timelines:
         out.line("no full backups or incremental chains found")
     for tl in timelines:
@@ -38,12 +45,12 @@ def show_timeline(out: Output, timelines: list[TableTimeline]) -> None:
                 _t(c.base_export_time),
                 format_count(len(c.windows)),
                 _t(c.head),
-                c.broken or "; ".join(c.problems) or "",
+                _ended(c),
             ]
             for c in tl.chains
         ]
         out.table(
-            ["chain", "starts", "windows", "head", "break"],
+            ["chain", "starts", "windows", "head", "ended"],
             rows,
             title="  chains",
             right=["windows"],

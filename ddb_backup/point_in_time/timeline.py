@@ -2,8 +2,11 @@
 
 Reads S3 only (the catalog of daily backups and the chain records). A
 restorable range runs from a full backup's export time to the furthest
-window boundary its chain reaches; inside it the restorable points are the
-window boundaries (plus the full backup's export time itself).
+window boundary a chain reaches from it; inside it the restorable points are
+the window boundaries (plus the full backup's export time itself). Chains roll
+daily: each but the newest is normally ``superseded_by`` the next one (not a
+break), and the ranges of consecutive full backups join into one. Chains whose
+``chain.json`` has expired are not listed.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ class ChainView(_View):
     head: dt.datetime
     windows: list[WindowView]
     broken: str | None = None  # "reason: detail" of a recorded break
+    # the chain that took over from the next daily full backup (no break: this
+    # chain's windows stay restorable until they expire with its base)
+    superseded_by: str | None = None
     problems: list[str]  # gaps, overlaps, table changes found in the record
 
 
@@ -78,6 +84,7 @@ def _chain_view(chain: Chain) -> ChainView:
             for w in chain.windows
         ],
         broken=f"{chain.broken.reason}: {chain.broken.detail}" if chain.broken else None,
+        superseded_by=chain.superseded.superseded_by if chain.superseded else None,
         problems=[p.detail for p in chain.problems],
     )
 

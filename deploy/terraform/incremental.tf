@@ -1,8 +1,12 @@
 # Incremental exports for point-in-time recovery: every incremental_interval_minutes,
 # the incremental function exports, verifies and chains each table's next window
-# (handlers/incremental.py). Windows are kept as long as the full backup they build
-# on: both live under var.exports_prefix, so the one lifecycle rule (s3.tf) expires
-# them after backup_retention_days, and the function itself deletes nothing.
+# (handlers/incremental.py). Windows are kept at least as long as the full backup they
+# build on: a chain starts from a verified full backup and rolls to a new chain from
+# each newer one (daily), so every object of a chain is written after its base; both
+# live under var.exports_prefix, and the one age-based lifecycle rule (s3.tf) expires
+# an object backup_retention_days after its creation, i.e. a chain's objects at the
+# same midnight as its base or later. The function itself deletes nothing. Do not add
+# a shorter rule or a transition on <prefix>/incremental/ (tests/test_incremental_terraform.py).
 
 locals {
   incremental_arn     = "${local.bucket_arn}/${var.exports_prefix}/incremental/*"

@@ -67,7 +67,9 @@ resource "aws_s3_bucket_logging" "backups" {
 
 # The lifecycle rule sits on the prefix the backups are really written to (the system
 # this replaces had one on a prefix nothing was written to, so nothing ever expired).
-# Restore checkpoints and dead letters live below it too (<prefix>/_restore/).
+# Restore checkpoints and dead letters live below it too (<prefix>/_restore/), and so
+# do the incremental chains (<prefix>/incremental/): one age rule for all keeps every
+# window at least as long as the full backup it builds on, since it is written after it.
 resource "aws_s3_bucket_lifecycle_configuration" "backups" {
   count  = var.create_bucket || var.manage_existing_bucket_lifecycle ? 1 : 0
   bucket = var.create_bucket ? aws_s3_bucket.backups[0].id : var.bucket_name

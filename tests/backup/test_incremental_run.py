@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,11 +29,22 @@ from ddb_backup.chain import (
     time_stamp,
 )
 from ddb_backup.config import BackupConfig, IncrementalConfig
-from ddb_backup.keys import window_state_key
+from ddb_backup.errors import BackupNotFoundError
+from ddb_backup.keys import chain_prefix, window_state_key
 from ddb_backup.log import configure_logging
+from ddb_backup.point_in_time import plan_point_in_time
+from ddb_backup.point_in_time.timeline import build_timeline
 from ddb_backup.storage import S3Storage
-from tests.support.data import SECRET_MARKER, create_table, every_type_items, put_items
-from tests.support.incremental import enable_stream
+from tests.support.backups import SCHEMA
+from tests.support.data import (
+    SECRET_MARKER,
+    canonical,
+    create_table,
+    every_type_items,
+    put_items,
+    scan_all,
+)
+from tests.support.incremental import enable_stream, restore_plan
 from tests.support.moto_incremental import CLOCK
 
 ENV = "test"
@@ -43,6 +55,7 @@ T0 = dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC)  # table created, PITR on
 FULL = dt.datetime(2026, 11, 28, 3, 0, 7, tzinfo=dt.UTC)  # the daily backup's ExportTime
 DAY = dt.timedelta(days=1)
 ITEMS = every_type_items(9)
+KEY_TYPES = SCHEMA.key_types
 
 
 def _at(base: dt.datetime, hours: int = 0, minutes: int = 0) -> dt.datetime:
@@ -293,6 +306,161 @@ async def test_no_attribute_value_in_logs_or_answers(aws: AwsClients, bucket: st
     assert SECRET_MARKER not in buf.getvalue()
     assert SECRET_MARKER not in orjson.dumps(result.body).decode()
     assert "user-00000" not in orjson.dumps(result.body).decode()  # nor a key
+
+
+# -- the daily roll: a new chain from each new full backup ----------------------------
+
+DAY2 = FULL + DAY  # the next daily backup's ExportTime (03:00:07)
+
+
+@dataclass(frozen=True)
+class Rolled:
+    old: str  # chain ids
+    new: str
+    at_0315: list[dict[str, Any]]  # the table as of day 2, 03:15 (a window boundary)
+
+
+async def _rolled(aws: AwsClients, bucket: str) -> Rolled:
+    """Day 1's chain runs up to day 2, the daily backup of day 2 is made, and the
+    next rounds roll to a new chain from it (changes before and after it)."""
+    await make_table(aws)
+    await full_backup(aws, bucket)
+    assert (await incremental(aws, bucket, _at(FULL, minutes=40))).status_code == 200
+    await change(aws, _at(DAY2, minutes=-30), puts=1)
+    assert (await incremental(aws, bucket, _at(DAY2, minutes=-10))).status_code == 200
+    await change(aws, _at(DAY2, minutes=-5), puts=1)
+    await full_backup(aws, bucket, DAY2)
+    await change(aws, _at(DAY2, minutes=5), puts=1, deletes=1)
+    at_0315 = await scan_all(aws.dynamodb, TABLE)
+    await change(aws, _at(DAY2, minutes=20), puts=1, deletes=2)
+    rolled = await incremental(aws, bucket, _at(DAY2, minutes=25))
+    # The old chain first reaches the new full backup (a window past its export
+    # time), then the new chain starts from it; no break, nothing failed.
+    assert rolled.status_code == 200, rolled.body
+    (row,) = rolled.body["results"]
+    old, new = await chains(aws, bucket)
+    assert (row["status"], row["breaks"], row["error"]) == ("COMPLETED", [], None)
+    assert (row["superseded_chain_id"], row["chain_id"]) == (old.chain_id, new.chain_id)
+    assert row["chain_head"] == DAY2.isoformat()  # its first window is not due yet
+    assert rolled.body["chain_breaks"] == 0
+    assert windows(old)[-2:] == [
+        (_at(FULL, minutes=30), _at(DAY2, minutes=-15)),
+        (_at(DAY2, minutes=-15), _at(DAY2, minutes=15)),
+    ]
+    assert old.superseded is not None
+    assert old.broken is None
+    assert (old.superseded.superseded_by, old.superseded.head) == (
+        new.chain_id,
+        _at(DAY2, minutes=15),
+    )
+    assert (new.start.base_export_time, new.start.base_backup_date) == (DAY2, DAY2.date())
+    later = await incremental(aws, bucket, _at(DAY2, minutes=50))
+    assert later.status_code == 200, later.body
+    assert later.body["results"][0]["superseded_chain_id"] is None
+    assert windows((await chains(aws, bucket))[1]) == [(DAY2, _at(DAY2, minutes=45))]
+    return Rolled(old.chain_id, new.chain_id, at_0315)
+
+
+async def test_a_new_daily_backup_starts_a_new_chain_and_supersedes_the_old(
+    aws: AwsClients, bucket: str
+) -> None:
+    r = await _rolled(aws, bucket)
+    storage = S3Storage(aws.s3, bucket)
+    # Each restore point from the full backup and chain reaching closest to it.
+    expected = {
+        _at(FULL, minutes=40): (FULL.date(), r.old, _at(FULL, minutes=30)),
+        _at(DAY2, minutes=-1): (FULL.date(), r.old, _at(DAY2, minutes=-15)),
+        DAY2: (DAY2.date(), None, DAY2),  # the new full backup alone
+        # Before the new chain's first window ends: the old chain's window that
+        # holds the new full backup's export time, on that full backup.
+        _at(DAY2, minutes=20): (DAY2.date(), r.old, _at(DAY2, minutes=15)),
+        _at(DAY2, minutes=55): (DAY2.date(), r.new, _at(DAY2, minutes=45)),
+    }
+    for at, (date, chain_id, reached) in expected.items():
+        plan = await plan_point_in_time(storage, PREFIX, TABLE, at)
+        got = (plan.point.full.backup_date, plan.point.chain_id, plan.restored_to)
+        assert got == (date, chain_id, reached), at
+    latest = await plan_point_in_time(storage, PREFIX, TABLE, "latest")
+    assert (latest.point.chain_id, latest.restored_to) == (r.new, _at(DAY2, minutes=45))
+    # Restored item for item: the new full backup, then the old chain's window.
+    plan = await plan_point_in_time(storage, PREFIX, TABLE, _at(DAY2, minutes=20))
+    await restore_plan(aws, storage, plan, "pitr-roll-target", key_types=KEY_TYPES)
+    assert canonical(await scan_all(aws.dynamodb, "pitr-roll-target")) == canonical(r.at_0315)
+    # The timeline: the old chain superseded (not broken), one restorable range.
+    (tl,) = await build_timeline(storage, PREFIX, [TABLE])
+    assert [(c.chain_id, c.superseded_by, c.broken) for c in tl.chains] == [
+        (r.old, r.new, None),
+        (r.new, None, None),
+    ]
+    assert [(s.start, s.end) for s in tl.restorable] == [(FULL, _at(DAY2, minutes=45))]
+
+
+async def test_a_window_in_flight_is_finished_before_the_roll(aws: AwsClients, bucket: str) -> None:
+    """The chain passed the new backup's export time before its manifest was
+    written (the daily run verifies for a while): the window then exporting is
+    finished and chained, once, and only then does the next chain start."""
+    await make_table(aws)
+    await full_backup(aws, bucket)
+    assert (await incremental(aws, bucket, _at(DAY2, minutes=25))).status_code == 200
+    cut = await incremental(aws, bucket, _at(DAY2, minutes=40), deadline_seconds=0)
+    assert cut.status_code == 202
+    await full_backup(aws, bucket, DAY2)  # its ExportTime lies behind the chain's head
+    result = await incremental(aws, bucket, _at(DAY2, minutes=41))
+    assert result.status_code == 200, result.body
+    old, new = await chains(aws, bucket)
+    assert windows(old)[-1] == (_at(DAY2, minutes=15), _at(DAY2, minutes=30))
+    assert old.superseded is not None
+    assert old.superseded.head == _at(DAY2, minutes=30)
+    assert windows(new) == [(DAY2, _at(DAY2, minutes=30))]
+    exports = await incremental_exports(aws)
+    froms = [e["IncrementalExportSpecification"]["ExportFromTime"] for e in exports]
+    assert froms.count(_at(DAY2, minutes=15)) == 1  # the window in flight: one export
+
+
+async def _delete_under(aws: AwsClients, bucket: str, prefix: str) -> int:
+    storage = S3Storage(aws.s3, bucket)
+    keys = [o.key async for o in storage.list_objects(prefix)]
+    for key in keys:
+        await aws.s3.delete_object(Bucket=bucket, Key=key)
+    return len(keys)
+
+
+async def test_an_expired_old_chain_breaks_neither_the_new_chain_nor_a_restore(
+    aws: AwsClients, bucket: str
+) -> None:
+    r = await _rolled(aws, bucket)
+    storage = S3Storage(aws.s3, bucket)
+    old_chain = chain_prefix(PREFIX, TABLE, r.old)
+    # The lifecycle rule expires what was written on day 1 first: the first
+    # full backup, then (same age) the old chain's start and first window.
+    assert await _delete_under(aws, bucket, f"{PREFIX}/{FULL.date().isoformat()}/") > 0
+    (first,) = [
+        o.key
+        async for o in storage.list_objects(f"{old_chain}/windows/")
+        if o.key.endswith(f"{time_stamp(FULL)}_{time_stamp(_at(FULL, minutes=30))}.json")
+    ]
+    await aws.s3.delete_object(Bucket=bucket, Key=first)
+    # Half expired: the old chain has a gap at its start, yet its later window
+    # still carries the new full backup.
+    plan = await plan_point_in_time(storage, PREFIX, TABLE, _at(DAY2, minutes=20))
+    assert (plan.point.chain_id, plan.restored_to) == (r.old, _at(DAY2, minutes=15))
+    await aws.s3.delete_object(Bucket=bucket, Key=f"{old_chain}/chain.json")
+    # Expired: the old chain is no longer listed; the rest answers as before.
+    assert [c.chain_id for c in await chains(aws, bucket)] == [r.new]
+    near = await plan_point_in_time(storage, PREFIX, TABLE, _at(DAY2, minutes=20))
+    assert (near.point.chain_id, near.restored_to) == (None, DAY2)
+    with pytest.raises(BackupNotFoundError, match="no verified full backup"):
+        await plan_point_in_time(storage, PREFIX, TABLE, _at(FULL, minutes=40))
+    await change(aws, _at(DAY2, minutes=55), puts=1)
+    nxt = await incremental(aws, bucket, _at(DAY2, hours=1, minutes=5))
+    assert nxt.status_code == 200, nxt.body
+    (row,) = nxt.body["results"]
+    assert (row["chain_id"], row["breaks"], row["windows_verified"]) == (r.new, [], 1)
+    latest = await plan_point_in_time(storage, PREFIX, TABLE, "latest")
+    assert (latest.point.chain_id, latest.restored_to) == (r.new, _at(DAY2, hours=1))
+    (tl,) = await build_timeline(storage, PREFIX, [TABLE])
+    assert [c.chain_id for c in tl.chains] == [r.new]
+    assert [(s.start, s.end) for s in tl.restorable] == [(DAY2, _at(DAY2, hours=1))]
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from ddb_backup.chain import (
     Chain,
     ChainBreak,
     ChainStart,
+    ChainSuperseded,
     ChainWindow,
     FullBackupPoint,
     PlannedWindow,
@@ -26,12 +27,14 @@ from ddb_backup.chain import (
     incremental_client_token,
     list_chains,
     load_chain,
+    newest_chain,
     plan_next_window,
     record_break,
+    record_superseded,
     resolve_restore_point,
     start_chain,
 )
-from ddb_backup.errors import BackupNotFoundError, ChainError, ConfigError
+from ddb_backup.errors import BackupNotFoundError, ChainError, ConfigError, DataFileMissingError
 from ddb_backup.incremental import verify_incremental_folder
 from ddb_backup.keys import chain_prefix
 from ddb_backup.storage import S3Storage
@@ -275,6 +278,87 @@ def test_restore_point_resolution() -> None:
     assert resolve_restore_point([day1], [broken], day2_time + Q).restored_to == _at(4)
     with pytest.raises(BackupNotFoundError, match="no verified full backup"):
         resolve_restore_point([day1, day2], [sound], FULL - dt.timedelta(seconds=1))
+
+
+def test_restore_point_resolution_across_a_daily_roll() -> None:
+    """Day 1's chain runs until it passes day 2's full backup, then day 2's chain
+    starts from it: each time resolves to the newest full backup at or before it
+    and whichever chain reaches closest to it."""
+    day2_time = FULL + dt.timedelta(days=1)
+    day1, day2 = FullBackupPoint(FULL, FULL.date()), FullBackupPoint(day2_time, day2_time.date())
+    d2 = day2_time.replace(second=0)  # day 2, 03:00
+    old_start, new_start = _start(), _start(day2_time)
+    old = _chain(old_start, [FULL, _at(3, 30), d2 - Q, d2 + Q])
+    new = _chain(new_start, [day2_time, d2 + 2 * Q, d2 + 3 * Q])
+    fulls, both = [day1, day2], [old, new]
+
+    def resolved(at: dt.datetime) -> tuple[FullBackupPoint, str | None, dt.datetime]:
+        p = resolve_restore_point(fulls, both, at)
+        return p.full, p.chain_id, p.restored_to
+
+    assert resolved(_at(3, 40)) == (day1, old.chain_id, _at(3, 30))
+    assert resolved(d2 - Q / 3) == (day1, old.chain_id, d2 - Q)
+    assert resolved(day2_time) == (day2, None, day2_time)
+    # The new chain's first window has not ended: the old chain's window holding
+    # the new full backup's export time, applied on the new full backup.
+    near = resolve_restore_point(fulls, both, d2 + Q + Q / 3)
+    assert (near.full, near.chain_id, near.restored_to) == (day2, old.chain_id, d2 + Q)
+    assert [w.export_from_time for w in near.windows] == [d2 - Q]
+    assert resolved(d2 + 3 * Q) == (day2, new.chain_id, d2 + 3 * Q)
+    assert resolve_restore_point(fulls, both, "latest").chain_id == new.chain_id
+    # Day 1's start and first windows expired (a gap at the chain's start): its
+    # window holding day 2's export time still carries day 2's full backup.
+    tail = old.windows[-1:]
+    expired = Chain(old_start, tail, problems=check_contiguity(old_start, tail))
+    assert expired.usable == []
+    near = resolve_restore_point([day2], [expired, new], d2 + Q + Q / 3)
+    assert (near.chain_id, near.restored_to) == (old.chain_id, d2 + Q)
+    # A problem after that window still cuts it.
+    other = _window(old_start, d2 + Q, d2 + 2 * Q, table_id="another")
+    cut = [*tail, other]
+    mixed = Chain(old_start, cut, problems=check_contiguity(old_start, cut))
+    assert resolve_restore_point([day2], [mixed], d2 + 2 * Q).restored_to == d2 + Q
+
+
+async def test_superseded_chain_record(aws: AwsClients, bucket: str) -> None:
+    storage = S3Storage(aws.s3, bucket)
+    old, new = _start(), _start(_at(5))
+    for s in (old, new):
+        await start_chain(storage, PREFIX, s)
+    chain = await append_window(
+        storage,
+        PREFIX,
+        await load_chain(storage, PREFIX, TABLE, old.chain_id),
+        _window(old, FULL, _at(5, 15)),
+    )
+    record = ChainSuperseded(
+        table=TABLE,
+        chain_id=old.chain_id,
+        superseded_by=new.chain_id,
+        new_base_backup_date=new.base_backup_date,
+        new_base_export_time=new.base_export_time,
+        head=chain.head,
+        recorded_at=NOW,
+    )
+    assert await record_superseded(storage, PREFIX, record) is True
+    retry = record.model_copy(update={"recorded_at": NOW + Q})
+    assert await record_superseded(storage, PREFIX, retry) is False  # a retry: nothing new
+    with pytest.raises(ChainError, match="other content"):
+        await record_superseded(storage, PREFIX, record.model_copy(update={"superseded_by": "x"}))
+    loaded = await load_chain(storage, PREFIX, TABLE, old.chain_id)
+    assert (loaded.superseded, loaded.broken) == (record, None)
+    with pytest.raises(ChainError, match="superseded"):
+        await append_window(storage, PREFIX, loaded, _window(old, _at(5, 15), _at(5, 30)))
+    assert (await newest_chain(storage, PREFIX, TABLE)) == await load_chain(
+        storage, PREFIX, TABLE, new.chain_id
+    )
+    # The old chain's start expired (its windows linger): skipped, not an error.
+    old_start_key = f"{chain_prefix(PREFIX, TABLE, old.chain_id)}/chain.json"
+    await aws.s3.delete_object(Bucket=bucket, Key=old_start_key)
+    assert [c.chain_id for c in await list_chains(storage, PREFIX, TABLE)] == [new.chain_id]
+    assert await newest_chain(storage, PREFIX, TABLE, before=new.chain_id) is None
+    with pytest.raises(DataFileMissingError):
+        await load_chain(storage, PREFIX, TABLE, old.chain_id)
 
 
 def test_incremental_export_request_matches_the_api() -> None:

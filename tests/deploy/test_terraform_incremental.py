@@ -70,6 +70,23 @@ def test_role_is_least_privilege_and_deletes_nothing(tf: Module) -> None:
             assert set(actions) <= NO_RESOURCE_LEVEL, actions
 
 
+def test_windows_expire_with_or_after_the_full_backup_they_build_on(tf: Module) -> None:
+    """One age rule covers both the daily backups and the incremental prefix, and no
+    rule expires or moves the windows separately: every object of a chain is written
+    after its full backup, so it expires at the same midnight or later."""
+    lifecycle = tf.resource("aws_s3_bucket_lifecycle_configuration", "backups")
+    (expiring,) = [r for r in lifecycle["rule"] if r.get("expiration")]
+    (filt,) = expiring["filter"]
+    rule_prefix = unquote(filt["prefix"])
+    incremental = unquote(tf.locals["incremental_arn"]).removeprefix("${local.bucket_arn}/")
+    assert incremental.startswith(rule_prefix)  # the windows fall under the same rule
+    assert unquote(tf.locals["exports_arn"]).endswith(f"/{rule_prefix}*")  # so do backups
+    for rule in lifecycle["rule"]:
+        assert "transition" not in rule
+        prefixes = [unquote(f.get("prefix", "")) for f in rule.get("filter", [])]
+        assert not any("incremental" in p for p in prefixes), rule
+
+
 def test_alarms_watch_metrics_the_handler_emits(tf: Module) -> None:
     source = (ROOT / "handlers" / "incremental.py").read_text(encoding="utf-8")
     assert '"Function": "incremental", "Environment"' in source

@@ -53,7 +53,6 @@ from ddb_backup.point_in_time import (
     restore_export_chain,
     verify_point_in_time,
 )
-from ddb_backup.restore import restore_export
 from ddb_backup.restore.writer import (
     BatchSender,
     BatchWriter,
@@ -71,6 +70,7 @@ from tests.support.incremental import (
     change_line,
     emulate_incremental_export,
     enable_stream,
+    restore_plan,
     streams_client,
     write_incremental_export,
 )
@@ -191,18 +191,7 @@ async def _record_chain(storage: S3Storage, sc: Scenario) -> Chain:
 async def _restore(
     aws: AwsClients, storage: S3Storage, plan: PointInTimePlan, target: str
 ) -> list[WindowCounts]:
-    """Verify every window, restore the full backup with the existing restore,
-    then apply the windows in order."""
-    verified = await verify_point_in_time(storage, plan, key_types=KEY_TYPES)
-    await create_table(aws.dynamodb, target, pitr=False)
-    assert plan.backup.export_folder is not None
-    full = await restore_export(storage, plan.backup.export_folder, target, aws)
-    assert full.status_code == 200, full.body
-    counts = []
-    for window in verified:
-        async with BatchWriter(target, generic_sender(aws.dynamodb)) as writer:
-            counts.append(await apply_window(storage, window, writer, key_types=KEY_TYPES))
-    return counts
+    return await restore_plan(aws, storage, plan, target, key_types=KEY_TYPES)
 
 
 async def test_restore_to_each_boundary_equals_the_snapshot(aws: AwsClients, bucket: str) -> None:

@@ -21,15 +21,25 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 from aiobotocore.session import get_session
 
+from ddb_backup.aws import AwsClients
 from ddb_backup.incremental import micros
 from ddb_backup.items import to_botocore
-from tests.support.data import to_wire, write_data_files, write_manifests
+from ddb_backup.point_in_time import (
+    PointInTimePlan,
+    WindowCounts,
+    apply_window,
+    verify_point_in_time,
+)
+from ddb_backup.restore import restore_export
+from ddb_backup.restore.writer import BatchWriter, generic_sender
+from ddb_backup.storage import S3Storage
+from tests.support.data import create_table, to_wire, write_data_files, write_manifests
 
 TABLE_ID = "8a5c7f3e-0b1d-4c2e-9f60-1d2e3f4a5b6c"
 
@@ -234,3 +244,25 @@ async def apply_requests(dynamodb: Any, table: str, requests: list[dict[str, Any
                 batch.append({"DeleteRequest": {"Key": to_botocore(r["DeleteRequest"]["Key"])}})
         resp = await dynamodb.batch_write_item(RequestItems={table: batch})
         assert not resp.get("UnprocessedItems")
+
+
+async def restore_plan(
+    aws: AwsClients,
+    storage: S3Storage,
+    plan: PointInTimePlan,
+    target: str,
+    *,
+    key_types: Mapping[str, str],
+) -> list[WindowCounts]:
+    """Verify every window, restore the full backup with the existing restore
+    into a new table ``target``, then apply the windows in order."""
+    verified = await verify_point_in_time(storage, plan, key_types=key_types)
+    await create_table(aws.dynamodb, target, pitr=False)
+    assert plan.backup.export_folder is not None
+    full = await restore_export(storage, plan.backup.export_folder, target, aws)
+    assert full.status_code == 200, full.body
+    counts = []
+    for window in verified:
+        async with BatchWriter(target, generic_sender(aws.dynamodb)) as writer:
+            counts.append(await apply_window(storage, window, writer, key_types=key_types))
+    return counts
