@@ -265,3 +265,19 @@ async def test_not_final_date_is_refused(aws: AwsClients, config: VaultConfig) -
 
 def source_data_key(objects: dict[str, bytes]) -> str:
     return sorted(k for k in objects if k.endswith(".json.gz"))[0]
+
+
+async def test_damaged_primary_object_is_not_copied(
+    aws: AwsClients, config: VaultConfig, source: Any, bucket: str
+) -> None:
+    key = source_data_key(await keys_of(aws, bucket))
+    await aws.s3.put_object(Bucket=bucket, Key=key, Body=b"bit rot")
+
+    result = await copy_to_vault(config, aws, DATE)
+
+    assert [(f.key, f.reason) for f in result.failed] == [
+        (key, "the primary object differs from its manifest's MD5; not copied")
+    ]
+    assert result.status_code == 500
+    with pytest.raises(ClientError):
+        await aws.s3.head_object(Bucket=VAULT, Key=key)
