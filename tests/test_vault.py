@@ -3,6 +3,7 @@ idempotent; conflicts and corruption reported; restorable with the primary gone.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 from typing import Any
@@ -11,7 +12,8 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from ddb_backup.aws import AwsClients
+from ddb_backup.aws import AwsClients, aws_clients
+from ddb_backup.cli import main
 from ddb_backup.events import RestoreRequest
 from ddb_backup.keys import date_prefix
 from ddb_backup.restore import run_restore
@@ -26,8 +28,11 @@ from ddb_backup.vault import (
     vault_status,
     verify_vault_copy,
 )
+from handlers.vault import handler as vault_handler
+from tests.conftest import BUCKET
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import canonical, create_table, every_type_items, scan_all, table_name
+from tests.support.lambda_context import FakeContext
 
 VAULT = "ddb-backup-test-vault"
 DATE = dt.date(2026, 11, 27)
@@ -281,3 +286,107 @@ async def test_damaged_primary_object_is_not_copied(
     assert result.status_code == 500
     with pytest.raises(ClientError):
         await aws.s3.head_object(Bucket=VAULT, Key=key)
+
+
+# -- handler and CLI ----------------------------------------------------------------
+
+
+@pytest.fixture
+def vault_env(moto: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The vault Lambda's environment, and a final backup with its vault bucket."""
+    env = {
+        "BACKUP_BUCKET": BUCKET,
+        "ENVIRONMENT": ENVIRONMENT,
+        "S3_EXPORTS_PREFIX": PREFIX,
+        "VAULT_BUCKET": VAULT,
+        "VAULT_RETENTION_DAYS": "30",
+    }
+    for var in ("BACKUP_BUCKET_OWNER", "VAULT_BUCKET_OWNER", "VAULT_KMS_KEY_ID", "VAULT_LOCK_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+    async def setup() -> None:
+        async with aws_clients() as clients:
+            await clients.s3.create_bucket(Bucket=BUCKET)
+            await clients.s3.create_bucket(Bucket=VAULT, ObjectLockEnabledForBucket=True)
+            await make_backup(clients.s3, BUCKET, PREFIX, DATE, {T1: every_type_items(5)})
+
+    asyncio.run(setup())
+    return env
+
+
+def _emf(out: str) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_handler_copies_the_latest_final_date_and_emits_metrics(
+    vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = vault_handler({}, FakeContext(remaining_ms=900_000))
+
+    assert out["statusCode"] == 200, out["body"]
+    body = out["body"]
+    assert body["backup_date"] == DATE.isoformat()
+    assert body["copied"] > 0
+    assert (body["skipped"], body["failed"], body["remaining"]) == (0, 0, 0)
+    [metrics] = _emf(capsys.readouterr().out)
+    assert metrics["final_backups_without_vault_copy"] == 0
+    assert metrics["vault_objects_copied"] == body["copied"]
+
+    again = vault_handler({"backup_date": DATE.isoformat()}, None)
+    assert again["statusCode"] == 200
+    assert (again["body"]["copied"], again["body"]["skipped"]) == (0, body["copied"])
+
+
+def test_handler_refuses_unknown_fields_and_missing_dates(
+    vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = vault_handler({"backupDate": DATE.isoformat()}, None)
+    assert bad["statusCode"] == 400
+    assert any(p.startswith("backupDate:") for p in bad["body"]["problems"])
+    missing = vault_handler({"backup_date": "2026-11-20"}, None)
+    assert missing["statusCode"] == 404
+    assert "2026-11-20" in missing["body"]["error"]
+
+
+def test_handler_counts_a_missing_copy_when_misconfigured(
+    vault_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VAULT_LOCK_MODE", "SOMETIMES")
+    out = vault_handler({}, None)
+    assert out["statusCode"] == 500
+    assert "VAULT_LOCK_MODE" in out["body"]["error"]
+    [metrics] = _emf(capsys.readouterr().out)
+    assert metrics["final_backups_without_vault_copy"] == 1
+
+
+def test_cli_vault_copy_and_status(
+    vault_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("VAULT_RETENTION_DAYS")
+    assert main(["vault-copy", "latest"]) == 2
+    assert "VAULT_RETENTION_DAYS" in capsys.readouterr().err
+
+    assert main(["vault-copy", DATE.isoformat(), "--retention-days", "7", "--json"]) == 0
+    copied = orjson.loads(capsys.readouterr().out)
+    assert copied["status"] == "COMPLETE"
+    assert copied["copied"] > 0
+
+    assert main(["vault-status", "--json"]) == 0
+    [row] = orjson.loads(capsys.readouterr().out)
+    assert row["date"] == DATE.isoformat()
+    assert (row["final_in_primary"], row["in_vault"], row["verified"]) == (True, True, True)
+    locked = dt.datetime.fromisoformat(row["locked_until"])
+    assert locked > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
+
+    assert main(["vault-status"]) == 0
+    assert "yes" in capsys.readouterr().out
+
+
+def test_cli_vault_status_fails_for_a_final_backup_without_copy(
+    vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["vault-status", "--json"]) == 1
+    [row] = orjson.loads(capsys.readouterr().out)
+    assert (row["final_in_primary"], row["in_vault"], row["verified"]) == (True, False, False)
