@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ddb_backup.aws import AwsClients, error_code, raise_aws_error
+from ddb_backup.aws import _client_error_message as client_error_message
 from ddb_backup.catalog import list_backups, load_backup
 from ddb_backup.concurrency import run_workers
 from ddb_backup.config import DEFAULT_PREFIX, AccountId, Bucket, RestoreConfig, _build, _Config
@@ -230,11 +231,15 @@ async def _read_md5(storage: S3Storage, key: str, pin: ObjectPin) -> str:
 
 
 def _refusal(exc: ClientError, operation: str) -> str:
-    """A refused write named as such: Object Lock or the bucket policy said no."""
+    """A refused vault write, named as such with AWS's own (short) reason."""
     code = error_code(exc) or "Unknown"
-    if code in {"AccessDenied", "InvalidRequest", "ObjectLocked"}:
-        return f"{operation} refused by S3 ({code}): the vault's Object Lock or policy forbids it"
-    return f"{operation} failed ({code})"
+    reason = client_error_message(exc)
+    if code in {"AccessDenied", "InvalidRequest", "ObjectLocked", "LockNotEnabled"}:
+        return (
+            f"{operation} refused by S3 ({reason}): the vault's Object Lock settings, "
+            "a retention or the bucket policy forbid this write; nothing was overwritten"
+        )
+    return f"{operation} failed ({reason})"
 
 
 class _Copier:

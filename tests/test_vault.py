@@ -390,3 +390,26 @@ def test_cli_vault_status_fails_for_a_final_backup_without_copy(
     assert main(["vault-status", "--json"]) == 1
     [row] = orjson.loads(capsys.readouterr().out)
     assert (row["final_in_primary"], row["in_vault"], row["verified"]) == (True, False, False)
+
+
+async def test_a_vault_without_object_lock_is_refused_and_reported(
+    aws: AwsClients, bucket: str, source: Any
+) -> None:
+    await aws.s3.create_bucket(Bucket="ddb-backup-unlocked")
+    config = VaultConfig(
+        bucket=bucket,
+        environment=ENVIRONMENT,
+        prefix=PREFIX,
+        vault_bucket="ddb-backup-unlocked",
+        retention_days=30,
+    )
+
+    result = await copy_to_vault(config, aws, DATE)
+
+    assert result.status_code == 500
+    assert result.copied == []
+    assert len(result.failed) == len(await keys_of(aws, bucket))
+    assert all(f.reason.startswith("CopyObject refused by S3 (") for f in result.failed)
+    assert all("Object Lock" in f.reason for f in result.failed)
+    # Nothing unlocked was written.
+    assert (await aws.s3.list_objects_v2(Bucket="ddb-backup-unlocked")).get("KeyCount", 0) == 0
