@@ -288,10 +288,13 @@ class _Copier:
         }
         _checksum_header(clients.s3)
 
-    async def head(self, bucket: str, key: str, owner: Mapping[str, str]) -> dict[str, Any] | None:
+    async def head(
+        self, bucket: str, key: str, owner: Mapping[str, str], version_id: str | None = None
+    ) -> dict[str, Any] | None:
+        version = {"VersionId": version_id} if version_id else {}
         try:
             resp: dict[str, Any] = await self.s3.head_object(
-                Bucket=bucket, Key=key, ChecksumMode="ENABLED", **owner
+                Bucket=bucket, Key=key, ChecksumMode="ENABLED", **owner, **version
             )
         except ClientError as exc:
             if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
@@ -329,8 +332,9 @@ class _Copier:
                     f"{until.isoformat()}; not overwritten",
                     conflict=True,
                 )
-        await self._copy(key, src)
-        copy = await self.head(self.config.vault_bucket, key, self._vault_owner)
+        # Checked is the version this copy wrote, whatever else lands on the key.
+        version_id = await self._copy(key, src)
+        copy = await self.head(self.config.vault_bucket, key, self._vault_owner, version_id)
         if copy is None:
             raise _Failed("the copy is not in the vault after CopyObject")
         found = await self.md5_of(self.vault, key, copy)
@@ -370,7 +374,8 @@ class _Copier:
             raise _Failed(_refusal(exc, "PutObjectRetention")) from exc
         return self.retain_until
 
-    async def _copy(self, key: str, src: Mapping[str, Any]) -> None:
+    async def _copy(self, key: str, src: Mapping[str, Any]) -> str | None:
+        """Copy ``key`` as ``src`` describes it; the new version's id (versioned vault)."""
         source = {"Bucket": self.config.bucket, "Key": key}
         if src.get("VersionId"):
             source["VersionId"] = str(src["VersionId"])
@@ -392,17 +397,19 @@ class _Copier:
         size = int(src.get("ContentLength", 0))
         try:
             if size <= self.multipart_threshold:
-                await self.s3.copy_object(**common, **pinned, MetadataDirective="COPY")
+                resp = await self.s3.copy_object(**common, **pinned, MetadataDirective="COPY")
             else:
-                await self._copy_parts(key, size, common, pinned)
+                resp = await self._copy_parts(key, size, common, pinned)
         except ClientError as exc:
             raise _Failed(_refusal(exc, "CopyObject")) from exc
         except (BotoCoreError, OSError) as exc:
             raise _Failed(f"CopyObject failed ({type(exc).__name__})") from exc
+        version = resp.get("VersionId")
+        return str(version) if version else None
 
     async def _copy_parts(
         self, key: str, size: int, common: dict[str, Any], pinned: dict[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
         upload = await self.s3.create_multipart_upload(**common)
         ids = {
             "Bucket": self.config.vault_bucket,
@@ -422,7 +429,10 @@ class _Copier:
                 if result.get("ChecksumSHA256"):
                     part["ChecksumSHA256"] = result["ChecksumSHA256"]
                 parts.append(part)
-            await self.s3.complete_multipart_upload(**ids, MultipartUpload={"Parts": parts})
+            done: dict[str, Any] = await self.s3.complete_multipart_upload(
+                **ids, MultipartUpload={"Parts": parts}
+            )
+            return done
         except BaseException:
             # Never leave billed parts behind; the next run starts the object over.
             try:
