@@ -383,6 +383,12 @@ def test_cli_vault_copy_and_status(
     assert main(["vault-status"]) == 0
     assert "yes" in capsys.readouterr().out
 
+    # The read commands work on the vault as on the primary (--bucket).
+    assert main(["list", "--bucket", VAULT, "--json"]) == 0
+    [entry] = orjson.loads(capsys.readouterr().out)
+    assert (entry["date"], entry["state"]) == (DATE.isoformat(), "complete")
+    assert main(["verify", DATE.isoformat(), "--bucket", VAULT]) == 0
+
 
 def test_cli_vault_status_fails_for_a_final_backup_without_copy(
     vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
