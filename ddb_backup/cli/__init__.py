@@ -23,6 +23,7 @@ from ddb_backup import __version__
 from ddb_backup.cli.commands import COMMANDS, EXIT_FAILED, EXIT_USAGE, UsageError
 from ddb_backup.cli.display import Output
 from ddb_backup.cli.settings import FLAG_FOR_VARIABLE
+from ddb_backup.cli.vault import VAULT_COMMANDS, add_vault_parsers
 from ddb_backup.concurrency import first_error
 from ddb_backup.errors import ConfigError, DdbBackupError, UnsafeNameError
 from ddb_backup.keys import check_date, check_key, check_table_name
@@ -264,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="+", metavar="TABLE", type=_table_arg)
     p.add_argument("--concurrency", type=_positive_int, default=4, help="files copied at once")
     p.add_argument("--json", action="store_true", help="machine-readable report")
+
+    add_vault_parsers(sub, common, _date_arg)
     return parser
 
 
@@ -320,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     debug = bool(getattr(args, "debug", False))
     out = Output()
-    command = COMMANDS[args.command]
+    command = {**COMMANDS, **VAULT_COMMANDS}[args.command]
     with _logging(debug):
         try:
             return asyncio.run(command(args, out))

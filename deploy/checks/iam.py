@@ -43,7 +43,11 @@ SOURCE_ROOT = MODULE_DIR.parent.parent
 WILDCARD_EXCEPTIONS: dict[str, str] = {}
 
 #: Role -> the handler modules its functions run (main.tf's local.functions).
-ROLE_HANDLERS = {"backup": ["handlers.backup"], "restore": ["handlers.restore"]}
+ROLE_HANDLERS = {
+    "backup": ["handlers.backup"],
+    "restore": ["handlers.restore"],
+    "vault": ["handlers.vault"],
+}
 
 #: Services whose actions the code's calls determine; the others are the platform's.
 CODE_SERVICES = {"dynamodb", "s3"}
@@ -55,6 +59,9 @@ OPERATION_ACTIONS: dict[str, set[str]] = {
     "s3:CreateMultipartUpload": {"s3:PutObject"},
     "s3:UploadPart": {"s3:PutObject"},
     "s3:CompleteMultipartUpload": {"s3:PutObject"},
+    # A server-side copy reads the source and writes the target with the caller's rights.
+    "s3:CopyObject": {"s3:GetObject", "s3:PutObject"},
+    "s3:UploadPartCopy": {"s3:GetObject", "s3:PutObject"},
     # The export writes to S3 with the caller's permissions (AWS's ExportTableToPointInTime
     # documentation): PutObject, PutObjectAcl and AbortMultipartUpload on the prefix.
     "dynamodb:ExportTableToPointInTime": {
@@ -69,6 +76,12 @@ OPERATION_ACTIONS: dict[str, set[str]] = {
 EXTRA_ACTIONS: dict[str, dict[str, str]] = {
     "backup": {},
     "restore": {},
+    "vault": {
+        "s3:GetObjectVersion": "reads and copies pinned to a VersionId (versioned buckets) "
+        "need it besides s3:GetObject",
+        "s3:GetObjectRetention": "HeadObject returns an object's Object Lock retention only "
+        "with it (conflicts and status read it)",
+    },
 }
 
 # ---------------------------------------------------------------------------
@@ -79,6 +92,8 @@ SAMPLES = {
     "local.partition": "aws",
     "local.region": "eu-west-1",
     "local.account_id": "123456789012",
+    # coalesce(var.vault_bucket_name, ...): one bucket name, not the list of candidates.
+    "local.vault_bucket": "example-vault-bucket",
 }
 #: ARNs of resources the provider computes, by resource type.
 RESOURCE_ARNS = {

@@ -134,7 +134,7 @@ resource "aws_cloudwatch_metric_alarm" "backup_missing" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
-  for_each = local.functions
+  for_each = local.lambda_functions
 
   alarm_name          = "${local.name}-${each.key}-errors"
   alarm_description   = "ddb-backup ${each.key}: the function raised (an unhandled error, a timeout or out of memory)."

@@ -96,7 +96,7 @@ locals {
 }
 
 resource "aws_cloudwatch_log_group" "lambda" {
-  for_each = local.functions
+  for_each = local.lambda_functions
 
   name              = "/aws/lambda/${local.name}-${each.key}"
   retention_in_days = var.log_retention_days
@@ -105,7 +105,7 @@ resource "aws_cloudwatch_log_group" "lambda" {
 }
 
 resource "aws_lambda_function" "this" {
-  for_each = local.functions
+  for_each = local.lambda_functions
   #checkov:skip=CKV_AWS_117:The functions only call AWS APIs (DynamoDB, S3); a VPC would add NAT or endpoints and no isolation that IAM does not already give.
   #checkov:skip=CKV_AWS_272:Code signing needs a Signer profile the deploying team owns; the zip is built reproducibly by deploy/build_lambda.py.
   #checkov:skip=CKV_AWS_116:Async failures go to the on-failure destination (aws_lambda_function_event_invoke_config.this), which carries the request and the error, unlike a DLQ.
@@ -141,6 +141,7 @@ resource "aws_lambda_function" "this" {
   depends_on = [
     aws_iam_role_policy.backup,
     aws_iam_role_policy.restore,
+    aws_iam_role_policy.vault,
   ]
 }
 
@@ -148,7 +149,7 @@ resource "aws_lambda_function" "this" {
 # could clear a table again (the bug of the system this replaces). Retries come from the
 # state machines, which resume from checkpoints. What still fails lands in the queue.
 resource "aws_lambda_function_event_invoke_config" "this" {
-  for_each = local.functions
+  for_each = local.lambda_functions
 
   function_name                = aws_lambda_function.this[each.key].function_name
   maximum_retry_attempts       = 0

@@ -47,3 +47,8 @@ output "failures_queue_url" {
   description = "SQS queue of failed asynchronous invocations and schedule deliveries."
   value       = aws_sqs_queue.failures.url
 }
+
+output "vault_role_arn" {
+  description = "Role of the vault function (null without var.vault_bucket_name): give it to the vault module's backup_role_arns."
+  value       = local.vault_enabled ? aws_iam_role.vault[0].arn : null
+}

@@ -349,3 +349,59 @@ variable "chain_lag_alarm_seconds" {
   type        = number
   default     = null
 }
+
+# ---------------------------------------------------------------------------
+# Vault (vault.tf; the bucket itself is deploy/terraform/vault/ in another account)
+# ---------------------------------------------------------------------------
+
+variable "vault_bucket_name" {
+  description = "Object Lock bucket (usually in another account, see deploy/terraform/vault/) that final backups are copied to; null: no vault function."
+  type        = string
+  default     = null
+}
+
+variable "vault_bucket_owner_account_id" {
+  description = "Account id that owns the vault bucket (ExpectedBucketOwner on every vault call); null: not checked."
+  type        = string
+  default     = null
+}
+
+variable "vault_kms_key_arn" {
+  description = "SSE-KMS key of the vault (in the vault account); null: the vault bucket's default encryption."
+  type        = string
+  default     = null
+}
+
+variable "vault_retention_days" {
+  description = "Object Lock retention of every vault copy, in days from the copy."
+  type        = number
+  default     = 35
+
+  validation {
+    condition     = var.vault_retention_days >= 1 && var.vault_retention_days <= 36500
+    error_message = "vault_retention_days must be between 1 and 36500."
+  }
+}
+
+variable "vault_lock_mode" {
+  description = "Object Lock mode of the vault copies: GOVERNANCE or COMPLIANCE (not even the vault account's root can shorten it)."
+  type        = string
+  default     = "COMPLIANCE"
+
+  validation {
+    condition     = contains(["GOVERNANCE", "COMPLIANCE"], var.vault_lock_mode)
+    error_message = "vault_lock_mode must be GOVERNANCE or COMPLIANCE."
+  }
+}
+
+variable "vault_schedule_expression" {
+  description = "How often the vault function copies the newest final backup (idempotent: a copied date is only re-checked)."
+  type        = string
+  default     = "rate(1 hour)"
+}
+
+variable "vault_alarm_delay_hours" {
+  description = "Alarm when the newest final backup has had no complete, verified vault copy for this many hours."
+  type        = number
+  default     = 6
+}

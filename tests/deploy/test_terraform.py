@@ -204,7 +204,7 @@ def test_function_environment_is_what_the_config_reads(tf: Module) -> None:
 
 def test_lambda_settings(tf: Module) -> None:
     fn = tf.resource("aws_lambda_function", "this")
-    assert fn["for_each"] == "${local.functions}"
+    assert fn["for_each"] == "${local.lambda_functions}"
     assert fn["runtime"] == "${var.lambda_runtime}"
     assert unquote(tf.variables["lambda_runtime"]["default"]) in {"python3.11", "python3.12"}
     assert unquote(fn["tracing_config"][0]["mode"]) == "Active"

@@ -1,0 +1,119 @@
+"""Lambda entry point of the vault copy: one final backup date copied, verified, locked.
+
+Invoked after a backup is final (e.g. by the backup's state machine or a
+schedule after it). Accepted events: ``{}`` (the newest final date), an
+EventBridge scheduled event (the same), or ``{"backup_date": "YYYY-MM-DD"}``;
+any other field is a 400 naming it. Settings come from the environment
+(:meth:`ddb_backup.vault.VaultConfig.from_environ`).
+
+Answers 200 (complete and verified), 202 (time ran out; invoke again with the
+date: the copy resumes), 404 (no final backup for the date), 500 (an object
+failed or conflicted: the body names each). EMF metrics (namespace DdbBackup,
+dimensions {Environment, Function=vault}): ``vault_objects_copied``,
+``vault_objects_skipped``, ``vault_objects_failed``, ``vault_conflicts``, and
+``final_backups_without_vault_copy`` (1 while the date's copy is not complete
+and verified: alarm on it staying above 0 for longer than a copy takes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+from typing import Any
+
+from pydantic import ValidationError, field_validator, model_validator
+
+from ddb_backup.aws import aws_clients
+from ddb_backup.errors import BackupNotFoundError, ConfigError, DdbBackupError, UnsafeNameError
+from ddb_backup.keys import check_date
+from ddb_backup.log import get_logger
+from ddb_backup.metrics import emit_metrics
+from ddb_backup.vault import VaultConfig, VaultResult, copy_to_vault, latest_final_date
+
+# Not handlers.backup's event: this function's import closure (its IAM role, see
+# deploy/checks/iam.py) stays the vault's own.
+from handlers.common import (
+    LambdaContext,
+    ScheduledEvent,
+    response,
+    setup,
+    validation_problems,
+    working_seconds,
+)
+
+__all__ = ["VaultEvent", "handler"]
+
+log = get_logger("handlers.vault")
+
+
+class VaultEvent(ScheduledEvent):
+    """``{}``, ``{"backup_date": "YYYY-MM-DD"}`` or a scheduled event (nothing else)."""
+
+    backup_date: str | None = None
+
+    @field_validator("backup_date")
+    @classmethod
+    def _date(cls, v: str | None) -> str | None:
+        try:
+            return None if v is None else check_date(v).isoformat()
+        except UnsafeNameError as exc:
+            raise ValueError("expected a date as YYYY-MM-DD") from exc
+
+    @model_validator(mode="after")
+    def _date_alone(self) -> VaultEvent:
+        if self.backup_date is not None and self.envelope_given():
+            raise ValueError("backup_date cannot be combined with an EventBridge event's fields")
+        return self
+
+
+def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
+    """Copy one final backup date to the vault (resuming an earlier invocation's copy)."""
+    setup()
+    started = time.monotonic()
+    try:
+        parsed = VaultEvent.model_validate({} if event is None else event)
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        log.error("invalid vault event", extra={"problems": problems})
+        return response(400, {"error": "invalid event", "problems": problems})
+    try:
+        config = VaultConfig.from_environ(os.environ)
+    except ConfigError as exc:
+        log.error("invalid configuration; nothing copied", extra={"error": str(exc)})
+        _emit("unknown", None, started)
+        return response(500, {"error": str(exc)})
+    deadline = working_seconds(context)
+    try:
+        day = check_date(parsed.backup_date) if parsed.backup_date else None
+        result = asyncio.run(_run(config, day, deadline))
+    except BackupNotFoundError as exc:
+        return response(404, {"error": str(exc)})
+    except DdbBackupError as exc:
+        log.error("vault copy failed", extra={"error": str(exc)})
+        _emit(config.environment, None, started)
+        return response(500, {"error": str(exc)})
+    _emit(config.environment, result, started)
+    return response(result.status_code, result.body())
+
+
+async def _run(config: VaultConfig, date: dt.date | None, deadline: float | None) -> VaultResult:
+    async with aws_clients() as clients:
+        day = date or await latest_final_date(config, clients)
+        return await copy_to_vault(config, clients, day, deadline_seconds=deadline)
+
+
+def _emit(environment: str, result: VaultResult | None, started: float) -> None:
+    """One EMF line per invocation; a run that could not start counts as a missing copy."""
+    emit_metrics(
+        {
+            "vault_objects_copied": len(result.copied) if result else 0,
+            "vault_objects_skipped": len(result.skipped) if result else 0,
+            "vault_objects_failed": len(result.failed) if result else 0,
+            "vault_conflicts": result.body()["conflicts"] if result else 0,
+            "final_backups_without_vault_copy": 0 if result and result.status_code == 200 else 1,
+            "duration_seconds": round(time.monotonic() - started, 3),
+        },
+        {"Function": "vault", "Environment": environment},
+    )
