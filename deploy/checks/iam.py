@@ -47,6 +47,7 @@ ROLE_HANDLERS = {
     "backup": ["handlers.backup"],
     "restore": ["handlers.restore"],
     "vault": ["handlers.vault"],
+    "incremental": ["handlers.incremental"],
 }
 
 #: Services whose actions the code's calls determine; the others are the platform's.

@@ -27,9 +27,12 @@ resource "aws_iam_role" "incremental" {
 data "aws_iam_policy_document" "incremental" {
   statement {
     sid = "DescribeAndExportTables"
+    # DescribeTimeToLive (read-only): the export module the round shares with the daily
+    # run reads TTL with the schema; granted so the role holds what its code can call.
     actions = [
       "dynamodb:DescribeTable",
       "dynamodb:DescribeContinuousBackups",
+      "dynamodb:DescribeTimeToLive",
       "dynamodb:ExportTableToPointInTime",
     ]
     resources = local.backup_table_arns
