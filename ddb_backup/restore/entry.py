@@ -140,7 +140,7 @@ async def _entry(
         environment=config.environment,
         s3_bucket=config.bucket,
         s3_prefix=config.prefix,
-        backup_date=request.backup_date,
+        backup_date=request.backup_date if request.restore_to is None else None,
         tables_requested=request.tables,
         dry_run=request.dry_run,
     )
@@ -179,7 +179,7 @@ async def _entry(
         return refused
     try:
         async with run.ticking():
-            await prepare_all(run, resolved.manifest)
+            await prepare_all(run, resolved.manifest, resolved.point_manifests)
             result = await _work(run, opts.items_per_shard or original.items_per_shard)
     except ConfigError as exc:
         result = error_result(exc, 400, _merged(base, run.summary()))
