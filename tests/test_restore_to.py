@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import sys
 from typing import Any
 
 import orjson
@@ -32,7 +33,7 @@ from ddb_backup.storage import S3Storage
 from handlers.restore import handler, plan_handler
 from tests.conftest import BUCKET
 from tests.support.backups import ENVIRONMENT, PREFIX
-from tests.support.cli_data import get_bytes, on_aws, run_cli
+from tests.support.cli_data import TypedStdin, get_bytes, on_aws, run_cli
 from tests.support.data import SECRET_MARKER, canonical, every_type_items, put_items, scan_all
 from tests.support.lambda_context import FakeContext
 from tests.support.pitr import (
@@ -284,7 +285,9 @@ async def test_a_window_with_failed_writes_stops_the_chain(aws: AwsClients, buck
     assert canonical(await scan_all(aws.dynamodb, SOURCE)) == canonical(sc.snapshots[1])
 
 
-def test_restore_at_from_the_command_line(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_restore_at_from_the_command_line(
+    env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sc = _scenario()
     flags = ["--tables", SOURCE, "--clear-existing-data", "--yes"]
     code, out, err = run_cli(capsys, "restore", "--at", _at(sc.bounds[2]), *flags, "--json")
@@ -294,8 +297,11 @@ def test_restore_at_from_the_command_line(env: None, capsys: pytest.CaptureFixtu
     assert _time(pit["restored_to"]) == sc.bounds[2]
     assert _windows(pit) == _applied(2)
 
-    code, out, err = run_cli(capsys, "restore", "--at", "latest", *flags)
+    # Every table of the newest backup, confirmed on the terminal.
+    monkeypatch.setattr(sys, "stdin", TypedStdin(f"{SOURCE}\n"))
+    code, out, err = run_cli(capsys, "restore", "--at", "latest", "--clear-existing-data")
     assert code == 0, err
+    assert f"delete every item of 1 table(s) before restoring to latest: {SOURCE}" in err
     assert _table() == canonical(sc.snapshots[3])
     assert f"{SOURCE}: restored to {sc.bounds[3].isoformat()}; 3 window(s): 7 puts" in out
 

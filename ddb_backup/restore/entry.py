@@ -98,7 +98,9 @@ async def run_restore(
     this long, checkpoint and answer 202 with a ``resume_token``.
     ``max_batches``: the same after that many batches (a work budget per
     invocation; tests use it to force rounds). ``request.shard`` restores one
-    shard of a plan made by :func:`plan_restore`.
+    shard of a plan made by :func:`plan_restore`. ``request.restore_to``
+    restores each table as of a point in time: its full backup, then its
+    incremental windows in order (:mod:`.windows`).
     """
     opts = RestoreOptions.of(options, keywords)
     return await _entry("restore", config, request, clients, opts)
