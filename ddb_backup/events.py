@@ -193,8 +193,9 @@ class RestoreRequest(BaseModel):
     def echo(self) -> dict[str, Any]:
         """The request as it goes into responses and checkpoints."""
         # restore_to only when given: responses and checkpoints of daily-backup
-        # restores stay as they were.
-        unset = {"restore_to"} if self.restore_to is None else set()
+        # restores stay as they were; backup_date only without it (they are
+        # alternatives, and a resumed round validates the echo again).
+        unset = {"restore_to"} if self.restore_to is None else {"backup_date"}
         return self.model_dump(mode="json", exclude={"resume_token", *unset})
 
 

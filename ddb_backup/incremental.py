@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,7 +40,6 @@ from ddb_backup.errors import (
     UnsupportedFormatError,
     VerificationError,
 )
-from ddb_backup.export import ExportDescription, ExportRequest
 from ddb_backup.export_folder import ExpectedFile, check_manifest_sidecar
 from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import DataFile, parse_aws_manifest_files
@@ -48,9 +47,8 @@ from ddb_backup.storage import Storage
 from ddb_backup.stream import StreamStats, iter_line_blocks
 
 __all__ = [
+    "INCREMENTAL_EXPORT",
     "INCREMENTAL_SUMMARY_VERSION",
-    "IncrementalExportDescription",
-    "IncrementalExportRequest",
     "IncrementalListing",
     "IncrementalSummary",
     "VerifiedWindow",
@@ -313,49 +311,3 @@ async def iter_window_requests(
             requests = list(write_requests(records, window.winners))
             if requests:
                 yield requests
-
-
-class IncrementalExportSpec(BaseModel):
-    """``IncrementalExportSpecification`` as DescribeExport reports it."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    export_from_time: dt.datetime | None = Field(default=None, alias="ExportFromTime")
-    export_to_time: dt.datetime | None = Field(default=None, alias="ExportToTime")
-    export_view_type: str | None = Field(default=None, alias="ExportViewType")
-
-
-class IncrementalExportDescription(ExportDescription):
-    """DescribeExport of an incremental export: the times AWS reports are the
-    ones recorded (an omitted ``ExportToTime`` means "latest available")."""
-
-    table_id: str | None = Field(default=None, alias="TableId")
-    incremental: IncrementalExportSpec | None = Field(
-        default=None, alias="IncrementalExportSpecification"
-    )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IncrementalExportRequest(ExportRequest):
-    """ExportTableToPointInTime for one window ``[export_from, export_to)``.
-
-    AWS ignores ``export_time`` (inherited) for incremental exports: pass
-    ``export_to``. Started with :func:`ddb_backup.export.start_export`; the
-    answer parsed with :class:`IncrementalExportDescription`.
-    """
-
-    export_from: dt.datetime
-    export_to: dt.datetime
-    view_type: OutputView = OutputView.NEW_AND_OLD_IMAGES
-
-    def params(self) -> dict[str, Any]:
-        # Not super(): slots=True rebuilds the class, which zero-argument super() misses.
-        params = ExportRequest.params(self)
-        del params["ExportTime"]
-        params["ExportType"] = INCREMENTAL_EXPORT
-        params["IncrementalExportSpecification"] = {
-            "ExportFromTime": self.export_from,
-            "ExportToTime": self.export_to,
-            "ExportViewType": self.view_type.value,
-        }
-        return params

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ddb_backup.backup.exports import Exporter
 from ddb_backup.backup.state import RunStateStore, StoredRun, TableRun, fail_table
 from ddb_backup.chain import Chain, ChainWindow, PlannedWindow, incremental_client_token, time_stamp
+from ddb_backup.changes import OutputView
 from ddb_backup.config import BackupConfig
 from ddb_backup.errors import DdbBackupError, VerificationError
 from ddb_backup.export import (
@@ -28,17 +31,16 @@ from ddb_backup.export import (
     find_existing_export,
     folder_from_export_manifest,
 )
-from ddb_backup.incremental import (
-    IncrementalExportDescription,
-    IncrementalExportRequest,
-    verify_incremental_folder,
-)
+from ddb_backup.incremental import INCREMENTAL_EXPORT, verify_incremental_folder
 from ddb_backup.keys import incremental_exports_prefix, window_state_key
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import TableStatus
 from ddb_backup.storage import S3Storage
 
 __all__ = [
+    "IncrementalExportDescription",
+    "IncrementalExportRequest",
+    "IncrementalExportSpec",
     "WindowExporter",
     "WindowRun",
     "WindowState",
@@ -48,6 +50,52 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+
+class IncrementalExportSpec(BaseModel):
+    """``IncrementalExportSpecification`` as DescribeExport reports it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    export_from_time: dt.datetime | None = Field(default=None, alias="ExportFromTime")
+    export_to_time: dt.datetime | None = Field(default=None, alias="ExportToTime")
+    export_view_type: str | None = Field(default=None, alias="ExportViewType")
+
+
+class IncrementalExportDescription(ExportDescription):
+    """DescribeExport of an incremental export: the times AWS reports are the
+    ones recorded (an omitted ``ExportToTime`` means "latest available")."""
+
+    table_id: str | None = Field(default=None, alias="TableId")
+    incremental: IncrementalExportSpec | None = Field(
+        default=None, alias="IncrementalExportSpecification"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncrementalExportRequest(ExportRequest):
+    """ExportTableToPointInTime for one window ``[export_from, export_to)``.
+
+    AWS ignores ``export_time`` (inherited) for incremental exports: pass
+    ``export_to``. Started with :func:`ddb_backup.export.start_export`; the
+    answer parsed with :class:`IncrementalExportDescription`.
+    """
+
+    export_from: dt.datetime
+    export_to: dt.datetime
+    view_type: OutputView = OutputView.NEW_AND_OLD_IMAGES
+
+    def params(self) -> dict[str, Any]:
+        # Not super(): slots=True rebuilds the class, which zero-argument super() misses.
+        params = ExportRequest.params(self)
+        del params["ExportTime"]
+        params["ExportType"] = INCREMENTAL_EXPORT
+        params["IncrementalExportSpecification"] = {
+            "ExportFromTime": self.export_from,
+            "ExportToTime": self.export_to,
+            "ExportViewType": self.view_type.value,
+        }
+        return params
 
 
 class WindowRun(TableRun):

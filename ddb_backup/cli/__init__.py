@@ -26,6 +26,7 @@ from ddb_backup.cli.settings import FLAG_FOR_VARIABLE
 from ddb_backup.cli.vault import VAULT_COMMANDS, add_vault_parsers
 from ddb_backup.concurrency import first_error
 from ddb_backup.errors import ConfigError, DdbBackupError, UnsafeNameError
+from ddb_backup.events import parse_restore_to
 from ddb_backup.keys import check_date, check_key, check_table_name
 from ddb_backup.log import JsonFormatter
 
@@ -43,6 +44,16 @@ def _date_arg(value: str) -> str:
     except UnsafeNameError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     return value
+
+
+def _time_arg(value: str) -> str:
+    """``latest`` or an ISO-8601 time with its offset (``restore --at``)."""
+    if value == "latest":
+        return value
+    try:
+        return parse_restore_to(value).isoformat()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _day_arg(value: str) -> str:
@@ -200,7 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     p = sub.add_parser("restore", parents=[common], help="restore tables from a backup")
-    p.add_argument("date", type=_date_arg, metavar="DATE", help="YYYY-MM-DD or latest")
+    p.add_argument("date", type=_date_arg, metavar="DATE", nargs="?", help="YYYY-MM-DD or latest")
+    p.add_argument(
+        "--at",
+        type=_time_arg,
+        metavar="TIME",
+        help="point in time instead of DATE: latest, or an ISO-8601 time with its offset "
+        "(e.g. 2026-11-28T14:30:00Z); restores the newest full backup before it and the "
+        "incremental windows after it up to the last boundary at or before it",
+    )
     p.add_argument("--tables", nargs="+", metavar="TABLE", type=_table_arg)
     p.add_argument(
         "--map",

@@ -29,7 +29,7 @@ from ddb_backup.cli.timeline import cmd_timeline
 from ddb_backup.download import DownloadResult, download_backup
 from ddb_backup.keys import check_date
 from ddb_backup.manifest import BackupManifest
-from ddb_backup.restore.answer import RestoreAnswer, RestoreResult
+from ddb_backup.restore.answer import RestoreAnswer, RestoreResult, TableResult
 from ddb_backup.restore.state import RestoreStatus
 from ddb_backup.storage import Storage
 
@@ -505,13 +505,23 @@ async def _confirm_clear(
             "--clear-existing-data deletes every item of the target tables; "
             "without a terminal to confirm on, pass --yes"
         )
-    selection = await select_backup(storage, prefix, args.date, args.tables)
-    sources = args.tables or [t.table_name for t in selection.completed]
+    if args.at is not None:
+        from ddb_backup.events import RestoreRequest
+        from ddb_backup.restore.resolve import point_sources
+
+        at = RestoreRequest(restore_to=args.at).restore_point
+        assert at is not None
+        sources = await point_sources(storage, prefix, args.tables, at)
+        what = f"restoring to {args.at}"
+    else:
+        selection = await select_backup(storage, prefix, args.date, args.tables)
+        sources = args.tables or [t.table_name for t in selection.completed]
+        what = f"restoring backup {selection.date}"
     mapping = dict(args.map or [])
     targets = sorted({mapping.get(s, s) for s in sources})
     out.note(
         f"--clear-existing-data will delete every item of {len(targets)} table(s) "
-        f"before restoring backup {selection.date}: {', '.join(targets)}"
+        f"before {what}: {', '.join(targets)}"
     )
     print("type the table name(s) to confirm: ", end="", file=out.stderr, flush=True)
     typed = sorted(set(stdin.readline().replace(",", " ").split()))
@@ -542,6 +552,9 @@ def _show_restore(out: Output, answer: RestoreAnswer) -> None:
             ]
         )
     title = f"restore of backup {answer.backup_date or answer.export_folder}"
+    restore_to = (answer.configuration or {}).get("restore_to")
+    if restore_to:
+        title = f"restore to {restore_to} (point in time)"
     columns = ["table", "status", "expected", "written", "failed", "cleared", "error"]
     if dry:
         title += " (dry run: nothing written)"
@@ -565,6 +578,8 @@ def _show_restore(out: Output, answer: RestoreAnswer) -> None:
             f"{format_duration(answer.duration_seconds)}"
         )
     for r in results:
+        _show_point_in_time(out, r)
+    for r in results:
         if r.dead_letter_keys:
             out.line(
                 f"{r.target_table}: {len(r.dead_letter_keys)} dead-letter file(s) "
@@ -572,6 +587,23 @@ def _show_restore(out: Output, answer: RestoreAnswer) -> None:
             )
     if answer.resume_token:
         out.line(f"resume with: --resume-token {answer.resume_token}")
+
+
+def _show_point_in_time(out: Output, r: TableResult) -> None:
+    """One line per point-in-time table: the boundary reached and the windows' counts."""
+    pit = r.point_in_time
+    if pit is None:
+        return
+    reached = pit.restored_to.isoformat() if pit.restored_to else "not reached"
+    behind = f", {format_duration(pit.behind_asked_seconds)} before the time asked"
+    out.line(
+        f"{r.target_table}: restored to {reached}"
+        + (behind if pit.asked is not None and pit.restored_to else "")
+        + f"; {len(pit.windows)} window(s): {format_count(pit.puts)} puts, "
+        f"{format_count(pit.deletes)} deletes, {format_count(pit.failed)} failed"
+    )
+    if r.windows_not_applied:
+        out.line(f"{r.target_table}: windows not applied: {', '.join(r.windows_not_applied)}")
 
 
 def _restore_request(args: argparse.Namespace) -> Any:
@@ -586,8 +618,11 @@ def _restore_request(args: argparse.Namespace) -> Any:
         if args.max_workers is not None:
             fields["max_workers"] = args.max_workers
     else:
+        if (args.date is None) == (args.at is None):
+            raise UsageError("give a backup DATE or a point in time --at TIME, one of them")
+        point = {"restore_to": args.at} if args.at else {"backup_date": args.date}
         fields = {
-            "backup_date": args.date,
+            **point,
             "dry_run": args.dry_run,
             "clear_existing_data": args.clear_existing_data,
             "create_missing_tables": args.create_missing_tables,

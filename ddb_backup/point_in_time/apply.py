@@ -6,7 +6,8 @@ the record with the greater ``WriteTimestampMicros``, see
 :mod:`ddb_backup.changes`). Windows are applied strictly one after the other:
 :func:`apply_window` drains the writer before it returns.
 
-The checkpoint mark (:class:`WindowProgress`) is the full restore's rule per
+The checkpoint mark (:class:`~ddb_backup.restore.state.WindowProgress`, kept
+with the restore's state so a checkpoint holds it) is the full restore's rule per
 data file: ``lines_done`` advances only over a contiguous run of lines whose
 writes are known handled (written, or failed and in the dead letters), so a
 resumed round starts at that line of each file. Puts and deletes are sent in
@@ -21,83 +22,18 @@ and then skips what the mark says is done.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from ddb_backup.changes import parse_change_line, write_requests
-from ddb_backup.errors import CheckpointError, ChecksumMismatchError, ItemCountMismatchError
+from ddb_backup.errors import ChecksumMismatchError, ItemCountMismatchError
 from ddb_backup.incremental import VerifiedWindow
 from ddb_backup.manifest import DataFile
-from ddb_backup.restore.state import FileState
+from ddb_backup.restore.state import FileState, WindowCounts, WindowProgress
 from ddb_backup.restore.writer import MAX_BATCH, BatchWriter, WireRequest
 from ddb_backup.storage import Storage
 from ddb_backup.stream import StreamStats, iter_line_blocks
 
 __all__ = ["WindowCounts", "WindowProgress", "apply_window"]
-
-
-@dataclass(frozen=True, slots=True)
-class WindowCounts:
-    """What applying a window did so far (all rounds): requests written by kind,
-    requests failed (dead-lettered), and whether the window is finished."""
-
-    puts: int
-    deletes: int
-    failed: int
-    done: bool
-
-
-class WindowProgress(BaseModel):
-    """The checkpoint mark of one window (see the module docstring).
-
-    Stored in the restore's checkpoint per window: its folder and times (to
-    refuse a checkpoint of another window), per data file in manifest order a
-    :class:`~ddb_backup.progress.FileState` (``lines_done``, ``done``, the
-    verified MD5 and count), the counts so far and the dead-letter parts.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    folder: str
-    export_from_time: dt.datetime
-    export_to_time: dt.datetime
-    files: list[FileState]
-    puts: int = Field(default=0, ge=0)
-    deletes: int = Field(default=0, ge=0)
-    failed: int = Field(default=0, ge=0)
-    done: bool = False
-    dead_letter_files: list[DataFile] = Field(default_factory=list)
-
-    @classmethod
-    def of(cls, window: VerifiedWindow) -> WindowProgress:
-        return cls(
-            folder=window.folder,
-            export_from_time=window.summary.export_from_time,
-            export_to_time=window.summary.export_to_time,
-            files=[FileState.from_data_file(f) for f in window.files],
-        )
-
-    def check_matches(self, window: VerifiedWindow) -> None:
-        """Refuse a mark that is not of this window as verified now."""
-        same = (
-            self.folder == window.folder
-            and self.export_from_time == window.summary.export_from_time
-            and self.export_to_time == window.summary.export_to_time
-            and [(f.key, f.md5, f.item_count) for f in self.files]
-            == [(f.key, f.md5, f.item_count) for f in window.files]
-        )
-        if not same:
-            raise CheckpointError(
-                f"the checkpoint of window {self.folder} does not match the window verified now "
-                "(its files changed since the first round)"
-            )
-
-    @property
-    def counts(self) -> WindowCounts:
-        return WindowCounts(self.puts, self.deletes, self.failed, self.done)
 
 
 class _Segment:
@@ -114,7 +50,12 @@ class _Segment:
 
 
 async def _submit(
-    writer: BatchWriter, progress: WindowProgress, f: FileState, seg: _Segment, end: int
+    writer: BatchWriter,
+    progress: WindowProgress,
+    f: FileState,
+    seg: _Segment,
+    end: int,
+    on_batch: Callable[[], None],
 ) -> None:
     """Send a segment's batches; mark and count its lines once all are done."""
     batches = [(kind, reqs) for kind, reqs in (("put", seg.puts), ("delete", seg.deletes)) if reqs]
@@ -139,6 +80,7 @@ async def _submit(
         return on_done
 
     for kind, reqs in batches:
+        on_batch()
         await writer.submit(reqs, on_done_of(kind))
 
 
@@ -152,6 +94,7 @@ async def _apply_file(
     *,
     key_types: Mapping[str, str],
     should_stop: Callable[[], bool],
+    on_batch: Callable[[], None],
 ) -> int | None:
     """Send one file's writes after its ``lines_done``; its line count when read
     to the end (MD5 and count checked again), ``None`` when stopped."""
@@ -161,7 +104,7 @@ async def _apply_file(
     line_no = 0
     seg = _Segment(skip)
     summary = window.summary
-    async for block in iter_line_blocks(storage.stream(key), key=key, stats=stats):
+    async for block in iter_line_blocks(storage.stream(key, pin=f.pin), key=key, stats=stats):
         for line in block:
             line_no += 1
             if line_no <= skip:
@@ -179,9 +122,9 @@ async def _apply_file(
             for request in write_requests([record], window.winners):
                 (seg.puts if "PutRequest" in request else seg.deletes).append(request)
             if seg.full:
-                await _submit(writer, progress, f, seg, line_no)
+                await _submit(writer, progress, f, seg, line_no, on_batch)
                 seg = _Segment(line_no)
-    await _submit(writer, progress, f, seg, line_no)
+    await _submit(writer, progress, f, seg, line_no, on_batch)
     # The file was verified before; check again what was actually streamed.
     if line_no != data_file.item_count:
         raise ItemCountMismatchError(
@@ -197,6 +140,10 @@ def _never() -> bool:
     return False
 
 
+def _nothing() -> None:
+    pass
+
+
 async def apply_window(
     storage: Storage,
     window: VerifiedWindow,
@@ -205,6 +152,7 @@ async def apply_window(
     key_types: Mapping[str, str],
     progress: WindowProgress | None = None,
     should_stop: Callable[[], bool] = _never,
+    on_batch: Callable[[], None] = _nothing,
 ) -> WindowCounts:
     """Stream a verified window's writes into ``writer``; the window's counts.
 
@@ -214,6 +162,7 @@ async def apply_window(
     before each new segment; once it says so no more is sent, the batches in
     flight finish and the counts come back with ``done`` False. The writer is
     drained before returning: the next window may start right after.
+    ``on_batch`` is called for every batch sent (a restore counts its work with it).
     """
     if progress is None:
         progress = WindowProgress.of(window)
@@ -234,6 +183,7 @@ async def apply_window(
                 progress,
                 key_types=key_types,
                 should_stop=should_stop,
+                on_batch=on_batch,
             )
             if lines is None:
                 break

@@ -24,16 +24,24 @@ import datetime as dt
 
 import orjson
 
+from ddb_backup.chain import time_stamp
 from ddb_backup.changes import OutputView
 from ddb_backup.incremental import INCREMENTAL_SUMMARY_VERSION, IncrementalSummary, micros
 from ddb_backup.manifest import DataFile
 from ddb_backup.restore.writer import DeadLetterSink, WireRequest
 from ddb_backup.storage import Storage, content_md5
 
-__all__ = ["DEAD_LETTER_EXPORT_ID", "ChangeDeadLetterSink"]
+__all__ = ["DEAD_LETTER_EXPORT_ID", "ChangeDeadLetterSink", "window_dead_letter_root"]
 
 #: The export id of a dead-letter folder (its manifests' folder name).
 DEAD_LETTER_EXPORT_ID = "dead-letters"
+
+
+def window_dead_letter_root(table_folder: str, window: IncrementalSummary) -> str:
+    """The ``<root>`` of one window's dead letters under a table's dead-letter
+    folder: one per window, so each is an export of its own window."""
+    stamps = f"{time_stamp(window.export_from_time)}_{time_stamp(window.export_to_time)}"
+    return f"{table_folder}/windows/{stamps}"
 
 
 class ChangeDeadLetterSink(DeadLetterSink):

@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 
 from ddb_backup.aws import AwsClients
-from ddb_backup.chain import time_stamp
 from ddb_backup.errors import (
     ChainError,
     CheckpointError,
@@ -47,7 +46,7 @@ from ddb_backup.incremental import (
 from ddb_backup.keys import check_key, check_table_name, dead_letter_prefix, export_dead_letter_root
 from ddb_backup.log import get_logger
 from ddb_backup.point_in_time.apply import apply_window
-from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink
+from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink, window_dead_letter_root
 from ddb_backup.restore import RestoreResult, new_restore_id, restore_export
 from ddb_backup.restore.lease import TableLeases
 from ddb_backup.restore.point_answer import Interval, PointInTimeAnswer, WindowAnswer
@@ -226,8 +225,7 @@ async def _apply_all(
         s = v.summary
         sink = ChangeDeadLetterSink(
             dead_storage,
-            f"{dead_letter_prefix(root, restore_id, table)}/windows/"
-            f"{time_stamp(s.export_from_time)}_{time_stamp(s.export_to_time)}",
+            window_dead_letter_root(dead_letter_prefix(root, restore_id, table), s),
             s,
             key_names=tuple(checked.key_types),
         )

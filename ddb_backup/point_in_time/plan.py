@@ -16,7 +16,7 @@ every change record, same table) before anything is written.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,7 +36,7 @@ from ddb_backup.manifest import BackupManifest, TableBackup
 from ddb_backup.restore.point_answer import PointInTimeAnswer, WindowAnswer
 from ddb_backup.storage import Storage
 
-__all__ = ["PointInTimePlan", "plan_point_in_time", "verify_point_in_time"]
+__all__ = ["PointInTimePlan", "plan_point_in_time", "verify_point_in_time", "verify_windows"]
 
 RestoreTo = dt.datetime | Literal["latest"]
 
@@ -155,17 +155,17 @@ async def plan_point_in_time(
     return PointInTimePlan(table, point, manifest, chain)
 
 
-def _check_order(plan: PointInTimePlan) -> None:
-    """The windows start with the one holding the full backup's export time, and
-    each next starts where the previous ended (checked again before any write)."""
-    head = plan.point.full.export_time
-    for i, w in enumerate(plan.windows):
+def _check_order(table: str, head: dt.datetime, windows: Sequence[ChainWindow]) -> None:
+    """The windows start with the one holding the full backup's export time
+    (``head``), and each next starts where the previous ended (checked again
+    before any write)."""
+    for i, w in enumerate(windows):
         ok = w.export_from_time <= head < w.export_to_time if i == 0 else w.export_from_time == head
         if not ok:
             raise ChainError(
                 f"window {w.folder} [{w.export_from_time.isoformat()}, "
                 f"{w.export_to_time.isoformat()}) does not continue from {head.isoformat()}",
-                table=plan.table,
+                table=table,
             )
         head = w.export_to_time
 
@@ -189,12 +189,37 @@ async def verify_point_in_time(
     error, which names the file. ``skip``: folders of windows a resumed round
     already finished (they need no winners any more).
     """
-    _check_order(plan)
     start = plan.chain.start if plan.chain is not None else None
-    table_arn = table_arn or (start.table_arn if start else None)
-    table_id = table_id or (start.table_id if start else None)
+    return await verify_windows(
+        storage,
+        plan.table,
+        plan.point.full.export_time,
+        plan.windows,
+        key_types=key_types,
+        table_arn=table_arn or (start.table_arn if start else None),
+        table_id=table_id or (start.table_id if start else None),
+        concurrency=concurrency,
+        skip=skip,
+    )
+
+
+async def verify_windows(
+    storage: Storage,
+    table: str,
+    full_export_time: dt.datetime,
+    windows: Sequence[ChainWindow],
+    *,
+    key_types: Mapping[str, str],
+    table_arn: str | None,
+    table_id: str | None,
+    concurrency: int = 4,
+    skip: frozenset[str] = frozenset(),
+) -> list[VerifiedWindow]:
+    """:func:`verify_point_in_time` for windows kept in a restore's state (a
+    resumed round verifies again the windows it has not finished)."""
+    _check_order(table, full_export_time, windows)
     verified = []
-    for w in plan.windows:
+    for w in windows:
         if w.folder in skip:
             continue
         v = await verify_incremental_folder(

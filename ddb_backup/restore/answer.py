@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ddb_backup.errors import (
     BackupNotFoundError,
+    ChainError,
     CheckpointError,
     ExportError,
     ManifestError,
@@ -54,6 +55,7 @@ log = get_logger("restore")
 # Errors that mean "the request cannot be served as asked" (400), not a fault.
 REQUEST_ERRORS = (
     BackupNotFoundError,
+    ChainError,  # point in time: the windows cannot reach the time asked
     CheckpointError,
     ManifestError,
     RequestError,
@@ -95,6 +97,8 @@ class TableResult(_Wire):
     items_to_write: int | None = None  # dry run
     items_to_clear: int | None = None  # dry run
     notes: list[str] | None = None
+    point_in_time: PointInTimeAnswer | None = None  # a restore_to restore
+    windows_not_applied: list[str] | None = None  # ... that ended before its last window
 
 
 class SkippedBackup(_Wire):
@@ -223,6 +227,12 @@ def table_result(ts: TableState, dry_run: bool) -> TableResult:
         extra["items_to_clear"] = ts.items_to_clear
     if ts.notes:
         extra["notes"] = list(ts.notes)
+    pit = ts.point_in_time
+    if pit is not None:
+        extra["point_in_time"] = pit.answer(dry_run=dry_run)
+        # Ended (failed or stopped by an error) before its last window; a 202 is not.
+        if not dry_run and (ts.phase is TablePhase.FAILED or ts.all_errors):
+            extra["windows_not_applied"] = pit.not_done()
     return TableResult(
         table=ts.source_table,
         target_table=ts.target_table,
@@ -277,6 +287,9 @@ def summary(
         ],
         skipped_tables=list(st.skipped_tables),
     )
+    not_applied = [w for r in results for w in r.windows_not_applied or []]
+    if not_applied:
+        answer = answer.with_(windows_not_applied=not_applied)
     return answer if st.shard_id is None else answer.with_(shard_id=st.shard_id)
 
 

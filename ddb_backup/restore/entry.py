@@ -98,7 +98,9 @@ async def run_restore(
     this long, checkpoint and answer 202 with a ``resume_token``.
     ``max_batches``: the same after that many batches (a work budget per
     invocation; tests use it to force rounds). ``request.shard`` restores one
-    shard of a plan made by :func:`plan_restore`.
+    shard of a plan made by :func:`plan_restore`. ``request.restore_to``
+    restores each table as of a point in time: its full backup, then its
+    incremental windows in order (:mod:`.windows`).
     """
     opts = RestoreOptions.of(options, keywords)
     return await _entry("restore", config, request, clients, opts)
@@ -140,7 +142,7 @@ async def _entry(
         environment=config.environment,
         s3_bucket=config.bucket,
         s3_prefix=config.prefix,
-        backup_date=request.backup_date,
+        backup_date=request.backup_date if request.restore_to is None else None,
         tables_requested=request.tables,
         dry_run=request.dry_run,
     )
@@ -179,7 +181,7 @@ async def _entry(
         return refused
     try:
         async with run.ticking():
-            await prepare_all(run, resolved.manifest)
+            await prepare_all(run, resolved.manifest, resolved.point_manifests)
             result = await _work(run, opts.items_per_shard or original.items_per_shard)
     except ConfigError as exc:
         result = error_result(exc, 400, _merged(base, run.summary()))

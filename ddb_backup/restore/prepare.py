@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from ddb_backup.errors import DdbBackupError, TableError, TableNotFoundError
@@ -18,7 +18,7 @@ from ddb_backup.export_folder import ExportListing
 from ddb_backup.items import KeySpec
 from ddb_backup.manifest import BackupManifest, TableBackup, TableSchema
 from ddb_backup.restore.clear import count_items
-from ddb_backup.restore.state import FileState, TablePhase, TableState
+from ddb_backup.restore.state import FileState, TablePhase, TableState, record_pins
 from ddb_backup.restore.tables import (
     TargetTable,
     check_key_schema,
@@ -26,6 +26,7 @@ from ddb_backup.restore.tables import (
     describe_target,
     missing_table_error,
 )
+from ddb_backup.restore.windows import verify_table_windows
 from ddb_backup.verify import DistinctKeys, schema_keys, verify_files, verify_table_backup
 
 if TYPE_CHECKING:
@@ -67,15 +68,21 @@ def _verifying(run: RestoreRun, ts: TableState) -> Iterator[None]:
         ts.duration_seconds += time.monotonic() - started
 
 
-async def prepare_all(run: RestoreRun, manifest: BackupManifest | None) -> None:
-    """Phase 1 for every table still pending, until the budget stops it."""
+async def prepare_all(
+    run: RestoreRun,
+    manifest: BackupManifest | None,
+    point_manifests: Mapping[str, BackupManifest] | None = None,
+) -> None:
+    """Phase 1 for every table still pending, until the budget stops it.
+    ``point_manifests``: a point-in-time table's own full backup, by source table."""
     for ts in run.state.tables:
         if ts.phase is not TablePhase.PENDING:
             continue
         if run.should_stop():
             return
-        assert manifest is not None
-        tb = manifest.table(ts.source_table)
+        m = (point_manifests or {}).get(ts.source_table, manifest)
+        assert m is not None
+        tb = m.table(ts.source_table)
         if tb is None:
             _fail(ts, [f"table {ts.source_table} is not in the backup"])
             continue
@@ -117,6 +124,8 @@ async def _prepare_backup_table(run: RestoreRun, ts: TableState, tb: TableBackup
             return
         ts.files = [FileState.from_data_file(f) for f in verdict.files]
         ts.items_expected = tb.item_count if tb.item_count is not None else verdict.item_count
+        # Point in time: every window verified too before the target is touched.
+        await verify_table_windows(run, ts)
         await _ready(run, ts, target, schema)
 
 
@@ -193,9 +202,5 @@ async def _ready(
 
 
 def pin_files(run: RestoreRun, ts: TableState) -> None:
-    """Record the object each verified file was read from, so every later
-    read (this round, later rounds, shards) is of that object only."""
-    for f in ts.files:
-        pin = run.storage.pins.get(f.key)
-        if pin is not None and f.pin is None:
-            f.etag, f.version_id = pin.etag, pin.version_id
+    """Record the object each verified file was read from (:func:`record_pins`)."""
+    record_pins(run.storage, ts.files)

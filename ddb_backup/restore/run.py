@@ -7,10 +7,9 @@ ticker, the lease). The steps live in their own modules:
 * :mod:`.prepare`: verify each table's files and check (or create) its target;
 * then, per table, :attr:`RestoreRun.table_steps` in order: :func:`.clear.clear_step`
   (clear once, when asked), :func:`.write.write_step` (stream the files into
-  the writer). A later step (e.g. the incremental windows of a point-in-time
-  restore) is appended there: a step returns False when the table is not done
-  (stopped by the budget, or failed), and the table is done when every step
-  returned True;
+  the writer), :func:`.windows.window_step` (a point-in-time table's windows,
+  in order). A step returns False when the table is not done (stopped by the
+  budget, or failed), and the table is done when every step returned True;
 * :meth:`RestoreRun.conclude`: checkpoint (202) or record the final state.
 
 Building the answer is :mod:`.answer`'s, from what the run recorded.
@@ -24,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ddb_backup.aws import AwsClients
 from ddb_backup.errors import DdbBackupError, LeaseLostError
+from ddb_backup.incremental import VerifiedWindow
 from ddb_backup.log import get_logger
 from ddb_backup.restore.answer import RestoreAnswer, summary
 from ddb_backup.restore.budget import Budget, ProgressTicker
@@ -32,8 +32,9 @@ from ddb_backup.restore.clear import clear_step
 from ddb_backup.restore.lease import TableLeases
 from ddb_backup.restore.options import RestoreOptions, RunScope
 from ddb_backup.restore.state import Outcome, RestoreState, TablePhase, TableState
+from ddb_backup.restore.windows import window_step
 from ddb_backup.restore.write import write_step
-from ddb_backup.restore.writer import RetryPolicy, default_sender
+from ddb_backup.restore.writer import BatchWriter, DeadLetterSink, RetryPolicy, default_sender
 from ddb_backup.storage import PinnedReads, Storage
 
 __all__ = ["FINAL_PHASES", "RestoreRun", "TableStep"]
@@ -70,7 +71,10 @@ class RestoreRun:
         self.files_in_flight = max(1, options.files_in_flight)
         self.budget = Budget(options.deadline_seconds, options.max_batches, t0=t0)
         self.progress = ProgressTicker(self.budget, options.on_progress, options.progress_interval)
-        self.table_steps: tuple[TableStep, ...] = (clear_step, write_step)
+        self.table_steps: tuple[TableStep, ...] = (clear_step, write_step, window_step)
+        # Point in time: the windows verified this round, by target table (their
+        # winners hold key values: kept in memory only, verified again next round).
+        self.verified_windows: dict[str, dict[str, VerifiedWindow]] = {}
 
     @property
     def lease(self) -> TableLeases | None:
@@ -79,6 +83,16 @@ class RestoreRun:
     @lease.setter
     def lease(self, leases: TableLeases | None) -> None:
         self.budget.lease = leases
+
+    def batch_writer(self, table: str, dead_letters: DeadLetterSink) -> BatchWriter:
+        """The writer every table step sends its batches through."""
+        return BatchWriter(
+            table,
+            self.sender,
+            max_workers=self.scope.max_workers,
+            retry=self.retry,
+            dead_letters=dead_letters,
+        )
 
     def should_stop(self) -> bool:
         return self.budget.should_stop()

@@ -6,6 +6,11 @@ are *known* handled (written, or failed and in the dead-letter object).
 Batches complete out of order; a file's ``lines_done`` only advances over a
 contiguous run of completed batches, so "every earlier item is known written"
 holds exactly, and a resumed restore starts at that line.
+
+A point-in-time table also carries its chain (:class:`PointInTimeState`):
+the full backup and windows chosen when the restore started, and per window
+the same kind of mark (:class:`WindowProgress`), so a resumed round applies
+exactly that chain even if newer windows appeared meanwhile.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ddb_backup.errors import LeaseLostError
+from ddb_backup.chain import ChainWindow
+from ddb_backup.errors import CheckpointError, LeaseLostError
+from ddb_backup.incremental import VerifiedWindow
 from ddb_backup.manifest import DataFile
-from ddb_backup.storage import ObjectPin
+from ddb_backup.restore.point_answer import PointInTimeAnswer, WindowAnswer
+from ddb_backup.storage import ObjectPin, PinnedReads
 
 __all__ = [
     "FileState",
     "Outcome",
+    "PointInTimeState",
     "RestoreState",
     "RestoreStatus",
     "ShardFile",
@@ -31,6 +40,9 @@ __all__ = [
     "TablePhase",
     "TableProgress",
     "TableState",
+    "WindowCounts",
+    "WindowProgress",
+    "record_pins",
 ]
 
 
@@ -93,6 +105,153 @@ class FileState(_State):
         return cls(key=f.key, item_count=f.item_count, md5=f.md5, size=f.size)
 
 
+def record_pins(storage: PinnedReads, files: list[FileState]) -> None:
+    """Record the object each verified file was read from, so every later
+    read (this round, later rounds, shards) is of that object only."""
+    for f in files:
+        pin = storage.pins.get(f.key)
+        if pin is not None and f.pin is None:
+            f.etag, f.version_id = pin.etag, pin.version_id
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """What applying a window did so far (all rounds): requests written by kind,
+    requests failed (dead-lettered), and whether the window is finished."""
+
+    puts: int
+    deletes: int
+    failed: int
+    done: bool
+
+
+class WindowProgress(_State):
+    """The checkpoint mark of one window (see :mod:`ddb_backup.point_in_time.apply`).
+
+    Stored in the restore's checkpoint per window: its folder and times (to
+    refuse a checkpoint of another window), per data file in manifest order a
+    :class:`FileState` (``lines_done``, ``done``, the verified MD5, count and
+    object pin), the counts so far and the dead-letter parts and folder.
+    """
+
+    folder: str
+    export_from_time: dt.datetime
+    export_to_time: dt.datetime
+    files: list[FileState]
+    puts: int = Field(default=0, ge=0)
+    deletes: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
+    done: bool = False
+    dead_letter_files: list[DataFile] = Field(default_factory=list)
+    dead_letter_folder: str | None = None  # the export folder restore-export takes
+
+    @classmethod
+    def of(cls, window: VerifiedWindow) -> WindowProgress:
+        return cls(
+            folder=window.folder,
+            export_from_time=window.summary.export_from_time,
+            export_to_time=window.summary.export_to_time,
+            files=[FileState.from_data_file(f) for f in window.files],
+        )
+
+    def check_matches(self, window: VerifiedWindow) -> None:
+        """Refuse a mark that is not of this window as verified now."""
+        same = (
+            self.folder == window.folder
+            and self.export_from_time == window.summary.export_from_time
+            and self.export_to_time == window.summary.export_to_time
+            and [(f.key, f.md5, f.item_count) for f in self.files]
+            == [(f.key, f.md5, f.item_count) for f in window.files]
+        )
+        if not same:
+            raise CheckpointError(
+                f"the checkpoint of window {self.folder} does not match the window verified now "
+                "(its files changed since the first round)"
+            )
+
+    @property
+    def counts(self) -> WindowCounts:
+        return WindowCounts(self.puts, self.deletes, self.failed, self.done)
+
+
+class PointInTimeState(_State):
+    """A point-in-time table's chain, fixed when the restore started.
+
+    ``windows`` are the chain record's windows chosen then, in order (a resumed
+    round applies exactly these); ``marks`` one :class:`WindowProgress` per
+    window once verified (with the object each file was read from); ``halted``
+    why no further window is applied (a window or the full backup had writes
+    that failed: their dead letters, restored later, must not undo a later change).
+    """
+
+    asked: dt.datetime | None  # None: "latest"
+    restored_to: dt.datetime  # the boundary the chain reaches
+    full_backup_date: dt.date
+    full_export_time: dt.datetime
+    chain_id: str | None = None
+    table_arn: str | None = None
+    table_id: str | None = None
+    windows: list[ChainWindow] = Field(default_factory=list)
+    marks: list[WindowProgress] = Field(default_factory=list)
+    full_written: bool = False  # the full backup written whole, nothing failed
+    halted: str | None = None
+
+    def reached(self) -> dt.datetime | None:
+        """The boundary the table is at: the end of the last window applied in
+        order without a failed write, else the full backup's time when it was
+        written whole, else ``None``."""
+        if not self.full_written:
+            return None
+        at = self.full_export_time
+        for mark in self.marks:
+            if not mark.done or mark.failed:
+                break
+            at = mark.export_to_time
+        return at
+
+    def not_done(self) -> list[str]:
+        """The folders of the windows not (completely) applied, in order."""
+        done = {m.folder for m in self.marks if m.done}
+        return [w.folder for w in self.windows if w.folder not in done]
+
+    def answer(self, *, dry_run: bool) -> PointInTimeAnswer:
+        """The table's ``point_in_time``: a dry run's windows with what they would
+        write (the counts verification made), else the counts so far."""
+        marks = {m.folder: m for m in self.marks}
+        windows = []
+        for w in self.windows:
+            m = marks.get(w.folder)
+            counts: dict[str, Any] = {}
+            if dry_run:
+                counts = {"puts": w.puts, "deletes": w.deletes}
+            elif m is not None:
+                counts = {"puts": m.puts, "deletes": m.deletes, "failed": m.failed, "done": m.done}
+            windows.append(
+                WindowAnswer(
+                    export_from_time=w.export_from_time,
+                    export_to_time=w.export_to_time,
+                    folder=w.folder,
+                    dead_letter_folder=m.dead_letter_folder if m is not None else None,
+                    **counts,
+                )
+            )
+        restored_to = self.restored_to if dry_run else self.reached()
+        behind = (
+            self.asked - restored_to
+            if self.asked is not None and restored_to is not None
+            else dt.timedelta(0)
+        )
+        return PointInTimeAnswer(
+            restored_to=restored_to,
+            asked=self.asked,
+            behind_asked_seconds=behind.total_seconds(),
+            full_backup_date=self.full_backup_date,
+            full_export_time=self.full_export_time,
+            chain_id=self.chain_id,
+            windows=windows,
+        ).add_totals()
+
+
 class TableState(_State):
     source_table: str
     target_table: str
@@ -117,6 +276,7 @@ class TableState(_State):
     notes: list[str] = Field(default_factory=list)
     verified_against_manifest: bool = True
     duration_seconds: float = 0.0
+    point_in_time: PointInTimeState | None = None  # a restore_to restore: its chain
 
     @property
     def all_errors(self) -> list[str]:

@@ -71,13 +71,7 @@ async def _write_files(run: RestoreRun, ts: TableState) -> None:
     ended: dict[str, int] = {}
     changed: list[DataFileChangedError] = []
     try:
-        async with BatchWriter(
-            ts.target_table,
-            run.sender,
-            max_workers=run.scope.max_workers,
-            retry=run.retry,
-            dead_letters=sink,
-        ) as writer:
+        async with run.batch_writer(ts.target_table, sink) as writer:
 
             async def one(f: FileState) -> None:
                 if changed:

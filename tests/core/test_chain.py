@@ -367,7 +367,10 @@ def test_incremental_export_request_matches_the_api() -> None:
     from botocore.session import get_session
     from botocore.validate import validate_parameters
 
-    from ddb_backup.incremental import IncrementalExportDescription, IncrementalExportRequest
+    from ddb_backup.backup.window_export import (
+        IncrementalExportDescription,
+        IncrementalExportRequest,
+    )
 
     window = PlannedWindow(FULL, _at(3, 30))
     request = IncrementalExportRequest(

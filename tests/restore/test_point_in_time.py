@@ -13,7 +13,6 @@ import datetime as dt
 import gzip
 import itertools
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,11 +22,9 @@ from pydantic import ValidationError
 from ddb_backup.aws import AwsClients
 from ddb_backup.chain import (
     BreakReason,
-    Chain,
     ChainBreak,
     ChainStart,
     ChainWindow,
-    append_window,
     chain_id_for,
     record_break,
     start_chain,
@@ -41,8 +38,8 @@ from ddb_backup.errors import (
     VerificationError,
 )
 from ddb_backup.events import RestoreRequest
-from ddb_backup.incremental import VerifiedWindow, micros, verify_incremental_folder
-from ddb_backup.keys import chain_prefix, incremental_exports_prefix
+from ddb_backup.incremental import micros, verify_incremental_folder
+from ddb_backup.keys import chain_prefix
 from ddb_backup.point_in_time import (
     ChangeDeadLetterSink,
     PointInTimePlan,
@@ -53,145 +50,50 @@ from ddb_backup.point_in_time import (
     restore_export_chain,
     verify_point_in_time,
 )
+from ddb_backup.restore import restore_export
 from ddb_backup.restore.writer import (
-    BatchSender,
     BatchWriter,
     RetryPolicy,
-    WireRequest,
     generic_sender,
 )
 from ddb_backup.storage import S3Storage
-from tests.support.backups import BUCKET, PREFIX, SCHEMA, make_backup
+from tests.support.backups import BUCKET, PREFIX, make_backup
 from tests.support.cli_data import on_aws, run_cli
 from tests.support.data import canonical, create_table, every_type_items, put_items, scan_all
-from tests.support.incremental import (
-    TABLE_ID,
-    boundary,
-    change_line,
-    emulate_incremental_export,
-    enable_stream,
-    restore_plan,
-    streams_client,
-    write_incremental_export,
+from tests.support.incremental import TABLE_ID, change_line, write_incremental_export
+from tests.support.pitr import (
+    ARN,
+    DAY1,
+    DAY2,
+    KEY_TYPES,
+    NOW,
+    SOURCE,
+    Scenario,
 )
-
-SOURCE = "pitr-src"
-ARN = f"arn:aws:dynamodb:us-east-1:123456789012:table/{SOURCE}"
-KEY_TYPES = SCHEMA.key_types
-DAY1, DAY2 = dt.date(2026, 11, 27), dt.date(2026, 11, 28)
-NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
-
-
-def _keys(item: dict[str, Any]) -> dict[str, Any]:
-    return {"pk": item["pk"], "sk": item["sk"]}
-
-
-@dataclass
-class Scenario:
-    bounds: list[dt.datetime]
-    snapshots: list[list[dict[str, Any]]]
-    windows: list[str]  # incremental export folders, in order
-    full_folder: str  # DAY1's export of the table as of bounds[0]
-
-
-async def _changes(aws: AwsClients, bucket: str) -> Scenario:
-    """Three windows of changes on a moto table, exported like AWS would."""
-    ddb = aws.dynamodb
-    items = every_type_items(6)
-    await create_table(ddb, SOURCE)
-    await enable_stream(ddb, SOURCE)
-    await put_items(ddb, SOURCE, items[:4])
-    bounds: list[dt.datetime] = []
-    snapshots: list[list[dict[str, Any]]] = []
-
-    async def update(item: dict[str, Any], expression: str, **values: Any) -> None:
-        await ddb.update_item(
-            TableName=SOURCE,
-            Key=_keys(item),
-            UpdateExpression=expression,
-            ExpressionAttributeNames={
-                f"#{n}": n for n in ("label", "tags", "blobs", "ratio") if f"#{n}" in expression
-            },
-            **({"ExpressionAttributeValues": values} if values else {}),
-        )
-
-    async with streams_client() as streams:
-
-        async def cut() -> None:
-            bounds.append(await boundary(ddb, streams, SOURCE))
-            snapshots.append(await scan_all(ddb, SOURCE))
-
-        await cut()  # b0: what the full backup holds
-        await ddb.put_item(TableName=SOURCE, Item=items[4])  # insert, every type
-        await update(items[0], "REMOVE #label, #tags, #blobs")  # drops attributes
-        await ddb.delete_item(TableName=SOURCE, Key=_keys(items[1]))
-        await ddb.put_item(TableName=SOURCE, Item={**items[2], "secret": {"B": b"\x00n\xff"}})
-        await update(items[2], "SET #ratio = :r", **{":r": {"N": "2.5"}})  # twice in a window
-        await cut()
-        await ddb.delete_item(TableName=SOURCE, Key=_keys(items[3]))
-        await ddb.put_item(TableName=SOURCE, Item={**_keys(items[3]), "fresh": {"BS": [b"\x01"]}})
-        await ddb.put_item(TableName=SOURCE, Item=items[1])  # deleted in the window before
-        await ddb.put_item(TableName=SOURCE, Item=items[5])
-        await ddb.delete_item(TableName=SOURCE, Key=_keys(items[5]))  # no net change
-        await update(items[0], "SET #label = :l", **{":l": {"S": "back"}})
-        await cut()
-        await ddb.delete_item(TableName=SOURCE, Key=_keys(items[4]))
-        await ddb.put_item(TableName=SOURCE, Item={**items[2], "secret": {"B": b"\xff\x00"}})
-        await cut()
-        exports = [
-            await emulate_incremental_export(
-                ddb,
-                streams,
-                aws.s3,
-                bucket,
-                incremental_exports_prefix(PREFIX, SOURCE),
-                SOURCE,
-                export_from=a,
-                export_to=b,
-            )
-            for a, b in itertools.pairwise(bounds)
-        ]
-    assert (await ddb.describe_table(TableName=SOURCE))["Table"]["TableArn"] == ARN
-    manifest = await make_backup(
-        aws.s3, bucket, PREFIX, DAY1, {SOURCE: snapshots[0]}, export_time=bounds[0]
-    )
-    full = manifest.tables[0].export_folder
-    assert full is not None
-    assert len({tuple(canonical(s)) for s in snapshots}) == len(snapshots)
-    return Scenario(bounds, snapshots, [e["folder"] for e in exports], full)
-
-
-async def _verified(storage: S3Storage, folder: str) -> VerifiedWindow:
-    return await verify_incremental_folder(
-        storage, folder, key_types=KEY_TYPES, table_arn=ARN, table_id=TABLE_ID
-    )
-
-
-async def _record_chain(storage: S3Storage, sc: Scenario) -> Chain:
-    """The chain record a backup run writes: starts at DAY1's full backup."""
-    start = ChainStart(
-        table=SOURCE,
-        chain_id=chain_id_for(sc.bounds[0]),
-        table_arn=ARN,
-        table_id=TABLE_ID,
-        base_backup_date=DAY1,
-        base_export_time=sc.bounds[0],
-        started_at=NOW,
-    )
-    await start_chain(storage, PREFIX, start)
-    chain = Chain(start, [])
-    for folder in sc.windows:
-        window = ChainWindow.from_verified(
-            SOURCE, chain.chain_id, await _verified(storage, folder), verified_at=NOW
-        )
-        chain = await append_window(storage, PREFIX, chain, window)
-    return chain
+from tests.support.pitr import first_data_file as _first_data_file
+from tests.support.pitr import keys_of as _keys
+from tests.support.pitr import make_changes as _changes
+from tests.support.pitr import record_chain as _record_chain
+from tests.support.pitr import refusing as _refusing
+from tests.support.pitr import rewrite as _rewrite
+from tests.support.pitr import verified as _verified
 
 
 async def _restore(
     aws: AwsClients, storage: S3Storage, plan: PointInTimePlan, target: str
 ) -> list[WindowCounts]:
-    return await restore_plan(aws, storage, plan, target, key_types=KEY_TYPES)
+    """Verify every window, restore the full backup with the existing restore,
+    then apply the windows in order."""
+    verified = await verify_point_in_time(storage, plan, key_types=KEY_TYPES)
+    await create_table(aws.dynamodb, target, pitr=False)
+    assert plan.backup.export_folder is not None
+    full = await restore_export(storage, plan.backup.export_folder, target, aws)
+    assert full.status_code == 200, full.body
+    counts = []
+    for window in verified:
+        async with BatchWriter(target, generic_sender(aws.dynamodb)) as writer:
+            counts.append(await apply_window(storage, window, writer, key_types=KEY_TYPES))
+    return counts
 
 
 async def test_restore_to_each_boundary_equals_the_snapshot(aws: AwsClients, bucket: str) -> None:
@@ -237,17 +139,6 @@ async def test_chain_crossing_a_daily_full_backup_uses_the_newer_one(
     # Before the newer full backup, the older one and its windows.
     earlier = await plan_point_in_time(storage, PREFIX, SOURCE, sc.bounds[1])
     assert (earlier.point.full.backup_date, len(earlier.windows)) == (DAY1, 1)
-
-
-async def _rewrite(aws: AwsClients, bucket: str, key: str, body: bytes) -> None:
-    await aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
-
-
-async def _first_data_file(aws: AwsClients, bucket: str, folder: str) -> str:
-    resp = await aws.s3.get_object(Bucket=bucket, Key=f"{folder}/manifest-files.json")
-    raw = await resp["Body"].read()
-    key: str = orjson.loads(raw.splitlines()[0])["dataFileS3Key"]
-    return key
 
 
 async def test_damaged_or_missing_window_refuses_naming_it(aws: AwsClients, bucket: str) -> None:
@@ -407,21 +298,6 @@ async def test_cut_window_resumes_to_the_same_result_with_exact_counts(
                 key_types=KEY_TYPES,
                 progress=mark,
             )
-
-
-def _refusing(real: BatchSender, poison: set[str]) -> BatchSender:
-    """Never accepts requests (puts or deletes) of the poisoned partition keys."""
-
-    def pk(r: WireRequest) -> str:
-        body = r.get("PutRequest", {}).get("Item") or r["DeleteRequest"]["Key"]
-        return str(body["pk"]["S"])
-
-    async def send(table: str, requests: list[WireRequest]) -> list[WireRequest]:
-        good = [r for r in requests if pk(r) not in poison]
-        rest = await real(table, good) if good else []
-        return rest + [r for r in requests if pk(r) in poison]
-
-    return send
 
 
 async def test_failed_deletes_and_puts_are_dead_lettered_in_a_form_that_restores(
