@@ -29,6 +29,9 @@ def test_demo_restores_every_table_item_for_item_and_keeps_its_output_short(
     lines = proc.stdout.splitlines()
     assert lines.count("RESULT: every table restored item for item") == 1
     assert sum("IDENTICAL to the original" in line for line in lines) == 3
+    # The point-in-time act: the bad write undone by a restore to the boundary before it.
+    assert any(line.startswith("restore_to ") and "statusCode 200" in line for line in lines)
+    assert any("IDENTICAL to its state at" in line for line in lines)
     assert len(lines) < 40  # the account is short: logs and responses went to files
     assert '"level"' not in proc.stdout  # no JSON log line on the terminal
     responses = (tmp_path / "responses.json").read_text()
