@@ -10,7 +10,7 @@ bounded queue, each streaming its file in constant memory.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -92,6 +92,7 @@ async def verify_file(
     keys: KeySpec = (),
     distinct: DistinctKeys | None = None,
     digest: ContentDigest | None = None,
+    on_item: Callable[[WireItem], None] | None = None,
 ) -> DataFile:
     """Stream one file and check it; raises :class:`VerificationError` naming the file.
 
@@ -101,7 +102,7 @@ async def verify_file(
     applies to every line it writes), with ``keys`` present and typed, and
     with no key twice when ``distinct`` is given. Each item is added to
     ``digest`` when given (after the file's checks pass, so a failed file
-    adds nothing).
+    adds nothing). ``on_item`` is called with every checked item.
     """
     stats = StreamStats()
     items = 0
@@ -116,6 +117,8 @@ async def verify_file(
                 distinct.add(item, key=expected.key, line_no=items)
             if part is not None:
                 part.add(item)
+            if on_item is not None:
+                on_item(item)
     verified = _check_totals(expected, stats, items)
     if digest is not None and part is not None:
         digest.merge(part)
@@ -145,6 +148,7 @@ async def verify_files(
     keys: KeySpec = (),
     distinct: DistinctKeys | None = None,
     digest: ContentDigest | None = None,
+    on_item: Callable[[WireItem], None] | None = None,
 ) -> list[FileVerdict]:
     """Verify every file; failures are collected, not raised, so all are named.
 
@@ -163,7 +167,9 @@ async def verify_files(
 
     async def one(f: ExpectedFile) -> FileVerdict:
         try:
-            verified = await verify_file(storage, f, keys=keys, distinct=distinct, digest=digest)
+            verified = await verify_file(
+                storage, f, keys=keys, distinct=distinct, digest=digest, on_item=on_item
+            )
             return FileVerdict(f.key, verified, None)
         except VerificationError as exc:
             return FileVerdict(f.key, None, exc)
@@ -221,6 +227,7 @@ async def verify_table_backup(
     keys: KeySpec | None = None,
     distinct: DistinctKeys | None = None,
     digest: ContentDigest | None = None,
+    on_item: Callable[[WireItem], None] | None = None,
 ) -> TableVerdict:
     """Read every data file of one table's backup back; all problems are collected.
 
@@ -240,7 +247,13 @@ async def verify_table_backup(
         except DdbBackupError as exc:
             return TableVerdict(table.table_name, [], [str(exc)])
     verdicts = await verify_files(
-        storage, files, concurrency=concurrency, keys=keys, distinct=distinct, digest=digest
+        storage,
+        files,
+        concurrency=concurrency,
+        keys=keys,
+        distinct=distinct,
+        digest=digest,
+        on_item=on_item,
     )
     errors = [str(v.error) for v in verdicts if v.error is not None]
     good = [v.data_file for v in verdicts if v.data_file is not None]
