@@ -31,10 +31,11 @@ from typing import IO, Any
 
 import orjson
 
-from ddb_backup.digest import canonical_number, item_hash, scan_items
+from ddb_backup.digest import canonical_number, item_hash
 from ddb_backup.errors import ManifestError, VerificationError
 from ddb_backup.manifest import TableBackup
 from ddb_backup.storage import Storage
+from ddb_backup.table_scan import scan_items
 from ddb_backup.verify import schema_keys, verify_table_backup
 
 __all__ = ["DiffResult", "diff_table", "partitions_for"]

@@ -29,31 +29,26 @@ cancel out; the digest of no items is ``0``. Encoding of a value (``len`` is a
 
 Reads wire items (base64 text for binary, as export lines and
 :func:`~ddb_backup.items.from_botocore` give them) and botocore items (bytes
-for binary) alike. Nothing here logs or returns a value.
+for binary) alike. Nothing here logs or returns a value. The digest of a live
+table is :func:`ddb_backup.table_scan.digest_table` (kept apart: the daily
+backup imports this module and must not need the restore's permissions).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
-
-from ddb_backup.concurrency import task_group
-
-if TYPE_CHECKING:
-    from ddb_backup.restore.writer import RetryPolicy
+from typing import Any
 
 __all__ = [
     "ContentDigest",
     "canonical_item",
     "canonical_number",
     "digest_items",
-    "digest_table",
     "item_hash",
-    "scan_items",
 ]
 
 _MOD = 1 << 128
@@ -156,57 +151,3 @@ def digest_items(items: Iterable[dict[str, Any]]) -> ContentDigest:
     for item in items:
         d.add(item)
     return d
-
-
-def _segments(
-    dynamodb: Any, table: str, segments: int, retry: RetryPolicy | None
-) -> list[AsyncIterator[dict[str, Any]]]:
-    """The page streams of a consistent parallel Scan, one per segment."""
-    # Imported here: verification imports this module, the restore imports verification.
-    from ddb_backup.restore.clear import MAX_SEGMENTS, scan_segment
-    from ddb_backup.restore.writer import RetryPolicy
-
-    retry = retry or RetryPolicy()
-    total = max(1, min(segments, MAX_SEGMENTS))
-    return [scan_segment(dynamodb, table, retry, seg, total, {}) for seg in range(total)]
-
-
-async def scan_items(
-    dynamodb: Any,
-    table: str,
-    *,
-    segments: int = 4,
-    retry: RetryPolicy | None = None,
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every item of ``table`` (botocore form), a page at a time, from a
-    consistent Scan of ``segments`` segments read one after the other (one
-    consumer; ``segments=1`` for a binary hash key on moto, see below)."""
-    for pages in _segments(dynamodb, table, segments, retry):
-        async for page in pages:
-            yield page.get("Items", [])
-
-
-async def digest_table(
-    dynamodb: Any, table: str, *, segments: int = 4, retry: RetryPolicy | None = None
-) -> ContentDigest:
-    """The digest of a live table from a consistent parallel Scan.
-
-    ``segments`` Scan segments run at once; pass 1 for a table whose hash key
-    is binary when talking to moto (its segmented Scan answers HTTP 500 for
-    those; DynamoDB itself has no such limit).
-    """
-    streams = _segments(dynamodb, table, segments, retry)
-    parts = [ContentDigest() for _ in streams]
-
-    async def one(pages: AsyncIterator[dict[str, Any]], part: ContentDigest) -> None:
-        async for page in pages:
-            for item in page.get("Items", []):
-                part.add(item)
-
-    async with task_group() as tg:
-        for pages, part in zip(streams, parts, strict=True):
-            tg.create_task(one(pages, part))
-    result = ContentDigest()
-    for p in parts:
-        result.merge(p)
-    return result

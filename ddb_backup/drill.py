@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict
 from ddb_backup.aws import AwsClients, error_code, raise_aws_error
 from ddb_backup.catalog import resolve_backup
 from ddb_backup.config import RestoreConfig
-from ddb_backup.digest import ContentDigest, digest_table
+from ddb_backup.digest import ContentDigest
 from ddb_backup.errors import DdbBackupError, DrillError
 from ddb_backup.events import RestoreRequest
 from ddb_backup.keys import date_prefix
@@ -49,6 +49,7 @@ from ddb_backup.manifest import TableBackup, TableSchema, TableStatus
 from ddb_backup.restore import run_restore
 from ddb_backup.restore.tables import create_table_from_schema, describe_target
 from ddb_backup.storage import S3Storage, Storage
+from ddb_backup.table_scan import digest_table
 from ddb_backup.verify import verify_table_backup
 
 __all__ = [

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from ddb_backup import BackupConfig, run_backup
 from ddb_backup.aws import AwsClients
 from ddb_backup.backup import Polling
-from ddb_backup.digest import ContentDigest, canonical_number, digest_items, digest_table
+from ddb_backup.digest import ContentDigest, canonical_number, digest_items
 from ddb_backup.items import check_wire_item, from_botocore
 from ddb_backup.storage import S3Storage
+from ddb_backup.table_scan import digest_table
 from ddb_backup.verify import verify_table_backup
 from tests.support.backups import make_backup
 from tests.support.data import create_table, every_type_items, put_items

@@ -5,6 +5,7 @@ scratch table, and sweep what a killed drill left behind."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -173,3 +174,39 @@ async def test_drill_without_a_backup_raises_and_creates_nothing(
     with pytest.raises(BackupNotFoundError):
         await run_drill(restore_config(bucket), aws)
     assert await drill_tables(aws) == []
+
+
+def test_handler_drills_the_latest_backup_and_emits_its_metrics(
+    moto: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handlers.drill import handler
+    from tests.conftest import BUCKET
+    from tests.support.cli_data import on_aws
+    from tests.support.lambda_context import FakeContext
+
+    async def setup(aws: AwsClients) -> None:
+        await aws.s3.create_bucket(Bucket=BUCKET)
+        await backed_up_table(aws, BUCKET)
+
+    on_aws(setup)
+    monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    monkeypatch.setenv("S3_EXPORTS_PREFIX", PREFIX)
+    scheduled = orjson.loads((Path(__file__).parent / "events/scheduled_event.json").read_bytes())
+
+    bad = handler({"tables": [SOURCE]}, FakeContext(900_000))
+    assert bad["statusCode"] == 400
+    assert bad["body"]["problems"] == ["tables: Extra inputs are not permitted"]
+
+    events: list[dict[str, Any]] = [{}, scheduled]
+    for event in events:
+        capsys.readouterr()
+        answer = handler(event, FakeContext(900_000))
+        assert answer["statusCode"] == 200, answer
+        assert answer["body"]["status"] == "PASSED"
+        assert answer["body"]["tables"][0]["scratch_deleted"] is True
+        (emf,) = [orjson.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
+        assert (emf["drills_passed"], emf["drills_failed"], emf["tables_failed"]) == (1, 0, 0)
+        assert emf["items_restored"] == 12
+        assert emf["Function"] == "drill"
+    assert on_aws(drill_tables) == []
