@@ -43,7 +43,11 @@ SOURCE_ROOT = MODULE_DIR.parent.parent
 WILDCARD_EXCEPTIONS: dict[str, str] = {}
 
 #: Role -> the handler modules its functions run (main.tf's local.functions).
-ROLE_HANDLERS = {"backup": ["handlers.backup"], "restore": ["handlers.restore"]}
+ROLE_HANDLERS = {
+    "backup": ["handlers.backup"],
+    "restore": ["handlers.restore"],
+    "drill": ["handlers.drill"],
+}
 
 #: Services whose actions the code's calls determine; the others are the platform's.
 CODE_SERVICES = {"dynamodb", "s3"}
@@ -69,6 +73,8 @@ OPERATION_ACTIONS: dict[str, set[str]] = {
 EXTRA_ACTIONS: dict[str, dict[str, str]] = {
     "backup": {},
     "restore": {},
+    # CreateTable with Tags (the drill's scratch tables) also needs TagResource.
+    "drill": {"dynamodb:TagResource": "CreateTable with Tags needs it (AWS's tagging docs)"},
 }
 
 # ---------------------------------------------------------------------------
