@@ -11,11 +11,13 @@ with its MD5 updated to match, fails the drill.
 Scratch tables are named ``ddb-backup-drill-<drill id>-<n>`` (the id is a
 timestamp plus random hex, so the name cannot be a real table's), created
 from the captured schema (deletion protection, streams and provisioned
-capacity left off) with the tag ``ddb-backup:drill=true``, and deleted in a
+capacity left off) with the tags ``ddb-backup:drill=true`` and
+``ddb-backup:environment=<environment>``, and deleted in a
 ``finally`` also when the drill fails or is cut off. Every drill starts with a
-sweep deleting tagged drill tables an earlier run left behind (a Lambda
-killed at its timeout runs no ``finally``). A table that lacks the prefix or
-the tag is never created, written or deleted: :class:`DrillError`. Two drills
+sweep deleting tagged drill tables an earlier run of the same environment
+left behind (a Lambda killed at its timeout runs no ``finally``). A table
+that lacks the prefix or the tags is never created, written or deleted:
+:class:`DrillError`. Two drills
 must not run at once (the sweep of one would delete the other's tables; the
 Lambda has a reserved concurrency of one).
 
@@ -55,6 +57,7 @@ from ddb_backup.verify import verify_table_backup
 __all__ = [
     "DRILL_PREFIX",
     "DRILL_TAG",
+    "ENVIRONMENT_TAG",
     "DrillResult",
     "DrillStatus",
     "DrillTable",
@@ -71,6 +74,9 @@ log = get_logger("drill")
 DRILL_PREFIX = "ddb-backup-drill-"
 #: The tag every scratch table carries (key, value).
 DRILL_TAG = ("ddb-backup:drill", "true")
+#: The tag naming the environment whose drill made the table: a drill deletes only
+#: its own environment's tables (two environments may share an account).
+ENVIRONMENT_TAG = "ddb-backup:environment"
 _NAME = re.compile(re.escape(DRILL_PREFIX) + r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}-[0-9]+")
 #: Scan segments used to read a scratch table back.
 SCAN_SEGMENTS = 4
@@ -148,8 +154,8 @@ async def _aws(operation: str, table: str, call: Any) -> Any:
         raise_aws_error(exc, operation=operation, table=table)
 
 
-async def _is_tagged(dynamodb: Any, name: str) -> bool | None:
-    """True if ``name`` carries the drill tag; None if the table is gone."""
+async def _drill_tags(dynamodb: Any, name: str) -> dict[str, str] | None:
+    """The table's tags, or None if the table is gone."""
     try:
         desc = await dynamodb.describe_table(TableName=name)
         arn = desc["Table"]["TableArn"]
@@ -158,20 +164,25 @@ async def _is_tagged(dynamodb: Any, name: str) -> bool | None:
         if error_code(exc) == "ResourceNotFoundException":
             return None
         raise_aws_error(exc, operation="ListTagsOfResource", table=name)
-    key, value = DRILL_TAG
-    return any(t.get("Key") == key and t.get("Value") == value for t in tags.get("Tags", []))
+    return {str(t.get("Key")): str(t.get("Value")) for t in tags.get("Tags", [])}
 
 
-async def delete_drill_table(dynamodb: Any, name: str) -> bool:
+async def delete_drill_table(dynamodb: Any, name: str, environment: str) -> bool:
     """Delete a scratch table; True once it is gone (or was). Refuses (raises
-    :class:`DrillError`) any table without the drill prefix and tag."""
+    :class:`DrillError`) any table without the drill prefix and tag, or made
+    by another environment's drill."""
     if not is_drill_table_name(name):
         raise DrillError(f"refusing to delete {name}: not a drill table name", table=name)
-    tagged = await _is_tagged(dynamodb, name)
-    if tagged is None:
+    tags = await _drill_tags(dynamodb, name)
+    if tags is None:
         return True
-    if not tagged:
+    key, value = DRILL_TAG
+    if tags.get(key) != value:
         raise DrillError(f"refusing to delete {name}: it lacks the drill tag", table=name)
+    if tags.get(ENVIRONMENT_TAG) != environment:
+        raise DrillError(
+            f"refusing to delete {name}: it belongs to another environment's drill", table=name
+        )
     try:
         await dynamodb.delete_table(TableName=name)
     except Exception as exc:  # translated at this boundary
@@ -194,13 +205,13 @@ async def _drill_table_names(dynamodb: Any) -> list[str]:
             return names
 
 
-async def sweep_drill_tables(dynamodb: Any) -> list[str]:
-    """Delete the tagged drill tables earlier drills left behind; their names.
-    A table with a drill name but without the tag is left alone (and logged)."""
+async def sweep_drill_tables(dynamodb: Any, environment: str) -> list[str]:
+    """Delete the tagged drill tables earlier drills of ``environment`` left
+    behind; their names. Any other table with a drill name is left alone (logged)."""
     swept = []
     for name in await _drill_table_names(dynamodb):
         try:
-            await delete_drill_table(dynamodb, name)
+            await delete_drill_table(dynamodb, name, environment)
             swept.append(name)
         except DrillError as exc:
             log.warning("drill sweep left a table alone", extra={"table": name, "error": str(exc)})
@@ -263,7 +274,10 @@ async def _drill_one(
         raise DrillError(f"refusing to use {scratch}: the table exists already", table=scratch)
     key, value = DRILL_TAG
     await create_table_from_schema(
-        clients.dynamodb, scratch, _scratch_schema(table.table_schema), tags={key: value}
+        clients.dynamodb,
+        scratch,
+        _scratch_schema(table.table_schema),
+        tags={key: value, ENVIRONMENT_TAG: config.environment},
     )
     request = RestoreRequest(
         backup_date=backup_date.isoformat(),
@@ -345,7 +359,7 @@ async def run_drill(
     storage = storage or S3Storage(
         clients.s3, config.bucket, expected_owner=config.expected_bucket_owner
     )
-    swept = await sweep_drill_tables(clients.dynamodb)
+    swept = await sweep_drill_tables(clients.dynamodb, config.environment)
     resolved = await resolve_backup(storage, config.prefix, date, tables)
     manifest = resolved.manifest
     chosen = [
@@ -376,7 +390,7 @@ async def run_drill(
         except DdbBackupError as exc:
             fields = {"status": DrillStatus.FAILED, "difference": str(exc)}
         finally:
-            deleted = await _delete_quietly(clients.dynamodb, scratch)
+            deleted = await _delete_quietly(clients.dynamodb, scratch, config.environment)
         results.append(
             DrillTable(
                 source_table=table.table_name,
@@ -419,11 +433,11 @@ async def run_drill(
     return result
 
 
-async def _delete_quietly(dynamodb: Any, name: str) -> bool:
+async def _delete_quietly(dynamodb: Any, name: str, environment: str) -> bool:
     """Delete a scratch table in a ``finally``: a failure is logged (the next
     drill's sweep deletes it), never raised over the drill's own outcome."""
     try:
-        return await delete_drill_table(dynamodb, name)
+        return await delete_drill_table(dynamodb, name, environment)
     except DdbBackupError as exc:
         log.warning("drill table not deleted", extra={"table": name, "error": str(exc)})
         return False

@@ -17,6 +17,7 @@ from ddb_backup.digest import ContentDigest
 from ddb_backup.drill import (
     DRILL_PREFIX,
     DRILL_TAG,
+    ENVIRONMENT_TAG,
     DrillStatus,
     delete_drill_table,
     drill_result_key,
@@ -138,16 +139,23 @@ async def test_tables_a_killed_drill_left_are_swept_by_the_next_one_and_nothing_
     key, value = DRILL_TAG
     # What a drill killed at Lambda's timeout leaves: a tagged scratch table.
     left = f"{DRILL_PREFIX}20260101T000000Z-0123abcd-0"
-    await create_table_from_schema(aws.dynamodb, left, SCHEMA, tags={key: value})
-    # A table with a drill-like name but no drill tag is not ours to delete.
+    await create_table_from_schema(
+        aws.dynamodb, left, SCHEMA, tags={key: value, ENVIRONMENT_TAG: "test"}
+    )
+    # A table with a drill-like name but no drill tag is not ours to delete,
+    # nor is another environment's drill table (it may be running now).
     untagged = f"{DRILL_PREFIX}20260101T000000Z-0123abcd-1"
     await create_table(aws.dynamodb, untagged, pitr=False)
+    other = f"{DRILL_PREFIX}20260101T000000Z-0123abcd-2"
+    await create_table_from_schema(
+        aws.dynamodb, other, SCHEMA, tags={key: value, ENVIRONMENT_TAG: "prod"}
+    )
 
     result = await run_drill(restore_config(bucket), aws)
 
     assert result.status is DrillStatus.PASSED
     assert result.swept_tables == [left]
-    assert await drill_tables(aws) == [untagged]
+    assert await drill_tables(aws) == [untagged, other]
     names = (await aws.dynamodb.list_tables())["TableNames"]
     assert SOURCE in names
 
@@ -157,11 +165,11 @@ async def test_a_drill_refuses_tables_that_are_not_drill_tables(
 ) -> None:
     await backed_up_table(aws, bucket)
     with pytest.raises(DrillError, match="not a drill table name"):
-        await delete_drill_table(aws.dynamodb, SOURCE)
+        await delete_drill_table(aws.dynamodb, SOURCE, "test")
     untagged = f"{DRILL_PREFIX}20260101T000000Z-0123abcd-1"
     await create_table(aws.dynamodb, untagged, pitr=False)
     with pytest.raises(DrillError, match="lacks the drill tag"):
-        await delete_drill_table(aws.dynamodb, untagged)
+        await delete_drill_table(aws.dynamodb, untagged, "test")
     with pytest.raises(DrillError, match="invalid drill id"):
         await run_drill(restore_config(bucket), aws, drill_id="x-../mfa-api")
     names = (await aws.dynamodb.list_tables())["TableNames"]
