@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 
 from ddb_backup.concurrency import run_workers
-from ddb_backup.digest import ContentDigest
+from ddb_backup.digest import ContentDigest, canonical_number
 from ddb_backup.errors import (
     ChecksumMismatchError,
     CorruptDataError,
@@ -73,8 +72,8 @@ class DistinctKeys:
         parts = []
         for name in self._names:
             ((t, x),) = item[name].items()
-            # 1, 1.0 and 1E0 are one number to DynamoDB.
-            parts.append((t, str(Decimal(x).normalize()) if t == "N" else x))
+            # 1, 1.0 and 1E0 are one number to DynamoDB (all 38 digits count).
+            parts.append((t, canonical_number(x) if t == "N" else x))
         h = hash(tuple(parts))
         if h in self._seen:
             raise CorruptDataError(

@@ -20,6 +20,7 @@ from ddb_backup import BackupConfig, run_backup
 from ddb_backup.aws import AwsClients
 from ddb_backup.backup import Polling
 from ddb_backup.digest import ContentDigest, canonical_number, digest_items
+from ddb_backup.errors import CorruptDataError
 from ddb_backup.items import check_wire_item, from_botocore
 from ddb_backup.storage import S3Storage
 from ddb_backup.table_scan import digest_table
@@ -273,3 +274,18 @@ async def test_daily_backup_records_the_tables_digest_in_its_manifest(
     (table,) = result.manifest.tables
     assert table.content_digest == (await digest_table(aws.dynamodb, TABLE)).hexdigest
     assert table.content_digest == digest_items(items).hexdigest
+
+
+def test_keys_differing_only_in_their_38th_digit_are_two_keys() -> None:
+    """Decimal's default context keeps 28 digits: normalising with it merged such keys."""
+    from ddb_backup.changes import key_identity
+    from ddb_backup.verify import DistinctKeys
+
+    a, b = "1" * 37 + "1", "1" * 37 + "2"
+    distinct = DistinctKeys((("pk", "N"),))
+    distinct.add({"pk": {"N": a}}, key="k", line_no=1)
+    distinct.add({"pk": {"N": b}}, key="k", line_no=2)  # not refused as a duplicate
+    with pytest.raises(CorruptDataError):
+        distinct.add({"pk": {"N": a + ".0"}}, key="k", line_no=3)
+    assert key_identity({"pk": {"N": a}}, ("pk",)) != key_identity({"pk": {"N": b}}, ("pk",))
+    assert key_identity({"pk": {"N": "1.0"}}, ("pk",)) == key_identity({"pk": {"N": "1"}}, ("pk",))
