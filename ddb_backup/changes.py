@@ -114,12 +114,18 @@ def key_identity(keys: WireItem, key_names: tuple[str, ...]) -> bytes:
     return orjson.dumps(parts)
 
 
+#: Enough digits for any DynamoDB number (38 significant), so normalising never rounds.
+EXACT = decimal.Context(prec=100)
+
+
 def _normal_number(text: Any) -> str:
     try:
         number = decimal.Decimal(str(text))
     except decimal.InvalidOperation:
         return str(text)  # refused by the type check before it matters
-    return "0" if number.is_zero() else str(number.normalize())
+    # An explicit precision: the default context's 28 digits would round two of
+    # DynamoDB's 38-digit keys into one.
+    return "0" if number.is_zero() else str(number.normalize(EXACT))
 
 
 def parse_change_line(

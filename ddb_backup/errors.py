@@ -32,6 +32,7 @@ Exception tree::
     │   ├── LeaseHeldError           another restore holds the table (answered 409)
     │   └── LeaseLostError           this restore's lease was taken over while it ran
     ├── UnsupportedFormatError       e.g. ION exports
+    ├── DrillError                   a restore drill refused a table that is not its own
     └── AwsError                     a translated botocore ClientError / connection error
 """
 
@@ -48,6 +49,7 @@ __all__ = [
     "DataFileChangedError",
     "DataFileMissingError",
     "DdbBackupError",
+    "DrillError",
     "DuplicateDataFileError",
     "ExportError",
     "ItemCountMismatchError",
@@ -72,6 +74,15 @@ class DdbBackupError(Exception):
 
 class ConfigError(DdbBackupError):
     """A setting or environment variable is missing or malformed."""
+
+
+class DrillError(DdbBackupError):
+    """A restore drill refused a table: only its own scratch tables (drill prefix and
+    drill tag) may be created, written or deleted by a drill."""
+
+    def __init__(self, message: str, *, table: str) -> None:
+        super().__init__(message)
+        self.table = table
 
 
 class RequestError(DdbBackupError, ValueError):

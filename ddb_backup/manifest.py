@@ -133,6 +133,10 @@ class TableBackup(_Model):
         default=None, description="None for legacy manifests: read AWS's manifest-files.json"
     )
     table_schema: TableSchema | None = Field(default=None, alias="schema")
+    content_digest: str | None = Field(
+        default=None,
+        description="order-independent digest of the items (ddb_backup.digest), or None",
+    )
 
     @field_validator("status")
     @classmethod

@@ -22,6 +22,7 @@ _UNITS = {
     "duration_seconds": "Seconds",
     "chain_lag_seconds": "Seconds",
     "max_chain_lag_seconds": "Seconds",
+    "items_per_second": "Count/Second",
 }
 
 

@@ -10,11 +10,11 @@ bounded queue, each streaming its file in constant memory.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 
 from ddb_backup.concurrency import run_workers
+from ddb_backup.digest import ContentDigest, canonical_number
 from ddb_backup.errors import (
     ChecksumMismatchError,
     CorruptDataError,
@@ -72,8 +72,8 @@ class DistinctKeys:
         parts = []
         for name in self._names:
             ((t, x),) = item[name].items()
-            # 1, 1.0 and 1E0 are one number to DynamoDB.
-            parts.append((t, str(Decimal(x).normalize()) if t == "N" else x))
+            # 1, 1.0 and 1E0 are one number to DynamoDB (all 38 digits count).
+            parts.append((t, canonical_number(x) if t == "N" else x))
         h = hash(tuple(parts))
         if h in self._seen:
             raise CorruptDataError(
@@ -90,6 +90,8 @@ async def verify_file(
     *,
     keys: KeySpec = (),
     distinct: DistinctKeys | None = None,
+    digest: ContentDigest | None = None,
+    on_item: Callable[[WireItem], None] | None = None,
 ) -> DataFile:
     """Stream one file and check it; raises :class:`VerificationError` naming the file.
 
@@ -97,10 +99,13 @@ async def verify_file(
     inflate whole, and every line is parsed and checked by
     :func:`~ddb_backup.items.check_item_line` (the same check the restore
     applies to every line it writes), with ``keys`` present and typed, and
-    with no key twice when ``distinct`` is given.
+    with no key twice when ``distinct`` is given. Each item is added to
+    ``digest`` when given (after the file's checks pass, so a failed file
+    adds nothing). ``on_item`` is called with every checked item.
     """
     stats = StreamStats()
     items = 0
+    part = ContentDigest() if digest is not None else None
     async for lines in iter_line_blocks(
         storage.stream(expected.key), key=expected.key, stats=stats
     ):
@@ -109,7 +114,14 @@ async def verify_file(
             item = check_item_line(line, key=expected.key, line_no=items, keys=keys)
             if distinct is not None:
                 distinct.add(item, key=expected.key, line_no=items)
-    return _check_totals(expected, stats, items)
+            if part is not None:
+                part.add(item)
+            if on_item is not None:
+                on_item(item)
+    verified = _check_totals(expected, stats, items)
+    if digest is not None and part is not None:
+        digest.merge(part)
+    return verified
 
 
 def _check_totals(expected: ExpectedFile, stats: StreamStats, items: int) -> DataFile:
@@ -134,6 +146,8 @@ async def verify_files(
     concurrency: int = 4,
     keys: KeySpec = (),
     distinct: DistinctKeys | None = None,
+    digest: ContentDigest | None = None,
+    on_item: Callable[[WireItem], None] | None = None,
 ) -> list[FileVerdict]:
     """Verify every file; failures are collected, not raised, so all are named.
 
@@ -152,7 +166,9 @@ async def verify_files(
 
     async def one(f: ExpectedFile) -> FileVerdict:
         try:
-            verified = await verify_file(storage, f, keys=keys, distinct=distinct)
+            verified = await verify_file(
+                storage, f, keys=keys, distinct=distinct, digest=digest, on_item=on_item
+            )
             return FileVerdict(f.key, verified, None)
         except VerificationError as exc:
             return FileVerdict(f.key, None, exc)
@@ -209,6 +225,8 @@ async def verify_table_backup(
     concurrency: int = 4,
     keys: KeySpec | None = None,
     distinct: DistinctKeys | None = None,
+    digest: ContentDigest | None = None,
+    on_item: Callable[[WireItem], None] | None = None,
 ) -> TableVerdict:
     """Read every data file of one table's backup back; all problems are collected.
 
@@ -228,7 +246,13 @@ async def verify_table_backup(
         except DdbBackupError as exc:
             return TableVerdict(table.table_name, [], [str(exc)])
     verdicts = await verify_files(
-        storage, files, concurrency=concurrency, keys=keys, distinct=distinct
+        storage,
+        files,
+        concurrency=concurrency,
+        keys=keys,
+        distinct=distinct,
+        digest=digest,
+        on_item=on_item,
     )
     errors = [str(v.error) for v in verdicts if v.error is not None]
     good = [v.data_file for v in verdicts if v.data_file is not None]

@@ -84,6 +84,7 @@ class TableRun(_StateModel):
     billed_size_bytes: int | None = None
     files: list[DataFile] | None = None
     table_schema: TableSchema | None = Field(default=None, alias="schema")
+    content_digest: str | None = None
 
 
 class StoredRun(_StateModel):
@@ -225,6 +226,7 @@ def _table_backup(t: TableRun, export_time: dt.datetime) -> TableBackup:
         billed_size_bytes=t.billed_size_bytes,
         files=t.files if completed else None,
         schema=t.table_schema,
+        content_digest=t.content_digest if completed else None,
     )
 
 
@@ -241,4 +243,5 @@ def _table_run(t: TableBackup) -> TableRun:
         billed_size_bytes=t.billed_size_bytes,
         files=t.files,
         schema=t.table_schema,
+        content_digest=t.content_digest,
     )

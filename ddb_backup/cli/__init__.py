@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from ddb_backup import __version__
 from ddb_backup.cli.commands import COMMANDS, EXIT_FAILED, EXIT_USAGE, UsageError
 from ddb_backup.cli.display import Output
+from ddb_backup.cli.drill import add_parsers as add_drill_parsers
 from ddb_backup.cli.settings import FLAG_FOR_VARIABLE
 from ddb_backup.cli.vault import VAULT_COMMANDS, add_vault_parsers
 from ddb_backup.concurrency import first_error
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
     add_vault_parsers(sub, common, _date_arg)
+    add_drill_parsers(sub, common, _date_arg, _table_arg)
     return parser
 
 

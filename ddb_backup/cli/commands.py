@@ -25,6 +25,7 @@ from ddb_backup.cli.display import (
     format_duration,
     format_size,
 )
+from ddb_backup.cli.drill import cmd_diff, cmd_drill
 from ddb_backup.cli.timeline import cmd_timeline
 from ddb_backup.download import DownloadResult, download_backup
 from ddb_backup.keys import check_date
@@ -733,4 +734,6 @@ COMMANDS: dict[str, Command] = {
     "restore": cmd_restore,
     "restore-export": cmd_restore_export,
     "timeline": cmd_timeline,
+    "drill": cmd_drill,
+    "diff": cmd_diff,
 }

@@ -36,7 +36,14 @@ from ddb_backup.restore.writer import (
 if TYPE_CHECKING:
     from ddb_backup.restore.run import RestoreRun
 
-__all__ = ["ClearResult", "clear_existing_data", "clear_step", "clear_table", "count_items"]
+__all__ = [
+    "ClearResult",
+    "clear_existing_data",
+    "clear_step",
+    "clear_table",
+    "count_items",
+    "scan_segment",
+]
 
 #: Parallel scan segments at most (each one Scan call in flight at a time).
 MAX_SEGMENTS = 16
@@ -54,7 +61,7 @@ def _projection(key_names: tuple[str, ...]) -> dict[str, Any]:
     return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
 
-async def _scan_segment(
+async def scan_segment(
     dynamodb: Any,
     table: str,
     retry: RetryPolicy,
@@ -121,7 +128,7 @@ async def clear_existing_data(
     async def segment(writer: BatchWriter, seg: int) -> None:
         nonlocal stopped
         async with contextlib.aclosing(
-            _scan_segment(dynamodb, table, retry, seg, total, projection)
+            scan_segment(dynamodb, table, retry, seg, total, projection)
         ) as pages:
             while True:
                 # Polled before every page, so a stopped clear leaves no page half-read.
@@ -155,7 +162,7 @@ async def count_items(
     totals = [0] * segments
 
     async def segment(seg: int) -> None:
-        async for page in _scan_segment(dynamodb, table, retry, seg, segments, {"Select": "COUNT"}):
+        async for page in scan_segment(dynamodb, table, retry, seg, segments, {"Select": "COUNT"}):
             totals[seg] += int(page.get("Count", 0))
 
     async with task_group() as tg:

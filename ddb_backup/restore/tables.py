@@ -190,14 +190,18 @@ async def create_table_from_schema(
     retry: RetryPolicy | None = None,
     wait_seconds: float = 600.0,
     poll: float = 2.0,
+    tags: dict[str, str] | None = None,
 ) -> TargetTable:
     """Create ``table`` like the backed-up one and wait until it is ACTIVE.
 
     Time to live is *not* enabled: expiry running during a restore would
     delete restored items; the caller reports it as a note instead.
+    ``tags`` are set at creation (a drill's scratch tables are marked so).
     """
     retry = retry or RetryPolicy()
     params = _create_params(table, schema)
+    if tags:
+        params["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
 
     async def create() -> None:
         try:

@@ -48,6 +48,7 @@ ROLE_HANDLERS = {
     "restore": ["handlers.restore"],
     "vault": ["handlers.vault"],
     "incremental": ["handlers.incremental"],
+    "drill": ["handlers.drill"],
 }
 
 #: Services whose actions the code's calls determine; the others are the platform's.
@@ -83,6 +84,8 @@ EXTRA_ACTIONS: dict[str, dict[str, str]] = {
         "s3:GetObjectRetention": "HeadObject returns an object's Object Lock retention only "
         "with it (conflicts and status read it)",
     },
+    # CreateTable with Tags (the drill's scratch tables) also needs TagResource.
+    "drill": {"dynamodb:TagResource": "CreateTable with Tags needs it (AWS's tagging docs)"},
 }
 
 # ---------------------------------------------------------------------------

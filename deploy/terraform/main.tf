@@ -92,6 +92,16 @@ locals {
       reserved = -1
       env      = local.common_env
     }
+    # Weekly restore drill (drill.tf). One at a time: a drill's sweep deletes the
+    # drill tables it finds.
+    drill = {
+      handler  = "handlers.drill.handler"
+      role_arn = aws_iam_role.drill.arn
+      memory   = var.restore_memory_mb
+      timeout  = var.drill_timeout_seconds
+      reserved = 1
+      env      = local.common_env
+    }
   }
 }
 

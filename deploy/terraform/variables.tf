@@ -405,3 +405,36 @@ variable "vault_alarm_delay_hours" {
   type        = number
   default     = 6
 }
+variable "drill_schedule_expression" {
+  description = "When the restore drill runs (EventBridge Scheduler expression, in schedule_timezone); weekly by default."
+  type        = string
+  default     = "cron(0 6 ? * SUN *)"
+}
+
+variable "drill_schedule_enabled" {
+  description = "Whether the weekly restore drill (and its staleness alarm) is enabled."
+  type        = bool
+  default     = true
+}
+
+variable "drill_timeout_seconds" {
+  description = "Timeout of the drill function (60-900 s); a drill cut off is recorded as CUT_OFF and its tables deleted."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.drill_timeout_seconds >= 60 && var.drill_timeout_seconds <= 900
+    error_message = "drill_timeout_seconds must be between 60 and 900 (Lambda's maximum)."
+  }
+}
+
+variable "drill_stale_after_days" {
+  description = "Alarm when no drill passed for this many days (1-7, CloudWatch's longest evaluation range for daily periods; at least the schedule's interval)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.drill_stale_after_days >= 1 && var.drill_stale_after_days <= 7
+    error_message = "drill_stale_after_days must be between 1 and 7."
+  }
+}

@@ -92,7 +92,7 @@ def test_new_call_in_the_code_needs_its_action(module: Path, tmp_path: Path) -> 
     assert [e.split(": ", 2)[2] for e in errors] == [
         f"role {role} lacks s3:DeleteObject, which ddb_backup.storage calls "
         "(AccessDenied at run time)"
-        for role in ("backup", "restore", "vault", "incremental")
+        for role in ("backup", "restore", "vault", "incremental", "drill")
     ]
 
 

@@ -27,6 +27,7 @@ CONTRACT = {
     "restore": "handlers.restore.handler",
     "restore-plan": "handlers.restore.plan_handler",
     "restore-finalize": "handlers.restore.finalize_handler",
+    "drill": "handlers.drill.handler",
 }
 
 # ---------------------------------------------------------------------------
@@ -292,3 +293,27 @@ def test_schedule_starts_the_backup_state_machine(tf: Module) -> None:
     statements = tf.policy_statements("scheduler")
     starts = [st for st in statements if "states:StartExecution" in actions_of(st)]
     assert [resources_of(st) for st in starts] == [["${aws_sfn_state_machine.backup.arn}"]]
+
+
+def test_drill_role_touches_only_drill_tables_and_its_alarms_read_what_it_emits(
+    tf: Module,
+) -> None:
+    from ddb_backup.drill import DRILL_PREFIX
+
+    statements = tf.policy_statements("drill")
+    for st in statements:
+        dynamodb = [a for a in actions_of(st) if a.startswith("dynamodb:")]
+        if dynamodb and dynamodb != ["dynamodb:ListTables"]:
+            assert resources_of(st) == ["${local.drill_table_arn}"], st
+        assert not any(a.startswith("s3:Delete") for a in actions_of(st))
+    assert {"dynamodb:CreateTable", "dynamodb:DeleteTable", "dynamodb:TagResource"} <= {
+        a for st in statements for a in actions_of(st)
+    }
+    assert unquote(tf.locals["drill_table_arn"]).endswith(f":table/{DRILL_PREFIX}*")
+    assert tf.locals["functions"]["drill"]["reserved"] == 1  # one drill at a time
+    source = (ROOT / "handlers" / "drill.py").read_text(encoding="utf-8")
+    assert '"Function": "drill", "Environment"' in source
+    for name in ("drill_failed", "drill_stale"):
+        alarm = tf.resource("aws_cloudwatch_metric_alarm", name)
+        assert f'"{unquote(alarm["metric_name"])}"' in source
+        assert alarm["dimensions"] == {"Environment": "${var.environment}", "Function": '"drill"'}

@@ -1,0 +1,443 @@
+"""Restore drills: prove that a backup restores, item for item, and how fast.
+
+A drill restores each table of a backup into a scratch table of its own,
+through the public restore (:func:`~ddb_backup.restore.run_restore` with a
+``table_mapping``; the restore verifies every file's MD5 and line first), then
+reads the scratch table back with a parallel Scan and compares its item
+count and content digest (:mod:`ddb_backup.digest`) with the ones the backup
+recorded when it was verified. A data file altered after the backup, even
+with its MD5 updated to match, fails the drill.
+
+Scratch tables are named ``ddb-backup-drill-<drill id>-<n>`` (the id is a
+timestamp plus random hex, so the name cannot be a real table's), created
+from the captured schema (deletion protection, streams and provisioned
+capacity left off) with the tags ``ddb-backup:drill=true`` and
+``ddb-backup:environment=<environment>``, and deleted in a
+``finally`` also when the drill fails or is cut off. Every drill starts with a
+sweep deleting tagged drill tables an earlier run of the same environment
+left behind (a Lambda killed at its timeout runs no ``finally``). A table
+that lacks the prefix or the tags is never created, written or deleted:
+:class:`DrillError`. Two drills
+must not run at once (the sweep of one would delete the other's tables; the
+Lambda has a reserved concurrency of one).
+
+The result goes to ``<prefix>/<date>/_drills/<id>.json``: per table the
+duration, items per second, PASSED/FAILED/CUT_OFF and the first difference
+found; counts and digests only, never an item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+import uuid
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from ddb_backup.aws import AwsClients, error_code, raise_aws_error
+from ddb_backup.catalog import resolve_backup
+from ddb_backup.config import RestoreConfig
+from ddb_backup.digest import ContentDigest
+from ddb_backup.errors import DdbBackupError, DrillError
+from ddb_backup.events import RestoreRequest
+from ddb_backup.keys import date_prefix
+from ddb_backup.log import get_logger
+from ddb_backup.manifest import TableBackup, TableSchema, TableStatus
+from ddb_backup.restore import run_restore
+from ddb_backup.restore.tables import create_table_from_schema, describe_target
+from ddb_backup.storage import S3Storage, Storage
+from ddb_backup.table_scan import digest_table
+from ddb_backup.verify import verify_table_backup
+
+__all__ = [
+    "DRILL_PREFIX",
+    "DRILL_TAG",
+    "ENVIRONMENT_TAG",
+    "DrillResult",
+    "DrillStatus",
+    "DrillTable",
+    "delete_drill_table",
+    "drill_result_key",
+    "is_drill_table_name",
+    "run_drill",
+    "sweep_drill_tables",
+]
+
+log = get_logger("drill")
+
+#: Every scratch table's name starts with this; no real table may.
+DRILL_PREFIX = "ddb-backup-drill-"
+#: The tag every scratch table carries (key, value).
+DRILL_TAG = ("ddb-backup:drill", "true")
+#: The tag naming the environment whose drill made the table: a drill deletes only
+#: its own environment's tables (two environments may share an account).
+ENVIRONMENT_TAG = "ddb-backup:environment"
+_NAME = re.compile(re.escape(DRILL_PREFIX) + r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}-[0-9]+")
+#: Scan segments used to read a scratch table back.
+SCAN_SEGMENTS = 4
+
+
+class DrillStatus(StrEnum):
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+    CUT_OFF = "CUT_OFF"  # the deadline came first; nothing proven
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DrillTable(_Model):
+    """One table's drill: counts, digests (hex) and timings; never an item."""
+
+    source_table: str
+    scratch_table: str
+    status: DrillStatus
+    items_expected: int | None = None
+    items_restored: int | None = None
+    digest_expected: str | None = None
+    digest_restored: str | None = None
+    #: Where the expected digest came from: "manifest" (recorded at backup
+    #: time) or "files" (an older backup without one: read from its files now).
+    digest_source: str | None = None
+    duration_seconds: float
+    restore_seconds: float | None = None
+    items_per_second: float | None = None
+    difference: str | None = None
+    scratch_deleted: bool = False
+
+
+class DrillResult(_Model):
+    drill_id: str
+    environment: str
+    backup_date: dt.date
+    started_at: dt.datetime
+    duration_seconds: float
+    status: DrillStatus
+    tables: list[DrillTable]
+    swept_tables: list[str]
+    result_key: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status is DrillStatus.PASSED
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
+
+
+def new_drill_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def is_drill_table_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is not None
+
+
+def drill_result_key(prefix: str, date: dt.date, drill_id: str) -> str:
+    return f"{date_prefix(prefix, date)}/_drills/{drill_id}.json"
+
+
+async def _aws(operation: str, table: str, call: Any) -> Any:
+    """One DynamoDB call, its errors translated."""
+    try:
+        return await call
+    except DdbBackupError:
+        raise
+    except Exception as exc:  # translated at this boundary
+        raise_aws_error(exc, operation=operation, table=table)
+
+
+async def _drill_tags(dynamodb: Any, name: str) -> dict[str, str] | None:
+    """The table's tags, or None if the table is gone."""
+    try:
+        desc = await dynamodb.describe_table(TableName=name)
+        arn = desc["Table"]["TableArn"]
+        tags = await dynamodb.list_tags_of_resource(ResourceArn=arn)
+    except Exception as exc:  # translated at this boundary
+        if error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise_aws_error(exc, operation="ListTagsOfResource", table=name)
+    return {str(t.get("Key")): str(t.get("Value")) for t in tags.get("Tags", [])}
+
+
+async def delete_drill_table(dynamodb: Any, name: str, environment: str) -> bool:
+    """Delete a scratch table; True once it is gone (or was). Refuses (raises
+    :class:`DrillError`) any table without the drill prefix and tag, or made
+    by another environment's drill."""
+    if not is_drill_table_name(name):
+        raise DrillError(f"refusing to delete {name}: not a drill table name", table=name)
+    tags = await _drill_tags(dynamodb, name)
+    if tags is None:
+        return True
+    key, value = DRILL_TAG
+    if tags.get(key) != value:
+        raise DrillError(f"refusing to delete {name}: it lacks the drill tag", table=name)
+    if tags.get(ENVIRONMENT_TAG) != environment:
+        raise DrillError(
+            f"refusing to delete {name}: it belongs to another environment's drill", table=name
+        )
+    try:
+        await dynamodb.delete_table(TableName=name)
+    except Exception as exc:  # translated at this boundary
+        if error_code(exc) == "ResourceNotFoundException":
+            return True
+        raise_aws_error(exc, operation="DeleteTable", table=name)
+    log.info("drill table deleted", extra={"table": name})
+    return True
+
+
+async def _drill_table_names(dynamodb: Any) -> list[str]:
+    names: list[str] = []
+    start: str | None = None
+    while True:
+        params: dict[str, Any] = {"ExclusiveStartTableName": start} if start else {}
+        page = await _aws("ListTables", "*", dynamodb.list_tables(**params))
+        names += [n for n in page.get("TableNames", []) if is_drill_table_name(n)]
+        start = page.get("LastEvaluatedTableName")
+        if not start:
+            return names
+
+
+async def sweep_drill_tables(dynamodb: Any, environment: str) -> list[str]:
+    """Delete the tagged drill tables earlier drills of ``environment`` left
+    behind; their names. Any other table with a drill name is left alone (logged)."""
+    swept = []
+    for name in await _drill_table_names(dynamodb):
+        try:
+            await delete_drill_table(dynamodb, name, environment)
+            swept.append(name)
+        except DrillError as exc:
+            log.warning("drill sweep left a table alone", extra={"table": name, "error": str(exc)})
+        except DdbBackupError as exc:  # e.g. still CREATING: the next sweep deletes it
+            log.warning("drill sweep could not delete", extra={"table": name, "error": str(exc)})
+    return swept
+
+
+def _scratch_schema(schema: TableSchema) -> TableSchema:
+    """The captured schema for a scratch table: on demand, no deletion
+    protection (it must be deletable), no stream (nobody reads it)."""
+    return schema.model_copy(
+        update={
+            "billing_mode": "PAY_PER_REQUEST",
+            "provisioned_throughput": None,
+            "deletion_protection": None,
+            "stream_specification": None,
+        }
+    )
+
+
+class _Clock:
+    def __init__(self, deadline_seconds: float | None) -> None:
+        self.t0 = time.monotonic()
+        self.deadline = deadline_seconds
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - (time.monotonic() - self.t0))
+
+
+async def _expected_digest(
+    storage: Storage, table: TableBackup, *, concurrency: int
+) -> tuple[ContentDigest | None, str | None]:
+    """The digest the backup's files hold now (read and verified), or the error."""
+    digest = ContentDigest()
+    verdict = await verify_table_backup(storage, table, concurrency=concurrency, digest=digest)
+    if not verdict.ok:
+        return None, "; ".join(verdict.errors[:3])
+    return digest, None
+
+
+async def _drill_one(
+    config: RestoreConfig,
+    clients: AwsClients,
+    storage: Storage,
+    table: TableBackup,
+    scratch: str,
+    backup_date: dt.date,
+    clock: _Clock,
+) -> dict[str, Any]:
+    """Create, restore into and compare one scratch table (deleted by the caller)."""
+    if not is_drill_table_name(scratch):  # never a real table, whatever the caller passed
+        raise DrillError(f"refusing to restore into {scratch}: not a drill table", table=scratch)
+    out: dict[str, Any] = {"items_expected": table.item_count}
+    if table.table_schema is None:
+        return {**out, "status": DrillStatus.FAILED, "difference": "the backup has no schema"}
+    if await describe_target(clients.dynamodb, scratch) is not None:
+        raise DrillError(f"refusing to use {scratch}: the table exists already", table=scratch)
+    key, value = DRILL_TAG
+    await create_table_from_schema(
+        clients.dynamodb,
+        scratch,
+        _scratch_schema(table.table_schema),
+        tags={key: value, ENVIRONMENT_TAG: config.environment},
+    )
+    request = RestoreRequest(
+        backup_date=backup_date.isoformat(),
+        tables=[table.table_name],
+        table_mapping={table.table_name: scratch},
+    )
+    t_restore = time.monotonic()
+    result = await run_restore(
+        config, request, clients, storage=storage, deadline_seconds=clock.remaining()
+    )
+    restore_seconds = time.monotonic() - t_restore
+    out["restore_seconds"] = round(restore_seconds, 3)
+    if result.status_code == 202:
+        return {**out, "status": DrillStatus.CUT_OFF, "difference": "the restore was cut off"}
+    if not result.ok:
+        answer = result.answer
+        errors = [r.error for r in answer.restore_results or [] if r.error]
+        detail = (errors or [answer.error or f"status {result.status_code}"])[0]
+        return {**out, "status": DrillStatus.FAILED, "difference": f"restore failed: {detail}"}
+    restored = await digest_table(clients.dynamodb, scratch, segments=SCAN_SEGMENTS)
+    out |= {
+        "items_restored": restored.count,
+        "digest_restored": restored.hexdigest,
+        "items_per_second": round(restored.count / restore_seconds, 1) if restore_seconds else None,
+    }
+    if table.content_digest is not None:
+        expected: ContentDigest | None = None
+        out |= {"digest_expected": table.content_digest, "digest_source": "manifest"}
+    else:
+        expected, error = await _expected_digest(storage, table, concurrency=4)
+        if expected is None:
+            return {**out, "status": DrillStatus.FAILED, "difference": error}
+        out |= {"digest_expected": expected.hexdigest, "digest_source": "files"}
+    difference = await _first_difference(storage, table, restored, out["digest_expected"])
+    status = DrillStatus.FAILED if difference else DrillStatus.PASSED
+    return {**out, "status": status, "difference": difference}
+
+
+async def _first_difference(
+    storage: Storage, table: TableBackup, restored: ContentDigest, digest_expected: str
+) -> str | None:
+    """What differs first: the count, else the digest (and whether the files
+    changed since the backup recorded it), else None."""
+    if table.item_count is not None and restored.count != table.item_count:
+        return f"the scratch table holds {restored.count} items, the backup {table.item_count}"
+    if restored.hexdigest == digest_expected:
+        return None
+    msg = "content digest of the restored table differs from the backup's"
+    if table.content_digest is not None:
+        now, _ = await _expected_digest(storage, table, concurrency=4)
+        if now is not None and now.hexdigest != table.content_digest:
+            msg += " (the data files no longer hold what was verified at backup time)"
+        elif now is not None:
+            msg += " (the files are intact: the restore did not write what they hold)"
+    return msg
+
+
+async def run_drill(
+    config: RestoreConfig,
+    clients: AwsClients,
+    date: str = "latest",
+    tables: list[str] | None = None,
+    deadline_seconds: float | None = None,
+    *,
+    storage: Storage | None = None,
+    drill_id: str | None = None,
+) -> DrillResult:
+    """Drill the backup of ``date`` ("latest" or YYYY-MM-DD), all its completed
+    tables or ``tables``; write and return the result (see the module docstring).
+
+    Raises :class:`~ddb_backup.errors.BackupNotFoundError` when there is no
+    such backup (nothing is created then).
+    """
+    clock = _Clock(deadline_seconds)
+    started_at = dt.datetime.now(dt.UTC)
+    drill_id = drill_id or new_drill_id(started_at)
+    if not is_drill_table_name(f"{DRILL_PREFIX}{drill_id}-0"):
+        raise DrillError(f"invalid drill id {drill_id!r}", table=f"{DRILL_PREFIX}{drill_id}")
+    storage = storage or S3Storage(
+        clients.s3, config.bucket, expected_owner=config.expected_bucket_owner
+    )
+    swept = await sweep_drill_tables(clients.dynamodb, config.environment)
+    resolved = await resolve_backup(storage, config.prefix, date, tables)
+    manifest = resolved.manifest
+    chosen = [
+        t
+        for t in manifest.tables
+        if t.status is TableStatus.COMPLETED and (tables is None or t.table_name in tables)
+    ]
+    log.info(
+        "drill started",
+        extra={
+            "drill_id": drill_id,
+            "backup_date": str(manifest.backup_date),
+            "tables": len(chosen),
+        },
+    )
+    results = []
+    for n, table in enumerate(chosen):
+        scratch = f"{DRILL_PREFIX}{drill_id}-{n}"
+        t0 = time.monotonic()
+        fields: dict[str, Any]
+        try:
+            async with asyncio.timeout(clock.remaining()):
+                fields = await _drill_one(
+                    config, clients, storage, table, scratch, manifest.backup_date, clock
+                )
+        except TimeoutError:
+            fields = {"status": DrillStatus.CUT_OFF, "difference": "the deadline came first"}
+        except DdbBackupError as exc:
+            fields = {"status": DrillStatus.FAILED, "difference": str(exc)}
+        finally:
+            deleted = await _delete_quietly(clients.dynamodb, scratch, config.environment)
+        results.append(
+            DrillTable(
+                source_table=table.table_name,
+                scratch_table=scratch,
+                duration_seconds=round(time.monotonic() - t0, 3),
+                scratch_deleted=deleted,
+                **fields,
+            )
+        )
+        log.info(
+            "drill table done",
+            extra={
+                "drill_id": drill_id,
+                "table": table.table_name,
+                "status": str(results[-1].status),
+            },
+        )
+    statuses = {t.status for t in results}
+    status = (
+        DrillStatus.FAILED
+        if DrillStatus.FAILED in statuses or not results
+        else DrillStatus.CUT_OFF
+        if DrillStatus.CUT_OFF in statuses
+        else DrillStatus.PASSED
+    )
+    key = drill_result_key(config.prefix, manifest.backup_date, drill_id)
+    result = DrillResult(
+        drill_id=drill_id,
+        environment=config.environment,
+        backup_date=manifest.backup_date,
+        started_at=started_at,
+        duration_seconds=round(time.monotonic() - clock.t0, 3),
+        status=status,
+        tables=results,
+        swept_tables=swept,
+        result_key=key,
+    )
+    await storage.put_bytes(key, result.to_json(), content_type="application/json")
+    log.info("drill finished", extra={"drill_id": drill_id, "status": str(status), "key": key})
+    return result
+
+
+async def _delete_quietly(dynamodb: Any, name: str, environment: str) -> bool:
+    """Delete a scratch table in a ``finally``: a failure is logged (the next
+    drill's sweep deletes it), never raised over the drill's own outcome."""
+    try:
+        return await delete_drill_table(dynamodb, name, environment)
+    except DdbBackupError as exc:
+        log.warning("drill table not deleted", extra={"table": name, "error": str(exc)})
+        return False
