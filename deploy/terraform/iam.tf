@@ -165,7 +165,7 @@ data "aws_iam_policy_document" "restore" {
   }
 
   statement {
-    # Single-part PUTs only (ddb_backup/storage.py): no multipart upload to abort.
+    # Single-part PUTs only (ddb_backup/storage/s3.py): no multipart upload to abort.
     sid       = "WriteCheckpointsAndDeadLetters"
     actions   = ["s3:PutObject"]
     resources = [local.restore_arn]

@@ -86,11 +86,11 @@ def test_new_call_in_the_code_needs_its_action(module: Path, tmp_path: Path) -> 
     source = tmp_path / "src"
     for package in ("ddb_backup", "handlers"):
         shutil.copytree(SOURCE_ROOT / package, source / package)
-    with (source / "ddb_backup" / "storage.py").open("a", encoding="utf-8") as fh:
+    with (source / "ddb_backup" / "storage" / "s3.py").open("a", encoding="utf-8") as fh:
         fh.write("\n\nasync def _planted(self) -> None:\n    await self._s3.delete_object()\n")
     errors = check(module, source).errors
     assert [e.split(": ", 2)[2] for e in errors] == [
-        f"role {role} lacks s3:DeleteObject, which ddb_backup.storage calls "
+        f"role {role} lacks s3:DeleteObject, which ddb_backup.storage.s3 calls "
         "(AccessDenied at run time)"
         for role in ("backup", "restore", "vault", "incremental", "drill")
     ]

@@ -1,51 +1,22 @@
-"""Where backups live: S3, or a local copy made by ``ddb-backup download``.
-
-Both stores speak the same small protocol, so verification and restore run
-unchanged on either. S3 bodies are read in chunks; a body cut off part-way is
-resumed with a byte-range request from the last byte received, so a dropped
-connection never costs (or duplicates) an item.
-
-Every read of an S3 object is pinned: range requests that resume a body are
-sent with the first answer's ``VersionId`` (versioned bucket) or ``If-Match``
-on its ETag, and a caller may pin the first request too (:class:`ObjectPin`,
-recorded at verification), so bytes of a replaced object are never mixed in:
-S3 answers 412 / ``NoSuchVersion``, raised as :class:`DataFileChangedError`.
-:class:`PinnedReads` remembers the first pin seen per key for a whole run.
-"""
+"""A bucket as a store: chunked reads resumed and pinned, conditional writes."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import os
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
-import aiofiles
-import aiofiles.os
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ddb_backup.aws import error_code, is_retryable, raise_aws_error
-from ddb_backup.errors import DataFileChangedError, DataFileMissingError, UnsafeNameError
-
-__all__ = [
-    "CHUNK_SIZE",
-    "LocalStorage",
-    "ObjectInfo",
-    "ObjectPin",
-    "PinnedReads",
-    "S3Storage",
-    "Storage",
-    "content_md5",
-]
-
-#: Bytes read from a body at a time: large enough to keep syscalls rare,
-#: small enough that N files in flight stay within a 128 MB Lambda.
-CHUNK_SIZE = 256 * 1024
-
+from ddb_backup.errors import DataFileChangedError, DataFileMissingError
+from ddb_backup.storage.protocol import (
+    CHUNK_SIZE,
+    ObjectInfo,
+    ObjectPin,
+    PinCallback,
+    content_md5,
+)
 
 #: What S3 answers a conditional write (or delete) whose condition does not
 #: hold: the key taken (If-None-Match), the ETag changed or the object gone (If-Match).
@@ -54,68 +25,8 @@ _REFUSED = frozenset(
 )
 
 
-def content_md5(data: bytes) -> str:
-    """Base64 MD5, as S3's ``Content-MD5``, AWS's ``md5Checksum`` and ``.md5`` sidecars."""
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-
-
 #: What S3 answers a read pinned to an object that is no longer there as pinned.
 _CHANGED = frozenset({"PreconditionFailed", "412", "NoSuchVersion"})
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    key: str
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectPin:
-    """The one object version a read must see: S3's ``VersionId`` where the
-    bucket is versioned (immutable), else its ETag (sent as ``If-Match``)."""
-
-    etag: str | None = None
-    version_id: str | None = None
-
-    def get_params(self) -> dict[str, str]:
-        if self.version_id:
-            return {"VersionId": self.version_id}
-        return {"IfMatch": self.etag} if self.etag else {}
-
-    def describe(self) -> str:
-        return f"VersionId {self.version_id}" if self.version_id else f"ETag {self.etag}"
-
-
-#: Called once per :meth:`Storage.stream` with the pin of the object read.
-PinCallback = Callable[[ObjectPin], None]
-
-
-class Storage(Protocol):
-    """What the core needs from a place that holds backups."""
-
-    @property
-    def location(self) -> str:
-        """Human-readable root, e.g. ``s3://bucket`` or a directory."""
-        ...
-
-    async def get_bytes(self, key: str) -> bytes: ...
-
-    async def get_bytes_or_none(self, key: str) -> bytes | None: ...
-
-    def stream(
-        self,
-        key: str,
-        *,
-        chunk_size: int = CHUNK_SIZE,
-        pin: ObjectPin | None = None,
-        on_pin: PinCallback | None = None,
-    ) -> AsyncIterator[bytes]: ...
-
-    def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]: ...
-
-    async def list_prefixes(self, prefix: str) -> list[str]: ...
-
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str = ...) -> None: ...
 
 
 class S3Storage:
@@ -300,136 +211,3 @@ class S3Storage:
         except (BotoCoreError, OSError) as exc:
             raise_aws_error(exc, operation="PutObject", key=key)
         return str(resp.get("ETag", ""))
-
-
-class LocalStorage:
-    """A directory laid out like the bucket (keys are relative paths)."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).resolve()
-
-    @property
-    def location(self) -> str:
-        return str(self.root)
-
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if path != self.root and self.root not in path.parents:
-            raise UnsafeNameError(f"key {key!r} escapes {self.root}")
-        return path
-
-    async def get_bytes(self, key: str) -> bytes:
-        data = await self.get_bytes_or_none(key)
-        if data is None:
-            raise DataFileMissingError("file not found", key=key)
-        return data
-
-    async def get_bytes_or_none(self, key: str) -> bytes | None:
-        try:
-            async with aiofiles.open(self._path(key), "rb") as f:
-                return await f.read()
-        except FileNotFoundError:
-            return None
-
-    async def stream(
-        self,
-        key: str,
-        *,
-        chunk_size: int = CHUNK_SIZE,
-        pin: ObjectPin | None = None,
-        on_pin: PinCallback | None = None,
-    ) -> AsyncIterator[bytes]:
-        """A local copy has no versions: reads are unpinned (``pin`` is ignored);
-        the restore's MD5 check over each whole file still catches a change."""
-        try:
-            async with aiofiles.open(self._path(key), "rb") as f:
-                while chunk := await f.read(chunk_size):
-                    yield chunk
-        except FileNotFoundError as exc:
-            raise DataFileMissingError("file not found", key=key) from exc
-
-    async def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
-        # os.walk is cheap next to the reads that follow; run it off the loop.
-        found = await asyncio.to_thread(self._walk, prefix)
-        for info in found:
-            yield info
-
-    def _walk(self, prefix: str) -> list[ObjectInfo]:
-        out = []
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                full = Path(dirpath) / name
-                key = full.relative_to(self.root).as_posix()
-                if key.startswith(prefix) and not name.endswith(".part"):
-                    out.append(ObjectInfo(key=key, size=full.stat().st_size))
-        return sorted(out, key=lambda o: o.key)
-
-    async def list_prefixes(self, prefix: str) -> list[str]:
-        base = self._path(prefix) if prefix else self.root
-        if not await aiofiles.os.path.isdir(base):
-            return []
-        names = await aiofiles.os.listdir(base)
-        return sorted(
-            [f"{prefix}{name}/" for name in names if await aiofiles.os.path.isdir(base / name)]
-        )
-
-    async def put_bytes(
-        self, key: str, data: bytes, *, content_type: str = "application/json"
-    ) -> None:
-        path = self._path(key)
-        await aiofiles.os.makedirs(path.parent, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        async with aiofiles.open(tmp, "wb") as f:
-            await f.write(data)
-        await aiofiles.os.replace(tmp, path)
-
-
-class PinnedReads:
-    """A :class:`Storage` whose every read of a key sees one object: the one
-    given in :attr:`pins`, else the first one read (then remembered).
-
-    A restore reads through it, so what it verified is what it writes, and
-    the pins it learnt go into its checkpoint for later rounds and shards.
-    """
-
-    def __init__(self, inner: Storage, pins: dict[str, ObjectPin] | None = None) -> None:
-        self.inner = inner
-        self.pins: dict[str, ObjectPin] = dict(pins or {})
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
-
-    async def get_bytes(self, key: str) -> bytes:
-        return await self.inner.get_bytes(key)
-
-    async def get_bytes_or_none(self, key: str) -> bytes | None:
-        return await self.inner.get_bytes_or_none(key)
-
-    def stream(
-        self,
-        key: str,
-        *,
-        chunk_size: int = CHUNK_SIZE,
-        pin: ObjectPin | None = None,
-        on_pin: PinCallback | None = None,
-    ) -> AsyncIterator[bytes]:
-        def seen(p: ObjectPin) -> None:
-            self.pins.setdefault(key, p)
-            if on_pin is not None:
-                on_pin(p)
-
-        return self.inner.stream(
-            key, chunk_size=chunk_size, pin=pin or self.pins.get(key), on_pin=seen
-        )
-
-    def list_objects(self, prefix: str) -> AsyncIterator[ObjectInfo]:
-        return self.inner.list_objects(prefix)
-
-    async def list_prefixes(self, prefix: str) -> list[str]:
-        return await self.inner.list_prefixes(prefix)
-
-    async def put_bytes(
-        self, key: str, data: bytes, *, content_type: str = "application/json"
-    ) -> None:
-        await self.inner.put_bytes(key, data, content_type=content_type)
