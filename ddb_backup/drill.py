@@ -17,7 +17,7 @@ capacity left off) with the tags ``ddb-backup:drill=true`` and
 sweep deleting tagged drill tables an earlier run of the same environment
 left behind (a Lambda killed at its timeout runs no ``finally``). A table
 that lacks the prefix or the tags is never created, written or deleted:
-:class:`DrillError`. Two drills
+:class:`DrillError` (see :mod:`ddb_backup.drill_tables`). Two drills
 must not run at once (the sweep of one would delete the other's tables; the
 Lambda has a reserved concurrency of one).
 
@@ -30,24 +30,33 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import time
-import uuid
 from enum import StrEnum
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from ddb_backup.aws import AwsClients, error_code, raise_aws_error
+from ddb_backup.aws import AwsClients
 from ddb_backup.catalog import resolve_backup
 from ddb_backup.config import RestoreConfig
 from ddb_backup.digest import ContentDigest
+from ddb_backup.drill_tables import (
+    DRILL_PREFIX,
+    DRILL_TAG,
+    ENVIRONMENT_TAG,
+    delete_drill_table,
+    delete_quietly,
+    is_drill_table_name,
+    new_drill_id,
+    scratch_schema,
+    sweep_drill_tables,
+)
 from ddb_backup.errors import DdbBackupError, DrillError
 from ddb_backup.events import RestoreRequest
 from ddb_backup.keys import date_prefix
 from ddb_backup.log import get_logger
-from ddb_backup.manifest import TableBackup, TableSchema, TableStatus
+from ddb_backup.manifest import TableBackup, TableStatus
 from ddb_backup.restore import run_restore
 from ddb_backup.restore.tables import create_table_from_schema, describe_target
 from ddb_backup.storage import S3Storage, Storage
@@ -70,14 +79,6 @@ __all__ = [
 
 log = get_logger("drill")
 
-#: Every scratch table's name starts with this; no real table may.
-DRILL_PREFIX = "ddb-backup-drill-"
-#: The tag every scratch table carries (key, value).
-DRILL_TAG = ("ddb-backup:drill", "true")
-#: The tag naming the environment whose drill made the table: a drill deletes only
-#: its own environment's tables (two environments may share an account).
-ENVIRONMENT_TAG = "ddb-backup:environment"
-_NAME = re.compile(re.escape(DRILL_PREFIX) + r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}-[0-9]+")
 #: Scan segments used to read a scratch table back.
 SCAN_SEGMENTS = 4
 
@@ -131,106 +132,8 @@ class DrillResult(_Model):
         return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
 
 
-def new_drill_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-def is_drill_table_name(name: str) -> bool:
-    return _NAME.fullmatch(name) is not None
-
-
 def drill_result_key(prefix: str, date: dt.date, drill_id: str) -> str:
     return f"{date_prefix(prefix, date)}/_drills/{drill_id}.json"
-
-
-async def _aws(operation: str, table: str, call: Any) -> Any:
-    """One DynamoDB call, its errors translated."""
-    try:
-        return await call
-    except DdbBackupError:
-        raise
-    except Exception as exc:  # translated at this boundary
-        raise_aws_error(exc, operation=operation, table=table)
-
-
-async def _drill_tags(dynamodb: Any, name: str) -> dict[str, str] | None:
-    """The table's tags, or None if the table is gone."""
-    try:
-        desc = await dynamodb.describe_table(TableName=name)
-        arn = desc["Table"]["TableArn"]
-        tags = await dynamodb.list_tags_of_resource(ResourceArn=arn)
-    except Exception as exc:  # translated at this boundary
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise_aws_error(exc, operation="ListTagsOfResource", table=name)
-    return {str(t.get("Key")): str(t.get("Value")) for t in tags.get("Tags", [])}
-
-
-async def delete_drill_table(dynamodb: Any, name: str, environment: str) -> bool:
-    """Delete a scratch table; True once it is gone (or was). Refuses (raises
-    :class:`DrillError`) any table without the drill prefix and tag, or made
-    by another environment's drill."""
-    if not is_drill_table_name(name):
-        raise DrillError(f"refusing to delete {name}: not a drill table name", table=name)
-    tags = await _drill_tags(dynamodb, name)
-    if tags is None:
-        return True
-    key, value = DRILL_TAG
-    if tags.get(key) != value:
-        raise DrillError(f"refusing to delete {name}: it lacks the drill tag", table=name)
-    if tags.get(ENVIRONMENT_TAG) != environment:
-        raise DrillError(
-            f"refusing to delete {name}: it belongs to another environment's drill", table=name
-        )
-    try:
-        await dynamodb.delete_table(TableName=name)
-    except Exception as exc:  # translated at this boundary
-        if error_code(exc) == "ResourceNotFoundException":
-            return True
-        raise_aws_error(exc, operation="DeleteTable", table=name)
-    log.info("drill table deleted", extra={"table": name})
-    return True
-
-
-async def _drill_table_names(dynamodb: Any) -> list[str]:
-    names: list[str] = []
-    start: str | None = None
-    while True:
-        params: dict[str, Any] = {"ExclusiveStartTableName": start} if start else {}
-        page = await _aws("ListTables", "*", dynamodb.list_tables(**params))
-        names += [n for n in page.get("TableNames", []) if is_drill_table_name(n)]
-        start = page.get("LastEvaluatedTableName")
-        if not start:
-            return names
-
-
-async def sweep_drill_tables(dynamodb: Any, environment: str) -> list[str]:
-    """Delete the tagged drill tables earlier drills of ``environment`` left
-    behind; their names. Any other table with a drill name is left alone (logged)."""
-    swept = []
-    for name in await _drill_table_names(dynamodb):
-        try:
-            await delete_drill_table(dynamodb, name, environment)
-            swept.append(name)
-        except DrillError as exc:
-            log.warning("drill sweep left a table alone", extra={"table": name, "error": str(exc)})
-        except DdbBackupError as exc:  # e.g. still CREATING: the next sweep deletes it
-            log.warning("drill sweep could not delete", extra={"table": name, "error": str(exc)})
-    return swept
-
-
-def _scratch_schema(schema: TableSchema) -> TableSchema:
-    """The captured schema for a scratch table: on demand, no deletion
-    protection (it must be deletable), no stream (nobody reads it)."""
-    return schema.model_copy(
-        update={
-            "billing_mode": "PAY_PER_REQUEST",
-            "provisioned_throughput": None,
-            "deletion_protection": None,
-            "stream_specification": None,
-        }
-    )
 
 
 class _Clock:
@@ -276,7 +179,7 @@ async def _drill_one(
     await create_table_from_schema(
         clients.dynamodb,
         scratch,
-        _scratch_schema(table.table_schema),
+        scratch_schema(table.table_schema),
         tags={key: value, ENVIRONMENT_TAG: config.environment},
     )
     request = RestoreRequest(
@@ -390,7 +293,7 @@ async def run_drill(
         except DdbBackupError as exc:
             fields = {"status": DrillStatus.FAILED, "difference": str(exc)}
         finally:
-            deleted = await _delete_quietly(clients.dynamodb, scratch, config.environment)
+            deleted = await delete_quietly(clients.dynamodb, scratch, config.environment)
         results.append(
             DrillTable(
                 source_table=table.table_name,
@@ -431,13 +334,3 @@ async def run_drill(
     await storage.put_bytes(key, result.to_json(), content_type="application/json")
     log.info("drill finished", extra={"drill_id": drill_id, "status": str(status), "key": key})
     return result
-
-
-async def _delete_quietly(dynamodb: Any, name: str, environment: str) -> bool:
-    """Delete a scratch table in a ``finally``: a failure is logged (the next
-    drill's sweep deletes it), never raised over the drill's own outcome."""
-    try:
-        return await delete_drill_table(dynamodb, name, environment)
-    except DdbBackupError as exc:
-        log.warning("drill table not deleted", extra={"table": name, "error": str(exc)})
-        return False
