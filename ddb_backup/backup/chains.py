@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ddb_backup.chain import (
+    BreakReason,
     Chain,
     ChainBreak,
     ChainProblem,
@@ -45,7 +46,7 @@ from ddb_backup.log import get_logger
 from ddb_backup.manifest import BackupManifest
 from ddb_backup.storage import S3Storage
 
-__all__ = ["ChainChoice", "current_chain"]
+__all__ = ["ChainChoice", "current_chain", "record_window_failure"]
 
 log = get_logger(__name__)
 
@@ -251,3 +252,20 @@ def _newest_base(
         and (after is None or _millis(p.export_time) > after.start.base_export_time)
     ]
     return usable[-1] if usable else None
+
+
+async def record_window_failure(
+    storage: S3Storage, prefix: str, chain: Chain, detail: str, *, now: dt.datetime
+) -> ChainProblem | None:
+    """A failed window ends its chain at the head: the break is recorded once;
+    the problem to report, or None if an earlier call recorded it."""
+    problem = ChainProblem(BreakReason.WINDOW_FAILED, chain.head, detail)
+    brk = ChainBreak(
+        table=chain.start.table,
+        chain_id=chain.chain_id,
+        reason=problem.reason,
+        detail=problem.detail,
+        head=problem.at,
+        detected_at=now,
+    )
+    return problem if await record_break(storage, prefix, brk) else None

@@ -39,7 +39,7 @@ from ddb_backup.backup.answer import (
     WindowTableBody,
     incremental_result,
 )
-from ddb_backup.backup.chains import current_chain
+from ddb_backup.backup.chains import current_chain, record_window_failure
 from ddb_backup.backup.polling import Deadline, Polling, poll_until
 from ddb_backup.backup.run import backup_storage
 from ddb_backup.backup.state import FINAL_STATUSES, NOT_STARTED, RunStateStore
@@ -53,13 +53,10 @@ from ddb_backup.backup.window_export import (
 )
 from ddb_backup.catalog import list_backups
 from ddb_backup.chain import (
-    BreakReason,
     Chain,
-    ChainBreak,
     ChainProblem,
     append_window,
     plan_next_window,
-    record_break,
 )
 from ddb_backup.concurrency import run_workers
 from ddb_backup.config import IncrementalConfig
@@ -223,20 +220,14 @@ class _TableWindows:
         """A failed window ends its chain: the break is recorded (once) and reported."""
         self.body["status"] = TableStatus.FAILED.value
         self.body["error"] = w.error
-        problem = ChainProblem(
-            BreakReason.WINDOW_FAILED,
-            chain.head,
+        problem = await record_window_failure(
+            self.storage,
+            self.config.prefix,
+            chain,
             f"window [{w.export_from.isoformat()}, {w.export_to.isoformat()}) failed: {w.error}",
+            now=self.now,
         )
-        brk = ChainBreak(
-            table=self.name,
-            chain_id=chain.chain_id,
-            reason=problem.reason,
-            detail=problem.detail,
-            head=problem.at,
-            detected_at=self.now,
-        )
-        if await record_break(self.storage, self.config.prefix, brk):
+        if problem is not None:
             self._breaks([(chain.chain_id, problem)])
 
     def _breaks(self, breaks: list[tuple[str, ChainProblem]]) -> None:
