@@ -20,7 +20,7 @@ import os
 import time
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ValidationError, model_validator
+from pydantic import BeforeValidator, model_validator
 
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import BackupBody, BackupResult, Polling, run_backup
@@ -35,10 +35,10 @@ from handlers.common import (
     MIN_WORKING_SECONDS,
     LambdaContext,
     ScheduledEvent,
+    parse_event,
     remaining_seconds,
     response,
     setup,
-    validation_problems,
     working_seconds,
 )
 
@@ -78,12 +78,9 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     """Run, resume or report today's backup (or ``backup_date``'s run)."""
     setup()
     started = time.monotonic()
-    try:
-        parsed = BackupEvent.model_validate({} if event is None else event)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        log.error("invalid backup event", extra={"problems": problems})
-        return response(400, {"error": "invalid event", "problems": problems})
+    parsed = parse_event(BackupEvent, event, "backup")
+    if isinstance(parsed, dict):
+        return parsed
     try:
         config = BackupConfig.from_environ(os.environ)
     except ConfigError as exc:

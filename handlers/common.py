@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ddb_backup.log import configure_logging
+from ddb_backup.log import configure_logging, get_logger
 
 __all__ = [
     "DEADLINE_MARGIN_SECONDS",
@@ -17,6 +17,7 @@ __all__ = [
     "LambdaContext",
     "ScheduledEvent",
     "deadline_seconds",
+    "parse_event",
     "remaining_seconds",
     "response",
     "setup",
@@ -134,3 +135,18 @@ class ScheduledEvent(BaseModel):
                 "not a complete EventBridge scheduled event; missing: " + ", ".join(missing)
             )
         return self
+
+
+_log = get_logger("handlers")
+EventModel = TypeVar("EventModel", bound=BaseModel)
+
+
+def parse_event(model: type[EventModel], event: Any, kind: str) -> EventModel | dict[str, Any]:
+    """``event`` as ``model`` (``None`` reads as ``{}``), or the 400 answer listing
+    every problem (field and message, never the value) and logging them."""
+    try:
+        return model.model_validate({} if event is None else event)
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        _log.error(f"invalid {kind} event", extra={"problems": problems})
+        return response(400, {"error": "invalid event", "problems": problems})

@@ -15,8 +15,6 @@ import os
 import time
 from typing import Any
 
-from pydantic import ValidationError
-
 from ddb_backup.config import RestoreConfig
 from ddb_backup.drill import DrillResult, DrillStatus, run_drill
 from ddb_backup.errors import ConfigError, DdbBackupError
@@ -27,9 +25,9 @@ from handlers.common import (
     LambdaContext,
     ScheduledEvent,
     deadline_seconds,
+    parse_event,
     response,
     setup,
-    validation_problems,
 )
 
 __all__ = ["handler"]
@@ -41,12 +39,9 @@ def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
     """Drill the latest backup into scratch tables and compare; one EMF line."""
     setup()
     started = time.monotonic()
-    try:
-        ScheduledEvent.model_validate({} if event is None else event)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        log.warning("invalid drill event", extra={"problems": problems})
-        return response(400, {"error": "invalid event", "problems": problems})
+    parsed = parse_event(ScheduledEvent, event, "drill")
+    if isinstance(parsed, dict):
+        return parsed
     try:
         config = RestoreConfig.from_environ(os.environ)
     except ConfigError as exc:

@@ -21,8 +21,6 @@ import os
 import time
 from typing import Any
 
-from pydantic import ValidationError
-
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import (
     IncrementalBody,
@@ -38,9 +36,9 @@ from ddb_backup.metrics import emit_metrics
 from handlers.common import (
     LambdaContext,
     ScheduledEvent,
+    parse_event,
     response,
     setup,
-    validation_problems,
     working_seconds,
 )
 
@@ -60,12 +58,9 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     """Export, verify and chain every configured table's due windows."""
     setup()
     started = time.monotonic()
-    try:
-        parsed = IncrementalEvent.model_validate({} if event is None else event)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        log.error("invalid incremental event", extra={"problems": problems})
-        return response(400, {"error": "invalid event", "problems": problems})
+    parsed = parse_event(IncrementalEvent, event, "incremental")
+    if isinstance(parsed, dict):
+        return parsed
     try:
         config = IncrementalConfig.from_environ(os.environ)
     except ConfigError as exc:

@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from ddb_backup.aws import aws_clients
 from ddb_backup.errors import BackupNotFoundError, ConfigError, DdbBackupError, UnsafeNameError
@@ -37,9 +37,9 @@ from ddb_backup.vault import VaultConfig, VaultResult, copy_to_vault, latest_fin
 from handlers.common import (
     LambdaContext,
     ScheduledEvent,
+    parse_event,
     response,
     setup,
-    validation_problems,
     working_seconds,
 )
 
@@ -72,12 +72,9 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     """Copy one final backup date to the vault (resuming an earlier invocation's copy)."""
     setup()
     started = time.monotonic()
-    try:
-        parsed = VaultEvent.model_validate({} if event is None else event)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        log.error("invalid vault event", extra={"problems": problems})
-        return response(400, {"error": "invalid event", "problems": problems})
+    parsed = parse_event(VaultEvent, event, "vault")
+    if isinstance(parsed, dict):
+        return parsed
     try:
         config = VaultConfig.from_environ(os.environ)
     except ConfigError as exc:
