@@ -18,23 +18,20 @@ import asyncio
 import datetime as dt
 import os
 import time
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator, model_validator
+from typing import Any
 
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import BackupBody, BackupResult, Polling, run_backup
 from ddb_backup.backup.answer import DeferredBody, deferred_body
 from ddb_backup.config import BackupConfig
-from ddb_backup.errors import ConfigError, UnsafeNameError
-from ddb_backup.keys import check_date
+from ddb_backup.errors import ConfigError
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import BACKUP_TYPE
 from ddb_backup.metrics import emit_metrics
 from handlers.common import (
     MIN_WORKING_SECONDS,
+    DatedEvent,
     LambdaContext,
-    ScheduledEvent,
     parse_event,
     remaining_seconds,
     response,
@@ -50,28 +47,8 @@ log = get_logger("handlers.backup")
 POLLING = Polling()
 
 
-def _strict_date(value: Any) -> dt.date:
-    """Only a ``YYYY-MM-DD`` string (pydantic would also take a number of seconds)."""
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return check_date(value)
-    except UnsafeNameError as exc:
-        raise ValueError("expected a date as YYYY-MM-DD") from exc
-
-
-class BackupEvent(ScheduledEvent):
-    """``{}``, ``{"backup_date": "YYYY-MM-DD"}`` or an EventBridge scheduled event
-    (all of its envelope, AWS's names); anything else is refused, so a mistyped
-    field (``backupDate``) cannot silently start today's run."""
-
-    backup_date: Annotated[dt.date | None, BeforeValidator(_strict_date)] = None
-
-    @model_validator(mode="after")
-    def _date_alone(self) -> BackupEvent:
-        if self.backup_date is not None and self.envelope_given():
-            raise ValueError("backup_date cannot be combined with an EventBridge event's fields")
-        return self
+class BackupEvent(DatedEvent):
+    """The backup's event: today's run, or ``backup_date``'s (see :class:`DatedEvent`)."""
 
 
 def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from ddb_backup.errors import UnsafeNameError
+from ddb_backup.keys import check_date
 from ddb_backup.log import configure_logging, get_logger
 
 __all__ = [
     "DEADLINE_MARGIN_SECONDS",
     "MIN_WORKING_SECONDS",
     "SCHEDULED_EVENT_FIELDS",
+    "DatedEvent",
     "LambdaContext",
     "ScheduledEvent",
     "deadline_seconds",
@@ -150,3 +160,27 @@ def parse_event(model: type[EventModel], event: Any, kind: str) -> EventModel | 
         problems = validation_problems(exc)
         _log.error(f"invalid {kind} event", extra={"problems": problems})
         return response(400, {"error": "invalid event", "problems": problems})
+
+
+def _strict_date(value: Any) -> dt.date:
+    """Only a ``YYYY-MM-DD`` string (pydantic would also take a number of seconds)."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return check_date(value)
+    except UnsafeNameError as exc:
+        raise ValueError("expected a date as YYYY-MM-DD") from exc
+
+
+class DatedEvent(ScheduledEvent):
+    """``{}``, ``{"backup_date": "YYYY-MM-DD"}`` or an EventBridge scheduled event
+    (all of its envelope, AWS's names); anything else is refused, so a mistyped
+    field (``backupDate``) cannot silently act on another date."""
+
+    backup_date: Annotated[dt.date | None, BeforeValidator(_strict_date)] = None
+
+    @model_validator(mode="after")
+    def _date_alone(self) -> DatedEvent:
+        if self.backup_date is not None and self.envelope_given():
+            raise ValueError("backup_date cannot be combined with an EventBridge event's fields")
+        return self

@@ -23,11 +23,8 @@ import os
 import time
 from typing import Any
 
-from pydantic import field_validator, model_validator
-
 from ddb_backup.aws import aws_clients
-from ddb_backup.errors import BackupNotFoundError, ConfigError, DdbBackupError, UnsafeNameError
-from ddb_backup.keys import check_date
+from ddb_backup.errors import BackupNotFoundError, ConfigError, DdbBackupError
 from ddb_backup.log import get_logger
 from ddb_backup.metrics import emit_metrics
 from ddb_backup.vault import VaultConfig, VaultResult, copy_to_vault, latest_final_date
@@ -35,8 +32,8 @@ from ddb_backup.vault import VaultConfig, VaultResult, copy_to_vault, latest_fin
 # Not handlers.backup's event: this function's import closure (its IAM role, see
 # deploy/checks/iam.py) stays the vault's own.
 from handlers.common import (
+    DatedEvent,
     LambdaContext,
-    ScheduledEvent,
     parse_event,
     response,
     setup,
@@ -48,24 +45,8 @@ __all__ = ["VaultEvent", "handler"]
 log = get_logger("handlers.vault")
 
 
-class VaultEvent(ScheduledEvent):
-    """``{}``, ``{"backup_date": "YYYY-MM-DD"}`` or a scheduled event (nothing else)."""
-
-    backup_date: str | None = None
-
-    @field_validator("backup_date")
-    @classmethod
-    def _date(cls, v: str | None) -> str | None:
-        try:
-            return None if v is None else check_date(v).isoformat()
-        except UnsafeNameError as exc:
-            raise ValueError("expected a date as YYYY-MM-DD") from exc
-
-    @model_validator(mode="after")
-    def _date_alone(self) -> VaultEvent:
-        if self.backup_date is not None and self.envelope_given():
-            raise ValueError("backup_date cannot be combined with an EventBridge event's fields")
-        return self
+class VaultEvent(DatedEvent):
+    """The vault copy's event: the newest final date, or ``backup_date``'s."""
 
 
 def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
@@ -83,7 +64,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         return response(500, {"error": str(exc)})
     deadline = working_seconds(context)
     try:
-        day = check_date(parsed.backup_date) if parsed.backup_date else None
+        day = parsed.backup_date
         result = asyncio.run(_run(config, day, deadline))
     except BackupNotFoundError as exc:
         return response(404, {"error": str(exc)})
