@@ -158,10 +158,15 @@ class RestoreRun:
 
     async def conclude(self) -> Outcome:
         """Checkpoint a run the budget stopped; record a final one where a
-        checkpoint could still name it."""
+        checkpoint could still name it. A dry run stores nothing."""
         lost = self.lease_lost()
         st = self.state
         unfinished = [t for t in st.tables if t.phase not in FINAL_PHASES]
+        if self.scope.dry_run:
+            # A dry run writes nothing anywhere, a checkpoint neither: one cut
+            # short says what it verified and what is left (see answer.run_result).
+            pending = [t for t in st.tables if t.phase is TablePhase.PENDING]
+            return Outcome(self.duration, unfinished=len(pending))
         if unfinished and self.budget.stopped:
             duration = self.spend()
             token = await save_checkpoint(self.scope.dead_letter_storage, st)

@@ -132,6 +132,8 @@ class TableState(_State):
             touched = self.items_cleared or self.items_written
             return RestoreStatus.PARTIAL if touched else RestoreStatus.FAILED
         if dry_run:
+            if self.phase is TablePhase.PENDING:
+                return RestoreStatus.IN_PROGRESS  # not verified yet (the deadline came first)
             return RestoreStatus.DRY_RUN if not self.all_errors else RestoreStatus.FAILED
         complete = (
             self.phase is TablePhase.DONE
