@@ -23,12 +23,21 @@ from pydantic import (
 from ddb_backup.errors import UnsafeNameError
 from ddb_backup.keys import check_date, check_table_name
 
-__all__ = ["MAX_TABLES", "MAX_WORKERS", "FinalizeEvent", "RestoreRequest", "ShardRef"]
+__all__ = [
+    "MAX_TABLES",
+    "MAX_WORKERS",
+    "MAX_WRITE_UNITS",
+    "FinalizeEvent",
+    "RestoreRequest",
+    "ShardRef",
+]
 
 #: Upper bound on ``tables`` / ``table_mapping`` entries (DynamoDB's default
 #: account quota is 2,500 tables; a restore event never needs more than this).
 MAX_TABLES = 100
 MAX_WORKERS = 64
+#: Upper bound on ``max_write_units`` (DynamoDB's default per-table write quota is 40,000).
+MAX_WRITE_UNITS = 1_000_000
 
 _RESTORE_ID_RE = r"^[A-Za-z0-9_.\-]{1,128}$"
 
@@ -61,6 +70,8 @@ class RestoreRequest(BaseModel):
     dry_run: bool = False
     clear_existing_data: bool = False
     max_workers: int = Field(default=5, ge=1, le=MAX_WORKERS)
+    #: Write units per second per table at most (measured from ConsumedCapacity).
+    max_write_units: int | None = Field(default=None, ge=1, le=MAX_WRITE_UNITS)
     table_mapping: dict[TableName, TableName] | None = Field(default=None, max_length=MAX_TABLES)
     create_missing_tables: bool = False
     items_per_shard: int | None = Field(default=None, ge=1, le=10**9)
@@ -130,7 +141,7 @@ class RestoreRequest(BaseModel):
                 )
         if self.resume_token is not None:
             # A resumed restore continues exactly what the first event asked.
-            fixed = self.model_fields_set - {"resume_token", "max_workers"}
+            fixed = self.model_fields_set - {"resume_token", "max_workers", "max_write_units"}
             if fixed:
                 raise ValueError(
                     "resume_token continues a restore as first requested; "

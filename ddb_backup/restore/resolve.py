@@ -43,6 +43,7 @@ class Resolved:
     manifest: BackupManifest | None
     request: RestoreRequest
     max_workers: int
+    max_write_units: int | None = None
 
 
 async def resolve(
@@ -80,7 +81,13 @@ async def resolve(
     max_workers = (
         request.max_workers if "max_workers" in request.model_fields_set else original.max_workers
     )
-    return Resolved(state, manifest, original, max_workers)
+    # The write budget likewise (e.g. lowered while production traffic rises).
+    budget = (
+        request.max_write_units
+        if "max_write_units" in request.model_fields_set
+        else original.max_write_units
+    )
+    return Resolved(state, manifest, original, max_workers, budget)
 
 
 async def new_state(

@@ -31,6 +31,7 @@ from ddb_backup.restore.checkpoint import save_checkpoint
 from ddb_backup.restore.clear import clear_step
 from ddb_backup.restore.lease import TableLeases
 from ddb_backup.restore.options import RestoreOptions, RunScope
+from ddb_backup.restore.ratelimit import WriteControl
 from ddb_backup.restore.state import Outcome, RestoreState, TablePhase, TableState
 from ddb_backup.restore.write import write_step
 from ddb_backup.restore.writer import RetryPolicy, default_sender
@@ -70,7 +71,23 @@ class RestoreRun:
         self.files_in_flight = max(1, options.files_in_flight)
         self.budget = Budget(options.deadline_seconds, options.max_batches, t0=t0)
         self.progress = ProgressTicker(self.budget, options.on_progress, options.progress_interval)
+        self.progress.rates = self.write_rate
+        self._controls: dict[str, WriteControl] = {}
         self.table_steps: tuple[TableStep, ...] = (clear_step, write_step)
+
+    def control(self, table: str) -> WriteControl:
+        """The table's write budget and adaptive concurrency, shared by its clear and writes."""
+        control = self._controls.get(table)
+        if control is None:
+            control = WriteControl(self.scope.max_workers, self.scope.max_write_units)
+            self._controls[table] = control
+        return control
+
+    def write_rate(self, table: str) -> tuple[float | None, int | None]:
+        """Write units per second lately (None before any write) and the budget."""
+        control = self._controls.get(table)
+        rate = round(control.meter.rate(), 1) if control is not None else None
+        return rate, self.scope.max_write_units
 
     @property
     def lease(self) -> TableLeases | None:
@@ -95,6 +112,7 @@ class RestoreRun:
             duration=self.duration if duration is None else duration,
             configuration={
                 "files_in_flight": self.files_in_flight,
+                "max_write_units": self.scope.max_write_units,
                 "retry": {
                     "max_attempts": self.retry.max_attempts,
                     "base_delay": self.retry.base_delay,

@@ -210,9 +210,18 @@ class TableProgress:
     files_done: int
     files_total: int
     elapsed: float
+    #: Write units per second over the last seconds (None before any write), and the budget.
+    write_units_per_second: float | None = None
+    max_write_units: int | None = None
 
     @classmethod
-    def of(cls, state: TableState, phase: TablePhase, elapsed: float) -> TableProgress:
+    def of(
+        cls,
+        state: TableState,
+        phase: TablePhase,
+        elapsed: float,
+        rate: tuple[float | None, int | None] = (None, None),
+    ) -> TableProgress:
         return cls(
             table=state.target_table,
             phase=phase,
@@ -223,6 +232,8 @@ class TableProgress:
             files_done=state.files_done,
             files_total=len(state.files),
             elapsed=elapsed,
+            write_units_per_second=rate[0],
+            max_write_units=rate[1],
         )
 
 

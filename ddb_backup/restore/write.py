@@ -77,6 +77,7 @@ async def _write_files(run: RestoreRun, ts: TableState) -> None:
             max_workers=run.scope.max_workers,
             retry=run.retry,
             dead_letters=sink,
+            control=run.control(ts.target_table),
         ) as writer:
 
             async def one(f: FileState) -> None:
