@@ -306,9 +306,9 @@ def test_the_rate_is_cut_at_most_once_a_second() -> None:
     """A table refusing part of every call (a hot partition) must not drive the rate to nothing."""
     clock = FakeClock()
     control = WriteControl(64, 1000, clock=clock, sleep=clock.sleep)
-    for _ in range(10):
-        clock.advance(0.1)
-        control.after(100, 100.0, puts_of(25), [])
+    for _ in range(4):  # 1000 units/s for a second (quarters: exact in binary)
+        clock.advance(0.25)
+        control.after(250, 250.0, puts_of(25), [])
     control.refused(control.aimd.epoch)
     cut = control.rate_limit
     assert cut == pytest.approx(1000 * WriteControl.DECREASE)
@@ -316,3 +316,18 @@ def test_the_rate_is_cut_at_most_once_a_second() -> None:
     control.refused(control.aimd.epoch)  # a new overload, but within the second
     assert control.rate_limit == cut
     assert control.aimd.decreases == 2  # concurrency still answers each overload
+
+
+def test_refusals_that_do_not_come_from_the_rate_do_not_drive_it_to_nothing() -> None:
+    clock = FakeClock()
+    control = WriteControl(8, None, clock=clock, sleep=clock.sleep)
+    control.refused(control.aimd.epoch)  # at once: too soon to tell a rate from a burst
+    assert control.rate_limit is None
+    for _ in range(4):
+        clock.advance(0.25)
+        control.after(0, 250.0, puts_of(25), [])
+    for _ in range(30):  # refused every second whatever the rate (a hot key)
+        control.refused(control.aimd.epoch)
+        clock.advance(1.0)
+        control.after(0, control.rate_limit or 0.0, puts_of(25), [])
+    assert control.rate_limit == pytest.approx(1000 * WriteControl.FLOOR)

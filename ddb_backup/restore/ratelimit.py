@@ -5,6 +5,7 @@
   and :meth:`~TokenBucket.settle`\\ s with what DynamoDB reported consumed
   (``ConsumedCapacity``) afterwards: an estimate too high is given back, one
   too low is owed (the bucket goes below zero and the next batches wait).
+  What the table refused stays paid for, so retries are paced too.
   The bucket holds at most one second of units and starts empty, so no
   second ever carries more than ``rate`` units on top of what was saved up
   while idle.
@@ -190,6 +191,11 @@ class RateMeter:
         self._start = clock()
         self._events: collections.deque[tuple[float, float]] = collections.deque()
 
+    @property
+    def age(self) -> float:
+        """Seconds since the meter started."""
+        return self._clock() - self._start
+
     def add(self, units: float) -> None:
         self.total += units
         self._events.append((self._clock(), units))
@@ -219,6 +225,8 @@ class WriteControl:
     #: At most one cut of the rate per this many seconds (a table refusing part
     #: of every call, e.g. a hot partition, must not drive the rate to nothing).
     CUT_SECONDS = 1.0
+    #: The rate is never cut below this share of the best rate measured.
+    FLOOR = 0.5
 
     def __init__(
         self,
@@ -234,6 +242,7 @@ class WriteControl:
         self.meter = RateMeter(clock=clock)
         self._clock = clock
         self._cut_at: float | None = None
+        self._peak = 0.0  # the best rate measured at a refusal
         self._step = 0.0  # units/s gained per second of accepted calls
         self.refusals = 0
         self.calls = 0
@@ -275,7 +284,10 @@ class WriteControl:
         else:
             consumed = float(accepted)  # no limit: not worth sizing every item
         self.meter.add(consumed)
-        self.bucket.settle(estimated, consumed)
+        # What was refused stays paid for: the bucket bounds what is offered,
+        # so a refusal is not retried at once at any speed.
+        refused = batch_cost(unprocessed) if estimated and unprocessed else 0
+        self.bucket.settle(estimated, consumed + refused)
         return consumed
 
     def accepted(self, consumed: float) -> None:
@@ -299,13 +311,18 @@ class WriteControl:
         now = self._clock()
         if self._cut_at is not None and now - self._cut_at < self.CUT_SECONDS:
             return  # the rate was just cut: let the measure catch up first
+        if self.meter.age < self.CUT_SECONDS:
+            return  # too soon to tell a rate from a burst: fewer batches in flight only
         measured = self.meter.rate(self.MEASURE_SECONDS)
         current = self.bucket.rate
         if not measured and current is None:
             return  # nothing measured to set a rate from: fewer batches in flight only
         self._cut_at = now
+        self._peak = max(self._peak, measured)
         base = min(current or measured, measured or current or 0.0)
-        rate = max(1.0, base * self.DECREASE)
+        # Never below a share of the best rate seen: refusals that do not come
+        # from the rate (a hot key, injected faults) must not drive it to nothing.
+        rate = max(1.0, base * self.DECREASE, self._peak * self.FLOOR)
         if self.max_write_units is not None:
             rate = min(rate, float(self.max_write_units))
         self.bucket.set_rate(rate)
