@@ -233,10 +233,14 @@ def moto_s3() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def instant_dynamodb() -> Iterator[str]:
-    """The instant BatchWriteItem endpoint, in its own process; yields its URL."""
+def instant_dynamodb(
+    script: str = "instant_dynamodb.py", *args: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """The instant BatchWriteItem endpoint (or another ``script`` taking the same
+    flags), in its own process; yields its URL."""
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "instant_dynamodb.py"), "--exit-with-stdin"],
+        [sys.executable, str(BENCH / script), "--exit-with-stdin", *args],
+        env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -83,6 +83,16 @@ class _Http(asyncio.Protocol):
             self._respond(head.split(" ", 2)[1] if " " in head else "/", target, body)
 
     def _respond(self, path: str, target: str, body: bytes) -> None:
+        status, payload = self.answer(path, target, body)
+        assert self._transport is not None
+        self._transport.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.0\r\n"
+            f"x-amzn-RequestId: bench\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+
+    def answer(self, path: str, target: str, body: bytes) -> tuple[str, bytes]:
+        """The status line and body for one request (a subclass may answer differently)."""
         Stats.requests += 1
         Stats.bytes_received += len(body)
         status = "200 OK"
@@ -108,17 +118,13 @@ class _Http(asyncio.Protocol):
                     "message": f"unsupported operation {target or path}",
                 }
             )
-        assert self._transport is not None
-        self._transport.write(
-            f"HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.0\r\n"
-            f"x-amzn-RequestId: bench\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
-            + payload
-        )
+        return status, payload
 
 
-async def _serve(port: int, exit_with_stdin: bool) -> None:
+async def serve(port: int, exit_with_stdin: bool, protocol: type[_Http] = _Http) -> None:
+    """Serve ``protocol`` on 127.0.0.1:``port`` (0: any), printing the port."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Http, "127.0.0.1", port, backlog=512)
+    server = await loop.create_server(protocol, "127.0.0.1", port, backlog=512)
     sock_port = server.sockets[0].getsockname()[1]
     sys.stdout.write(f"{sock_port}\n")
     sys.stdout.flush()
@@ -141,7 +147,7 @@ def main() -> None:
     parser.add_argument("--exit-with-stdin", action="store_true", help="stop when stdin closes")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.port, args.exit_with_stdin))
+        asyncio.run(serve(args.port, args.exit_with_stdin))
 
 
 if __name__ == "__main__":

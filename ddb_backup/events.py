@@ -26,6 +26,7 @@ from ddb_backup.keys import check_date, check_table_name
 __all__ = [
     "MAX_TABLES",
     "MAX_WORKERS",
+    "MAX_WRITE_UNITS",
     "FinalizeEvent",
     "RestoreRequest",
     "ShardRef",
@@ -36,6 +37,8 @@ __all__ = [
 #: account quota is 2,500 tables; a restore event never needs more than this).
 MAX_TABLES = 100
 MAX_WORKERS = 64
+#: Upper bound on ``max_write_units`` (DynamoDB's default per-table write quota is 40,000).
+MAX_WRITE_UNITS = 1_000_000
 
 _RESTORE_ID_RE = r"^[A-Za-z0-9_.\-]{1,128}$"
 
@@ -90,6 +93,8 @@ class RestoreRequest(BaseModel):
     dry_run: bool = False
     clear_existing_data: bool = False
     max_workers: int = Field(default=5, ge=1, le=MAX_WORKERS)
+    #: Write units per second per table at most (measured from ConsumedCapacity).
+    max_write_units: int | None = Field(default=None, ge=1, le=MAX_WRITE_UNITS)
     table_mapping: dict[TableName, TableName] | None = Field(default=None, max_length=MAX_TABLES)
     create_missing_tables: bool = False
     items_per_shard: int | None = Field(default=None, ge=1, le=10**9)
@@ -168,7 +173,7 @@ class RestoreRequest(BaseModel):
             raise ValueError("restore_to and backup_date are alternatives: give one of them")
         if self.resume_token is not None:
             # A resumed restore continues exactly what the first event asked.
-            fixed = self.model_fields_set - {"resume_token", "max_workers"}
+            fixed = self.model_fields_set - {"resume_token", "max_workers", "max_write_units"}
             if fixed:
                 raise ValueError(
                     "resume_token continues a restore as first requested; "

@@ -239,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-workers", type=int, default=None, help="concurrent batch writes (1-64, default 5)"
     )
     p.add_argument(
+        "--max-write-units",
+        type=int,
+        default=None,
+        metavar="WCU",
+        help="write units per second per table at most (default: as much as the table takes)",
+    )
+    p.add_argument(
         "--create-missing-tables",
         action="store_true",
         help="create a missing target table from the schema in the manifest",

@@ -166,6 +166,8 @@ def _restore_request(args: argparse.Namespace) -> Any:
         fields["resume_token"] = args.resume_token
         if args.max_workers is not None:
             fields["max_workers"] = args.max_workers
+        if args.max_write_units is not None:
+            fields["max_write_units"] = args.max_write_units
     else:
         if (args.date is None) == (args.at is None):
             raise UsageError("give a backup DATE or a point in time --at TIME, one of them")
@@ -178,6 +180,8 @@ def _restore_request(args: argparse.Namespace) -> Any:
         }
         if args.max_workers is not None:
             fields["max_workers"] = args.max_workers
+        if args.max_write_units is not None:
+            fields["max_write_units"] = args.max_write_units
         if args.tables:
             fields["tables"] = list(args.tables)
         if args.map:

@@ -41,6 +41,7 @@ __all__ = [
     "ShardRef",
     "SkippedBackup",
     "TableResult",
+    "dry_run_left_message",
     "error_result",
     "plan_result",
     "run_result",
@@ -321,8 +322,14 @@ def run_result(
     answer: RestoreAnswer, st: RestoreState, outcome: Outcome, *, dry_run: bool
 ) -> RestoreResult:
     """The answer of a run (or shard): 202 with the resume token when it was
-    checkpointed, else its status; 409 when its lease was taken over."""
-    if outcome.resume_token is not None:
+    checkpointed, else its status; 409 when its lease was taken over. A dry run
+    the deadline cut short answers 202 without a token (it stored nothing)."""
+    if dry_run and outcome.unfinished:
+        code = 202
+        left = [t.source_table for t in st.tables if t.phase is TablePhase.PENDING]
+        answer = answer.with_(status=status_label(code), message=dry_run_left_message(left))
+        log.info("dry run cut short", extra={"restore_id": st.restore_id, "tables_left": left})
+    elif outcome.resume_token is not None:
         code = 202
         answer = answer.with_(
             resume_token=outcome.resume_token,
@@ -349,6 +356,17 @@ def run_result(
             },
         )
     return RestoreResult.of(code, answer.compact() if st.kind == "shard" else answer)
+
+
+def dry_run_left_message(left: list[str]) -> str:
+    """What a dry run stopped by its deadline says: nothing stored, so no resume
+    token; the tables it did not verify, to run again (names only)."""
+    return (
+        f"dry run stopped by its deadline: {len(left)} table(s) not verified yet "
+        f"({', '.join(left)}); a dry run stores nothing, so there is no resume_token: "
+        'run the dry run again for those tables (its "tables" field) or with a longer '
+        "deadline. The tables in restore_results with status DRY_RUN_OK passed every check."
+    )
 
 
 def plan_result(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from ddb_backup.concurrency import in_background
 from ddb_backup.log import get_logger
@@ -74,6 +75,8 @@ class ProgressTicker:
         self._on_progress = on_progress
         self._interval = interval
         self._current: tuple[TableState, TablePhase] | None = None
+        #: ``rates(table) -> (write units per second lately, budget)``, set by the run.
+        self.rates: Callable[[str], tuple[float | None, int | None]] | None = None
 
     def phase(self, ts: TableState, phase: TablePhase) -> None:
         """``ts`` enters ``phase``: report it now and on every tick."""
@@ -82,7 +85,8 @@ class ProgressTicker:
 
     def report(self, ts: TableState, phase: TablePhase) -> None:
         elapsed = self._budget.elapsed
-        snap = TableProgress.of(ts, phase, elapsed)
+        rate = self.rates(ts.target_table) if self.rates is not None else (None, None)
+        snap = TableProgress.of(ts, phase, elapsed, rate)
         log.info(
             "restore progress",
             extra={
@@ -96,6 +100,8 @@ class ProgressTicker:
                 "files_total": snap.files_total,
                 "elapsed_seconds": round(elapsed, 1),
                 "items_per_second": round(ts.items_written / elapsed, 1) if elapsed > 0 else 0.0,
+                "write_units_per_second": snap.write_units_per_second,
+                "max_write_units": snap.max_write_units,
             },
         )
         if self._on_progress is not None:

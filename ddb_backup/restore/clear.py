@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ddb_backup.concurrency import task_group
 from ddb_backup.items import from_botocore
+from ddb_backup.restore.ratelimit import WriteControl
 from ddb_backup.restore.state import TablePhase, TableState
 from ddb_backup.restore.writer import (
     MAX_BATCH,
@@ -104,12 +105,14 @@ async def clear_existing_data(
     segments: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_deleted: Callable[[int, int], None] | None = None,
+    control: WriteControl | None = None,
 ) -> ClearResult:
     """Delete every item of ``table``; returns the deletes acknowledged (see above).
 
     ``should_stop`` is polled between scan pages (the deadline); a stopped
     clear is resumed by calling again, which scans what is left.
-    ``on_deleted(deleted, failed)`` is called per batch.
+    ``on_deleted(deleted, failed)`` is called per batch; ``control``: the
+    table's write budget (see :mod:`ddb_backup.restore.ratelimit`).
     """
     if not key_names:
         raise ValueError("clear needs the table's key attribute names")
@@ -146,7 +149,7 @@ async def clear_existing_data(
                     await writer.submit(keys[i : i + MAX_BATCH], done)
 
     async with (
-        BatchWriter(table, sender, max_workers=max_workers, retry=retry) as writer,
+        BatchWriter(table, sender, max_workers=max_workers, retry=retry, control=control) as writer,
         task_group() as tg,
     ):
         for seg in range(total):
@@ -201,6 +204,7 @@ async def clear_table(run: RestoreRun, ts: TableState) -> bool:
         retry=run.retry,
         should_stop=run.should_stop,
         on_deleted=deleted,
+        control=run.control(ts.target_table),
     )
     if not result.complete:
         return False

@@ -160,6 +160,9 @@ async def _entry(
         create_missing=original.create_missing_tables,
         dead_letter_storage=storage,
         dead_letter_root=config.prefix,
+        max_write_units=(
+            opts.max_write_units if opts.max_write_units is not None else resolved.max_write_units
+        ),
     )
     run = RestoreRun(state, clients=clients, storage=storage, scope=scope, options=opts, t0=started)
     if state.finished:  # a shard invoked again after it finished: its answer again
@@ -278,6 +281,7 @@ async def restore_export(
         return error_result(exc, 400, base)
     except DdbBackupError as exc:
         return error_result(exc, 500, base)
+    options = RestoreOptions.of(None, keywords)
     state = RestoreState(
         restore_id=new_restore_id(),
         bucket=storage.bucket if isinstance(storage, S3Storage) else storage.location,
@@ -294,13 +298,14 @@ async def restore_export(
         create_missing=False,
         dead_letter_storage=dead_storage,
         dead_letter_root=root,
+        max_write_units=options.max_write_units,
     )
     run = RestoreRun(
         state,
         clients=clients,
         storage=storage,
         scope=scope,
-        options=RestoreOptions.of(None, keywords),
+        options=options,
         t0=started,
     )
     refused = await _take_leases(run, dead_storage, root, base)

@@ -4,8 +4,8 @@
 (storage, deadline, work budget, sender, retries, progress reporting, shard
 size); the public functions still take the same keyword arguments
 (:class:`RestoreKeywords`) and fold them into it. :class:`RunScope` is what
-one run does with its state (dry run, clear, create, workers, where dead
-letters go): decided by the entry from the request and the state.
+one run does with its state (dry run, clear, create, workers, write budget,
+where dead letters go): decided by the entry from the request and the state.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class RunKeywords(TypedDict, total=False):
     sender: BatchSender | None
     files_in_flight: int
     progress_interval: float
+    max_write_units: int | None
 
 
 class RestoreKeywords(RunKeywords, total=False):
@@ -62,7 +63,9 @@ class RestoreOptions:
     ``deadline_seconds``: stop taking new work after this long, checkpoint and
     answer 202. ``max_batches``: the same after that many batches (a work budget
     per invocation). ``sender``/``retry``: how batches are written.
-    ``items_per_shard``: a plan's shard size (default: the request's)."""
+    ``items_per_shard``: a plan's shard size (default: the request's).
+    ``max_write_units``: write units per second per table at most (default:
+    the request's; see :mod:`ddb_backup.restore.ratelimit`)."""
 
     storage: Storage | None = None
     deadline_seconds: float | None = None
@@ -73,6 +76,7 @@ class RestoreOptions:
     max_batches: int | None = None
     progress_interval: float = PROGRESS_INTERVAL
     items_per_shard: int | None = None
+    max_write_units: int | None = None
 
     @classmethod
     def of(cls, options: RestoreOptions | None, keywords: RunKeywords) -> RestoreOptions:
@@ -90,3 +94,4 @@ class RunScope:
     create_missing: bool
     dead_letter_storage: Storage
     dead_letter_root: str
+    max_write_units: int | None = None  # per table, per second

@@ -61,6 +61,7 @@ class Resolved:
     max_workers: int
     #: Point in time: each table's full backup (by source table), as tables may differ.
     point_manifests: dict[str, BackupManifest] = field(default_factory=dict)
+    max_write_units: int | None = None
 
 
 async def resolve(
@@ -107,7 +108,13 @@ async def resolve(
     max_workers = (
         request.max_workers if "max_workers" in request.model_fields_set else original.max_workers
     )
-    return Resolved(state, manifest, original, max_workers, point_manifests)
+    # The write budget likewise (e.g. lowered while production traffic rises).
+    budget = (
+        request.max_write_units
+        if "max_write_units" in request.model_fields_set
+        else original.max_write_units
+    )
+    return Resolved(state, manifest, original, max_workers, point_manifests, budget)
 
 
 async def new_state(

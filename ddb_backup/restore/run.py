@@ -31,6 +31,7 @@ from ddb_backup.restore.checkpoint import save_checkpoint
 from ddb_backup.restore.clear import clear_step
 from ddb_backup.restore.lease import TableLeases
 from ddb_backup.restore.options import RestoreOptions, RunScope
+from ddb_backup.restore.ratelimit import WriteControl
 from ddb_backup.restore.state import Outcome, RestoreState, TablePhase, TableState
 from ddb_backup.restore.windows import window_step
 from ddb_backup.restore.write import write_step
@@ -71,10 +72,26 @@ class RestoreRun:
         self.files_in_flight = max(1, options.files_in_flight)
         self.budget = Budget(options.deadline_seconds, options.max_batches, t0=t0)
         self.progress = ProgressTicker(self.budget, options.on_progress, options.progress_interval)
+        self.progress.rates = self.write_rate
+        self._controls: dict[str, WriteControl] = {}
         self.table_steps: tuple[TableStep, ...] = (clear_step, write_step, window_step)
         # Point in time: the windows verified this round, by target table (their
         # winners hold key values: kept in memory only, verified again next round).
         self.verified_windows: dict[str, dict[str, VerifiedWindow]] = {}
+
+    def control(self, table: str) -> WriteControl:
+        """The table's write budget and adaptive concurrency, shared by its clear and writes."""
+        control = self._controls.get(table)
+        if control is None:
+            control = WriteControl(self.scope.max_workers, self.scope.max_write_units)
+            self._controls[table] = control
+        return control
+
+    def write_rate(self, table: str) -> tuple[float | None, int | None]:
+        """Write units per second lately (None before any write) and the budget."""
+        control = self._controls.get(table)
+        rate = round(control.meter.rate(), 1) if control is not None else None
+        return rate, self.scope.max_write_units
 
     @property
     def lease(self) -> TableLeases | None:
@@ -92,6 +109,7 @@ class RestoreRun:
             max_workers=self.scope.max_workers,
             retry=self.retry,
             dead_letters=dead_letters,
+            control=self.control(table),
         )
 
     def should_stop(self) -> bool:
@@ -109,6 +127,7 @@ class RestoreRun:
             duration=self.duration if duration is None else duration,
             configuration={
                 "files_in_flight": self.files_in_flight,
+                "max_write_units": self.scope.max_write_units,
                 "retry": {
                     "max_attempts": self.retry.max_attempts,
                     "base_delay": self.retry.base_delay,
@@ -172,10 +191,17 @@ class RestoreRun:
 
     async def conclude(self) -> Outcome:
         """Checkpoint a run the budget stopped; record a final one where a
-        checkpoint could still name it."""
+        checkpoint could still name it. A dry run stores nothing."""
         lost = self.lease_lost()
         st = self.state
         unfinished = [t for t in st.tables if t.phase not in FINAL_PHASES]
+        if self.scope.dry_run and st.kind != "plan":
+            # A dry run writes nothing anywhere, a checkpoint neither: one cut
+            # short says what it verified and what is left (see answer.run_result).
+            # (The fan-out's planning step still records its plan, which the state
+            # machine's finalize reads, and so its checkpoint: not done yet.)
+            pending = [t for t in st.tables if t.phase is TablePhase.PENDING]
+            return Outcome(self.duration, unfinished=len(pending))
         if unfinished and self.budget.stopped:
             duration = self.spend()
             token = await save_checkpoint(self.scope.dead_letter_storage, st)

@@ -5,8 +5,10 @@ makes one SigV4-signed POST per batch built from the client's own
 credentials, endpoint, signing name/region, User-Agent and HTTP session, with
 no per-request event machinery and no botocore retries (the writer's
 ``RetryPolicy`` retries). The body is serialized once with orjson from the
-parsed items (:func:`batch_body`; a line's bytes never reach a body), the
-answer read with one ``orjson.loads`` (``UnprocessedItems`` stay in wire form).
+parsed items (:func:`batch_body`; a line's bytes never reach a body, and it
+asks ``ReturnConsumedCapacity=TOTAL``), the answer read with one
+``orjson.loads`` (``UnprocessedItems`` stay in wire form, the consumed write
+units come back on the :class:`Unprocessed` list).
 
 Export lines are already DynamoDB JSON, which is exactly what BatchWriteItem's
 body carries; botocore's generic path (``writer.generic_sender``, for users
@@ -35,9 +37,30 @@ from botocore.exceptions import ClientError, NoCredentialsError, ResponseStreami
 from ddb_backup.errors import ConfigError
 from ddb_backup.items import WireRequest
 
-__all__ = ["BatchSender", "batch_body", "direct_sender", "supports_direct_path"]
+__all__ = [
+    "BatchSender",
+    "Unprocessed",
+    "batch_body",
+    "consumed_units",
+    "direct_sender",
+    "supports_direct_path",
+]
 
-#: ``sender(table, requests) -> unprocessed requests`` (all in wire form).
+
+class Unprocessed(list[WireRequest]):
+    """What a BatchWriteItem call left unprocessed (a list, as every sender
+    returns), with the write units DynamoDB says the call consumed
+    (``consumed``; ``None`` when it did not say, e.g. a wrapper's own list)."""
+
+    consumed: float | None
+
+    def __init__(self, requests: list[WireRequest], consumed: float | None = None) -> None:
+        super().__init__(requests)
+        self.consumed = consumed
+
+
+#: ``sender(table, requests) -> unprocessed requests`` (all in wire form; an
+#: :class:`Unprocessed` list also carries the consumed capacity).
 BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
 
 _OPERATION = "BatchWriteItem"
@@ -59,8 +82,23 @@ _CLIENT_MEMBERS = (
 
 def batch_body(table: str, requests: list[WireRequest]) -> bytes:
     """The BatchWriteItem JSON body, encoded from parsed values only: whatever an
-    export line held, it can only be the value of its own ``Item``."""
-    return orjson.dumps({"RequestItems": {table: requests}})
+    export line held, it can only be the value of its own ``Item``. It asks for
+    the consumed capacity (the write budget is measured from it)."""
+    return orjson.dumps({"RequestItems": {table: requests}, "ReturnConsumedCapacity": "TOTAL"})
+
+
+def consumed_units(answer: Mapping[str, Any], table: str) -> float | None:
+    """The write units ``answer`` (a BatchWriteItem response) says ``table`` consumed."""
+    entries = answer.get("ConsumedCapacity")
+    if not isinstance(entries, list):
+        return None
+    units = [
+        e.get("CapacityUnits")
+        for e in entries
+        if isinstance(e, dict) and e.get("TableName", table) == table
+    ]
+    numbers = [float(u) for u in units if isinstance(u, int | float)]
+    return sum(numbers) if numbers else None
 
 
 def _protocol(model: Any) -> str:
@@ -152,7 +190,7 @@ class _DirectSender:
             raise ResponseStreamingError(error="x-amz-crc32 does not match the response body")
         parsed = orjson.loads(data) if data else {}
         unprocessed: list[WireRequest] = (parsed.get("UnprocessedItems") or {}).get(table, [])
-        return unprocessed
+        return Unprocessed(unprocessed, consumed_units(parsed, table))
 
     async def _post(
         self, url: str, headers: dict[str, str], body: bytes

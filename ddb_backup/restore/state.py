@@ -292,6 +292,8 @@ class TableState(_State):
             touched = self.items_cleared or self.items_written
             return RestoreStatus.PARTIAL if touched else RestoreStatus.FAILED
         if dry_run:
+            if self.phase is TablePhase.PENDING:
+                return RestoreStatus.IN_PROGRESS  # not verified yet (the deadline came first)
             return RestoreStatus.DRY_RUN if not self.all_errors else RestoreStatus.FAILED
         complete = (
             self.phase is TablePhase.DONE
@@ -368,9 +370,18 @@ class TableProgress:
     files_done: int
     files_total: int
     elapsed: float
+    #: Write units per second over the last seconds (None before any write), and the budget.
+    write_units_per_second: float | None = None
+    max_write_units: int | None = None
 
     @classmethod
-    def of(cls, state: TableState, phase: TablePhase, elapsed: float) -> TableProgress:
+    def of(
+        cls,
+        state: TableState,
+        phase: TablePhase,
+        elapsed: float,
+        rate: tuple[float | None, int | None] = (None, None),
+    ) -> TableProgress:
         return cls(
             table=state.target_table,
             phase=phase,
@@ -381,6 +392,8 @@ class TableProgress:
             files_done=state.files_done,
             files_total=len(state.files),
             elapsed=elapsed,
+            write_units_per_second=rate[0],
+            max_write_units=rate[1],
         )
 
 

@@ -50,8 +50,11 @@ from ddb_backup.items import (
 )
 from ddb_backup.log import get_logger
 from ddb_backup.manifest import DataFile
+from ddb_backup.restore.ratelimit import WriteControl
 from ddb_backup.restore.sender import (
     BatchSender,
+    Unprocessed,
+    consumed_units,
     direct_sender,
     supports_direct_path,
 )
@@ -75,6 +78,11 @@ log = get_logger("writer")
 
 #: BatchWriteItem's limit.
 MAX_BATCH = 25
+
+#: Refusals for capacity: retried at the table's pace (see ``BatchWriter``).
+CAPACITY_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
 
 T = TypeVar("T")
 
@@ -136,10 +144,13 @@ def generic_sender(dynamodb: Any) -> BatchSender:
 
     async def send(table: str, requests: list[WireRequest]) -> list[WireRequest]:
         resp = await dynamodb.batch_write_item(
-            RequestItems={table: [request_to_botocore(r) for r in requests]}
+            RequestItems={table: [request_to_botocore(r) for r in requests]},
+            ReturnConsumedCapacity="TOTAL",
         )
         unprocessed = (resp.get("UnprocessedItems") or {}).get(table, [])
-        return [request_from_botocore(r) for r in unprocessed]
+        return Unprocessed(
+            [request_from_botocore(r) for r in unprocessed], consumed_units(resp, table)
+        )
 
     return send
 
@@ -258,6 +269,7 @@ class WriterStats:
     batches: int = 0
     calls: int = 0
     retried_calls: int = 0
+    refused_calls: int = 0  # refused for capacity (throttled, or items left unprocessed)
     error_codes: dict[str, int] = field(default_factory=dict)
 
     def note_error(self, exc: BaseException) -> None:
@@ -288,10 +300,14 @@ class BatchWriter:
         retry: RetryPolicy | None = None,
         dead_letters: DeadLetterSink | None = None,
         rng: random.Random | None = None,
+        control: WriteControl | None = None,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be >= 1")
         self.table = table
+        # The table's budget and adaptive concurrency (shared by its clear and writes).
+        self.control = control or WriteControl(max_workers)
+        self._accepted = 0  # requests of this table accepted so far, every batch
         self._sender = sender
         self._retry = retry or RetryPolicy()
         self._dead = dead_letters
@@ -355,27 +371,35 @@ class BatchWriter:
         """Write until done or the budget is spent; return what could not be written."""
         pending = requests
         stalls = 0  # calls in a row that made no progress
+        refusals = 0  # calls in a row of this batch refused, for the backoff
         calls = 0
+        mark = self._accepted  # the table's progress when this batch last looked
         while pending:
             calls += 1
             self.stats.calls += 1
-            try:
-                unprocessed = await self._sender(self.table, pending)
-            except (ClientError, ParamValidationError, ValueError) as exc:
-                # Refusals of the request itself (DynamoDB's, or botocore's and
-                # base64's on the generic path) are isolated to the bad item.
+            sent = await self._send(pending)
+            if isinstance(sent, Exception):
+                exc = sent
                 self.stats.note_error(exc)
                 if not is_retryable(exc):
-                    return await self._isolate(pending, exc)
-                unprocessed = pending
-            except Exception as exc:
-                if not is_retryable(exc):
-                    raise
-                self.stats.note_error(exc)
-                unprocessed = pending
+                    if isinstance(exc, ClientError | ParamValidationError | ValueError):
+                        # Refusals of the request itself (DynamoDB's, or botocore's and
+                        # base64's on the generic path) are isolated to the bad item.
+                        return await self._isolate(pending, exc)
+                    raise exc
+                unprocessed, capacity = pending, error_code(exc) in CAPACITY_CODES
+            else:
+                unprocessed, capacity = sent, bool(sent)
             if not unprocessed:
                 return []
-            stalls = stalls + 1 if len(unprocessed) >= len(pending) else 0
+            accepted = len(pending) - len(unprocessed)
+            # A refusal for capacity while the table keeps taking items (other
+            # batches, or part of this one) is the table's pace, not a failure:
+            # it does not use up the retry budget.
+            progressed = accepted > 0 or (capacity and self._accepted > mark)
+            mark = self._accepted
+            stalls = 0 if progressed else stalls + 1
+            refusals = 0 if accepted else refusals + 1
             if stalls >= self._retry.max_attempts:
                 log.warning(
                     "retry budget spent",
@@ -384,8 +408,33 @@ class BatchWriter:
                 return unprocessed
             self.stats.retried_calls += 1
             pending = unprocessed
-            await asyncio.sleep(self._retry.delay(calls, self._rng))
+            await asyncio.sleep(self._retry.delay(max(1, refusals), self._rng))
         return []
+
+    async def _send(self, pending: list[WireRequest]) -> list[WireRequest] | Exception:
+        """One call under the table's budget and concurrency: what it left
+        unprocessed, or the exception it raised (nothing consumed)."""
+        control = self.control
+        estimated = await control.before(pending)
+        async with control.aimd.slot() as epoch:
+            try:
+                answer = await self._sender(self.table, pending)
+            except Exception as exc:
+                control.after(estimated, 0.0, pending, pending)
+                if error_code(exc) in CAPACITY_CODES:
+                    self.stats.refused_calls += 1
+                    control.refused(epoch)
+                return exc
+        unprocessed = answer
+        consumed = answer.consumed if isinstance(answer, Unprocessed) else None
+        units = control.after(estimated, consumed, pending, unprocessed)
+        self._accepted += len(pending) - len(unprocessed)
+        if unprocessed:
+            self.stats.refused_calls += 1
+            control.refused(epoch)
+        else:
+            control.accepted(units)
+        return unprocessed
 
     async def _isolate(self, requests: list[WireRequest], exc: Exception) -> list[WireRequest]:
         """A request DynamoDB refuses (not throttling): find it by halving the batch."""

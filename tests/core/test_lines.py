@@ -149,6 +149,7 @@ def test_no_line_can_make_a_request_touch_another_key_or_table(line: bytes) -> N
     except CorruptDataError:
         return
     body = orjson.loads(batch_body(TARGET, [put_request(item)]))
+    assert body.pop("ReturnConsumedCapacity") == "TOTAL"  # the write budget's measure
     assert list(body) == ["RequestItems"]
     assert list(body["RequestItems"]) == [TARGET]
     (request,) = body["RequestItems"][TARGET]
@@ -163,7 +164,10 @@ def test_a_repeated_member_name_sends_the_one_value_that_was_checked() -> None:
     line = b'{"Item":{"pk":{"S":"a"},"sk":{"S":"b"},"pk":{"S":"c"}}}'
     item = check(line)
     body = orjson.loads(batch_body(TARGET, [put_request(item)]))
-    assert body == {"RequestItems": {TARGET: [{"PutRequest": {"Item": item}}]}}
+    assert body == {
+        "RequestItems": {TARGET: [{"PutRequest": {"Item": item}}]},
+        "ReturnConsumedCapacity": "TOTAL",
+    }
     assert batch_body(TARGET, [put_request(item)]).count(b'"pk"') == 1
 
 

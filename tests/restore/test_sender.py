@@ -57,7 +57,9 @@ async def test_checked_export_lines_make_the_same_request(aws: AwsClients) -> No
 
     capture = Capture()
     aws.dynamodb.meta.events.register(EVENT, capture)
-    await aws.dynamodb.batch_write_item(RequestItems={TABLE: as_botocore(puts(items))})
+    await aws.dynamodb.batch_write_item(
+        RequestItems={TABLE: as_botocore(puts(items))}, ReturnConsumedCapacity="TOTAL"
+    )
     (generic,) = capture.requests
     assert orjson.loads(batch_body(TABLE, checked)) == orjson.loads(generic.body)
 
@@ -203,7 +205,10 @@ async def test_direct_request_is_signed_with_temporary_credentials() -> None:
     assert headers["X-Amz-Target"] == "DynamoDB_20120810.BatchWriteItem"
     assert headers["Content-Type"] == "application/x-amz-json-1.0"
     assert headers["User-Agent"].startswith("aiobotocore/")
-    assert orjson.loads(body) == {"RequestItems": {TABLE: requests}}
+    assert orjson.loads(body) == {
+        "RequestItems": {TABLE: requests},
+        "ReturnConsumedCapacity": "TOTAL",
+    }
     assert_signed(headers, body, url)
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 import pytest
-from botocore.exceptions import ClientError
 
 from ddb_backup.aws import AwsClients
 from ddb_backup.config import RestoreConfig
@@ -29,32 +28,10 @@ from ddb_backup.storage import S3Storage
 from ddb_backup.stream import iter_lines
 from tests.support.backups import PREFIX, make_backup
 from tests.support.data import canonical, create_table, every_type_items, scan_all, to_wire
-from tests.support.senders import poisoned, refusing_sender
+from tests.support.senders import client_error, poisoned, puts, refusing_sender, write_all
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.004)
 TABLE = "writer-target"
-
-
-def puts(items: list[dict[str, Any]]) -> list[WireRequest]:
-    return [{"PutRequest": {"Item": to_wire(it)}} for it in items]
-
-
-def client_error(code: str, status: int = 400) -> ClientError:
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": "injected"},
-            "ResponseMetadata": {"HTTPStatusCode": status},  # type: ignore[typeddict-item]
-        },
-        "BatchWriteItem",
-    )
-
-
-async def write_all(writer: BatchWriter, requests: list[WireRequest]) -> list[tuple[int, int]]:
-    done: list[tuple[int, int]] = []
-    async with writer:
-        for i in range(0, len(requests), 25):
-            await writer.submit(requests[i : i + 25], lambda w, f: done.append((w, f)))
-    return done
 
 
 async def test_unprocessed_items_retried_until_written(aws: AwsClients) -> None:

@@ -1,12 +1,16 @@
-"""Batch senders that misbehave on purpose, so restores end with dead letters."""
+"""Batch senders that misbehave on purpose (so restores end with dead letters),
+and the small helpers the writer tests share."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ddb_backup.restore.writer import BatchSender, WireRequest, request_item
+from botocore.exceptions import ClientError
 
-__all__ = ["poisoned", "refusing_sender"]
+from ddb_backup.restore.writer import BatchSender, BatchWriter, WireRequest, request_item
+from tests.support.data import to_wire
+
+__all__ = ["client_error", "poisoned", "puts", "refusing_sender", "write_all"]
 
 
 def poisoned(items: list[dict[str, Any]], every: int) -> set[str]:
@@ -24,3 +28,25 @@ def refusing_sender(real: BatchSender, poison: set[str]) -> BatchSender:
         return rest + bad
 
     return send
+
+
+def puts(items: list[dict[str, Any]]) -> list[WireRequest]:
+    return [{"PutRequest": {"Item": to_wire(it)}} for it in items]
+
+
+def client_error(code: str, status: int = 400) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": status},  # type: ignore[typeddict-item]
+        },
+        "BatchWriteItem",
+    )
+
+
+async def write_all(writer: BatchWriter, requests: list[WireRequest]) -> list[tuple[int, int]]:
+    done: list[tuple[int, int]] = []
+    async with writer:
+        for i in range(0, len(requests), 25):
+            await writer.submit(requests[i : i + 25], lambda w, f: done.append((w, f)))
+    return done
