@@ -168,6 +168,9 @@ def main() -> None:
             run(["list", "--json"], 0, env, workdir)
             run(["show", "latest"], 0, env, workdir)
             run(["verify", "latest"], 0, env, workdir)
+            run(["drill", "latest", "--tables", totp], 0, env, workdir)
+            run(["diff", "latest", "--table", totp], 0, env, workdir)
+            run(["timeline"], 0, env, workdir)
             run(["restore", "latest", "--dry-run"], 0, env, workdir)
             run(["restore", "latest", "--tables", totp, "--clear-existing-data"], 2, env, workdir)
             mapped = ["--tables", totp, "--map", f"{totp}={scratch}"]
