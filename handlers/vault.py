@@ -8,9 +8,13 @@ any other field is a 400 naming it. Settings come from the environment
 
 Answers 200 (complete and verified), 202 (time ran out; invoke again with the
 date: the copy resumes), 404 (no final backup for the date), 500 (an object
-failed or conflicted: the body names each). EMF metrics (namespace DdbBackup,
-dimensions {Environment, Function=vault}): ``vault_objects_copied``,
-``vault_objects_skipped``, ``vault_objects_failed``, ``vault_conflicts``, and
+failed or conflicted: the body names each). After the date, the same invocation
+copies the point-in-time chains' verified windows and records
+(:func:`ddb_backup.vault.copy_windows_to_vault`, within the same deadline);
+their counts are the body's ``windows`` and count in the status code. EMF
+metrics (namespace DdbBackup, dimensions {Environment, Function=vault}): ``vault_objects_copied``,
+``vault_objects_skipped``, ``vault_objects_failed``, ``vault_conflicts``,
+``vault_window_objects_copied``, ``vault_window_objects_failed``, and
 ``final_backups_without_vault_copy`` (1 while the date's copy is not complete
 and verified: alarm on it staying above 0 for longer than a copy takes).
 """
@@ -27,7 +31,14 @@ from ddb_backup.aws import aws_clients
 from ddb_backup.errors import BackupNotFoundError, ConfigError, DdbBackupError
 from ddb_backup.log import get_logger
 from ddb_backup.metrics import emit_metrics
-from ddb_backup.vault import VaultConfig, VaultResult, copy_to_vault, latest_final_date
+from ddb_backup.vault import (
+    VaultConfig,
+    VaultResult,
+    WindowsResult,
+    copy_to_vault,
+    copy_windows_to_vault,
+    latest_final_date,
+)
 
 # Not handlers.backup's event: this function's import closure (its IAM role, see
 # deploy/checks/iam.py) stays the vault's own.
@@ -65,24 +76,38 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     deadline = working_seconds(context)
     try:
         day = parsed.backup_date
-        result = asyncio.run(_run(config, day, deadline))
+        result, windows = asyncio.run(_run(config, day, deadline))
     except BackupNotFoundError as exc:
         return response(404, {"error": str(exc)})
     except DdbBackupError as exc:
         log.error("vault copy failed", extra={"error": str(exc)})
         _emit(config.environment, None, started)
         return response(500, {"error": str(exc)})
-    _emit(config.environment, result, started)
-    return response(result.status_code, result.body())
+    _emit(config.environment, result, started, windows)
+    # The worse of the two answers: 500 over 202 over 200.
+    code = max(result.status_code, windows.status_code, key=(200, 202, 500).index)
+    return response(code, result.body() | {"windows": windows.body()})
 
 
-async def _run(config: VaultConfig, date: dt.date | None, deadline: float | None) -> VaultResult:
+async def _run(
+    config: VaultConfig, date: dt.date | None, deadline: float | None
+) -> tuple[VaultResult, WindowsResult]:
+    """The date's copy, then the point-in-time windows' within what is left of the deadline."""
+    started = time.monotonic()
     async with aws_clients() as clients:
         day = date or await latest_final_date(config, clients)
-        return await copy_to_vault(config, clients, day, deadline_seconds=deadline)
+        result = await copy_to_vault(config, clients, day, deadline_seconds=deadline)
+        left = None if deadline is None else max(0.0, deadline - (time.monotonic() - started))
+        windows = await copy_windows_to_vault(config, clients, deadline_seconds=left)
+        return result, windows
 
 
-def _emit(environment: str, result: VaultResult | None, started: float) -> None:
+def _emit(
+    environment: str,
+    result: VaultResult | None,
+    started: float,
+    windows: WindowsResult | None = None,
+) -> None:
     """One EMF line per invocation; a run that could not start counts as a missing copy."""
     emit_metrics(
         {
@@ -91,6 +116,8 @@ def _emit(environment: str, result: VaultResult | None, started: float) -> None:
             "vault_objects_failed": len(result.failed) if result else 0,
             "vault_conflicts": result.body()["conflicts"] if result else 0,
             "final_backups_without_vault_copy": 0 if result and result.status_code == 200 else 1,
+            "vault_window_objects_copied": len(windows.copied) if windows else 0,
+            "vault_window_objects_failed": len(windows.failed) if windows else 0,
             "duration_seconds": round(time.monotonic() - started, 3),
         },
         {"Function": "vault", "Environment": environment},

@@ -12,6 +12,9 @@ SSE-KMS), else by reading the copy. The vault manifest is written last::
     <prefix>/<date>/vault-manifest.json    (vault: every object, checksum, retention)
     <prefix>/<date>/_vault/state.json      (primary: objects verified so far, to resume)
 
+After each date, :func:`copy_windows_to_vault` copies the point-in-time chains'
+verified windows and their records the same way (:mod:`.copy_windows`).
+
 A key already in the vault with the right MD5 is skipped; a different object
 under a locked key is a conflict, reported and never overwritten.
 
@@ -24,6 +27,7 @@ against its manifest), :mod:`.status` (every date of the primary and the vault).
 from ddb_backup.vault.config import VaultConfig
 from ddb_backup.vault.copy_date import VaultFailure, VaultResult, copy_to_vault
 from ddb_backup.vault.copy_object import MULTIPART_THRESHOLD
+from ddb_backup.vault.copy_windows import WindowsResult, copy_windows_to_vault
 from ddb_backup.vault.manifest import (
     VaultManifest,
     VaultObject,
@@ -41,7 +45,9 @@ __all__ = [
     "VaultManifest",
     "VaultObject",
     "VaultResult",
+    "WindowsResult",
     "copy_to_vault",
+    "copy_windows_to_vault",
     "latest_final_date",
     "vault_manifest_key",
     "vault_state_key",

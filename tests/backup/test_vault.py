@@ -13,16 +13,18 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ddb_backup.aws import AwsClients, aws_clients
+from ddb_backup.chain import Chain
 from ddb_backup.cli import main
 from ddb_backup.events import RestoreRequest
-from ddb_backup.keys import date_prefix
+from ddb_backup.keys import chain_prefix, date_prefix, incremental_prefix
 from ddb_backup.restore import run_restore
 from ddb_backup.restore.writer import RetryPolicy
-from ddb_backup.storage import content_md5
+from ddb_backup.storage import S3Storage, content_md5
 from ddb_backup.vault import (
     VaultConfig,
     VaultManifest,
     copy_to_vault,
+    copy_windows_to_vault,
     vault_manifest_key,
     vault_state_key,
     vault_status,
@@ -32,6 +34,14 @@ from handlers.vault import handler as vault_handler
 from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import canonical, create_table, every_type_items, scan_all, table_name
 from tests.support.lambda_context import FakeContext
+from tests.support.pitr import (
+    SOURCE,
+    append_to_chain,
+    first_data_file,
+    make_changes,
+    record_chain,
+    rewrite,
+)
 
 VAULT = "ddb-backup-test-vault"
 DATE = dt.date(2026, 11, 27)
@@ -64,15 +74,20 @@ async def source(aws: AwsClients, bucket: str) -> dict[str, list[dict[str, Any]]
     return tables
 
 
-async def keys_of(aws: AwsClients, bucket: str) -> dict[str, bytes]:
-    """Every object under the date (latest versions) with its bytes."""
+async def _under(aws: AwsClients, bucket: str, prefix: str) -> dict[str, bytes]:
+    """Every object under ``prefix`` (latest versions) with its bytes."""
     out = {}
     pages = aws.s3.get_paginator("list_objects_v2")
-    async for page in pages.paginate(Bucket=bucket, Prefix=date_prefix(PREFIX, DATE) + "/"):
+    async for page in pages.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             body = await (await aws.s3.get_object(Bucket=bucket, Key=obj["Key"]))["Body"].read()
             out[obj["Key"]] = body
     return out
+
+
+async def keys_of(aws: AwsClients, bucket: str) -> dict[str, bytes]:
+    """Every object under the date with its bytes."""
+    return await _under(aws, bucket, date_prefix(PREFIX, DATE) + "/")
 
 
 async def test_backup_copied_to_locked_vault_and_verified(
@@ -333,6 +348,8 @@ def test_handler_copies_the_latest_final_date_and_emits_metrics(
     assert metrics["final_backups_without_vault_copy"] == 0
     assert metrics["vault_objects_copied"] == body["copied"]
 
+    assert body["windows"]["windows"] == 0  # no point-in-time chain here
+
     again = vault_handler({"backup_date": DATE.isoformat()}, None)
     assert again["statusCode"] == 200
     assert (again["body"]["copied"], again["body"]["skipped"]) == (0, body["copied"])
@@ -418,3 +435,95 @@ async def test_a_vault_without_object_lock_is_refused_and_reported(
     assert all("Object Lock" in f.reason for f in result.failed)
     # Nothing unlocked was written.
     assert (await aws.s3.list_objects_v2(Bucket="ddb-backup-unlocked")).get("KeyCount", 0) == 0
+
+
+# -- point-in-time windows ------------------------------------------------------------
+
+
+async def _chain_objects(aws: AwsClients, bucket: str, chain: Chain) -> dict[str, bytes]:
+    """What the vault must hold of ``chain``: each window's folder, its data files, the records."""
+    want: dict[str, bytes] = {}
+    for w in chain.windows:
+        want |= await _under(aws, bucket, w.folder + "/")
+        for f in w.files:
+            want |= await _under(aws, bucket, f.key)
+    return want | await _under(aws, bucket, chain_prefix(PREFIX, SOURCE, chain.chain_id) + "/")
+
+
+async def test_verified_windows_copied_locked_and_unverified_ones_left(
+    aws: AwsClients, config: VaultConfig, bucket: str
+) -> None:
+    sc = await make_changes(aws, bucket)
+    storage = S3Storage(aws.s3, bucket)
+    chain = await record_chain(storage, sc, windows=2)  # the third is not verified yet
+    want = await _chain_objects(aws, bucket, chain)
+    record_md5 = {f.key: f.md5 for w in chain.windows for f in w.files}
+    assert record_md5
+    assert all(record_md5.values())
+
+    result = await copy_windows_to_vault(config, aws)
+
+    assert result.status_code == 200, result.body()
+    assert (result.windows, result.failed, result.skipped) == (2, [], [])
+    assert sorted(result.copied) == sorted(want)
+    in_vault = await _under(aws, VAULT, incremental_prefix(PREFIX, SOURCE) + "/")
+    assert in_vault == want  # same keys and bytes; nothing of the unverified window
+    assert not any(k.startswith(sc.windows[2] + "/") for k in in_vault)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=29)
+    for key, body in want.items():
+        head = await aws.s3.head_object(Bucket=VAULT, Key=key)
+        assert head["ObjectLockMode"] == "GOVERNANCE"
+        assert head["ObjectLockRetainUntilDate"] > soon
+        assert content_md5(body) == record_md5.get(key, content_md5(body))
+
+    again = await copy_windows_to_vault(config, aws)
+    assert (again.status_code, again.copied, again.failed) == (200, [], [])
+    assert sorted(again.skipped) == sorted(want)
+
+    longer = await append_to_chain(storage, chain, sc.windows[2])  # verified now
+    third = await copy_windows_to_vault(config, aws)
+    added = set(await _chain_objects(aws, bucket, longer)) - set(want)
+    assert third.status_code == 200
+    assert sorted(third.copied) == sorted(added)
+    assert any(k.startswith(sc.windows[2] + "/") for k in added)
+
+
+async def test_window_data_file_differing_from_its_record_is_not_copied(
+    aws: AwsClients, config: VaultConfig, bucket: str
+) -> None:
+    sc = await make_changes(aws, bucket)
+    chain = await record_chain(S3Storage(aws.s3, bucket), sc, windows=1)
+    damaged = await first_data_file(aws, bucket, sc.windows[0])
+    await rewrite(aws, bucket, damaged, b"not the exported bytes")
+
+    result = await copy_windows_to_vault(config, aws)
+
+    assert result.status_code == 500
+    assert [f.key for f in result.failed] == [damaged]
+    assert "differs" in result.failed[0].reason
+    # No chain record in the vault names a window the vault does not hold whole.
+    records = chain_prefix(PREFIX, SOURCE, chain.chain_id) + "/"
+    assert await _under(aws, VAULT, records) == {}
+    assert result.remaining == len(await _under(aws, bucket, records))
+
+
+def test_handler_copies_the_windows_after_the_date(vault_env: dict[str, str]) -> None:
+    async def chain() -> Chain:
+        async with aws_clients() as clients:
+            sc = await make_changes(clients, BUCKET)
+            return await record_chain(S3Storage(clients.s3, BUCKET), sc)
+
+    made = asyncio.run(chain())
+
+    out = vault_handler({"backup_date": DATE.isoformat()}, FakeContext(remaining_ms=900_000))
+
+    assert out["statusCode"] == 200, out["body"]
+    windows = out["body"]["windows"]
+    assert windows["windows"] == len(made.windows) == 3
+    assert windows["copied"] > 0
+    assert (windows["failed"], windows["remaining"]) == (0, 0)
+    again = vault_handler({"backup_date": DATE.isoformat()}, None)
+    assert (again["body"]["windows"]["copied"], again["body"]["windows"]["skipped"]) == (
+        0,
+        windows["copied"],
+    )
