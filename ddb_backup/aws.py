@@ -32,6 +32,7 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "AwsClients",
     "aws_clients",
+    "client_error_message",
     "error_code",
     "is_retryable",
     "raise_aws_error",
@@ -89,7 +90,7 @@ def raise_aws_error(
     """Translate a botocore/aiohttp error into :class:`AwsError` (never with values)."""
     if isinstance(exc, ClientError):
         raise AwsError(
-            _client_error_message(exc),
+            client_error_message(exc),
             operation=operation,
             code=error_code(exc),
             table=table,
@@ -112,7 +113,7 @@ def raise_aws_error(
 _MAX_MESSAGE = 200
 
 
-def _client_error_message(exc: ClientError) -> str:
+def client_error_message(exc: ClientError) -> str:
     """``Code: message`` kept short and clean: botocore puts a body it cannot
     parse (a proxy's or server's HTML page on a 5xx) into ``Message``, so a
     5xx, or a message that is long, multi-line or markup, becomes the code and

@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ddb_backup.aws import AwsClients, error_code, raise_aws_error
-from ddb_backup.aws import _client_error_message as client_error_message
+from ddb_backup.aws import AwsClients, client_error_message, error_code, raise_aws_error
 from ddb_backup.log import get_logger
 from ddb_backup.storage import ObjectPin, S3Storage
 from ddb_backup.vault.config import VaultConfig
