@@ -4,14 +4,15 @@
 place (status, ARN, AWS's counts); the caller saves the state. A start whose
 answer was lost stays ``STARTING`` and is looked for (ListExports) by the
 next invocation before anything is started again. The incremental windows
-reuse it, overriding :meth:`Exporter.request`, :meth:`Exporter.find_existing`
-and :meth:`Exporter.completed`.
+reuse it, overriding :meth:`Exporter.request`, :meth:`Exporter.accepts`,
+:attr:`Exporter.description_model` and :meth:`Exporter.completed`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ddb_backup.aws import AwsClients, is_retryable
 from ddb_backup.backup.state import ProgressCallback, TableRun, fail_table
@@ -49,6 +50,8 @@ class Exporter:
     #: Tables whose start may have reached AWS without an answer: looked for first.
     unconfirmed: set[str] = field(default_factory=set)
     _poll_errors: dict[str, int] = field(default_factory=dict)
+    #: How DescribeExport and ListExports answers are parsed.
+    description_model: ClassVar[type[ExportDescription]] = ExportDescription
 
     def progress(self, table: TableRun, state: str) -> None:
         if self.on_progress is not None:
@@ -74,6 +77,10 @@ class Exporter:
             kms_key_id=self.config.kms_key_id,
         )
 
+    def accepts(self, table: TableRun, desc: ExportDescription) -> bool:
+        """Whether a listed export into the table's prefix is this table's one."""
+        return True
+
     async def find_existing(self, table: TableRun) -> ExportDescription | None:
         assert table.table_arn is not None
         return await find_existing_export(
@@ -82,12 +89,17 @@ class Exporter:
             table_arn=table.table_arn,
             bucket=self.config.bucket,
             s3_prefix=table.s3_prefix,
+            model=self.description_model,
+            accept=lambda desc: self.accepts(table, desc),
         )
 
     async def describe(self, table: TableRun) -> ExportDescription:
         assert table.export_arn is not None
         return await describe_export(
-            self.clients.dynamodb, table.export_arn, table=table.table_name
+            self.clients.dynamodb,
+            table.export_arn,
+            table=table.table_name,
+            model=self.description_model,
         )
 
     def completed(self, table: TableRun, desc: ExportDescription) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,8 +27,6 @@ from ddb_backup.errors import DdbBackupError, VerificationError
 from ddb_backup.export import (
     ExportDescription,
     ExportRequest,
-    describe_export,
-    find_existing_export,
     folder_from_export_manifest,
 )
 from ddb_backup.incremental import INCREMENTAL_EXPORT, verify_incremental_folder
@@ -182,6 +180,8 @@ def _reports(desc: ExportDescription, w: WindowRun) -> bool:
 class WindowExporter(Exporter):
     """The daily run's exporter, for incremental windows."""
 
+    description_model: ClassVar[type[ExportDescription]] = IncrementalExportDescription
+
     def request(self, table: TableRun) -> ExportRequest:
         w = _window(table)
         assert w.table_arn is not None
@@ -201,27 +201,8 @@ class WindowExporter(Exporter):
             export_to=w.export_to,
         )
 
-    async def find_existing(self, table: TableRun) -> ExportDescription | None:
-        w = _window(table)
-        assert w.table_arn is not None
-        return await find_existing_export(
-            self.clients.dynamodb,
-            table=w.table_name,
-            table_arn=w.table_arn,
-            bucket=self.config.bucket,
-            s3_prefix=w.s3_prefix,
-            model=IncrementalExportDescription,
-            accept=lambda desc: _reports(desc, w),
-        )
-
-    async def describe(self, table: TableRun) -> ExportDescription:
-        assert table.export_arn is not None
-        return await describe_export(
-            self.clients.dynamodb,
-            table.export_arn,
-            table=table.table_name,
-            model=IncrementalExportDescription,
-        )
+    def accepts(self, table: TableRun, desc: ExportDescription) -> bool:
+        return _reports(desc, _window(table))
 
     def completed(self, table: TableRun, desc: ExportDescription) -> None:
         super().completed(table, desc)
