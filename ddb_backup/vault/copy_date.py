@@ -24,8 +24,8 @@ from ddb_backup.vault.copy_object import (
     COPY_CONCURRENCY,
     MULTIPART_THRESHOLD,
     PART_SIZE,
-    _Copier,
-    _Failed,
+    Copier,
+    CopyFailed,
 )
 from ddb_backup.vault.manifest import (
     VaultManifest,
@@ -123,7 +123,7 @@ async def copy_to_vault(
     the objects verified so far in the primary bucket for the next invocation.
     """
     started = time.monotonic()
-    copier = _Copier(
+    copier = Copier(
         config,
         clients,
         now=now or dt.datetime.now(dt.UTC),
@@ -153,7 +153,7 @@ async def copy_to_vault(
         started_count += 1
         try:
             entry, copied = await copier.copy_one(key, expected.get(key))
-        except _Failed as exc:
+        except CopyFailed as exc:
             result.failed.append(VaultFailure(key, exc.reason, exc.conflict))
             return
         except DdbBackupError as exc:
@@ -197,7 +197,7 @@ async def copy_to_vault(
     return result
 
 
-async def _write_manifest(copier: _Copier, manifest: VaultManifest) -> bool:
+async def _write_manifest(copier: Copier, manifest: VaultManifest) -> bool:
     """Write the vault manifest (locked like the copy) unless the same one is there."""
     key = vault_manifest_key(manifest.prefix, manifest.backup_date)
     old = await copier.vault.get_bytes_or_none(key)

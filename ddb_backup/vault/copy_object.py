@@ -64,7 +64,7 @@ def _refusal(exc: ClientError, operation: str) -> str:
     return f"{operation} failed ({reason})"
 
 
-class _Copier:
+class Copier:
     """One invocation's copy of one date (shared clients, settings, retention date)."""
 
     def __init__(
@@ -132,15 +132,15 @@ class _Copier:
         return VerifiedMd5(await _read_md5(storage, key, pin), "read")
 
     async def copy_one(self, key: str, expected: str | None) -> tuple[VaultObject, bool]:
-        """Copy (or find) one object; ``(entry, copied)``, or raise :class:`_Failed`."""
+        """Copy (or find) one object; ``(entry, copied)``, or raise :class:`CopyFailed`."""
         src = await self.head(self.config.bucket, key, self._src_owner)
         if src is None:
-            raise _Failed("the object is gone from the primary bucket")
+            raise CopyFailed("the object is gone from the primary bucket")
         # The source is read only when nothing else says what its MD5 is: with an
         # expected MD5, the pinned copy's own check proves the source as well.
         source_md5 = _etag_md5(src)
         if expected is not None and source_md5 is not None and source_md5 != expected:
-            raise _Failed("the primary object differs from its manifest's MD5; not copied")
+            raise CopyFailed("the primary object differs from its manifest's MD5; not copied")
         want = expected or source_md5 or (await self.md5_of(self.primary, key, src)).md5
         existing = await self.head(self.config.vault_bucket, key, self._vault_owner)
         if existing is not None:
@@ -149,7 +149,7 @@ class _Copier:
                 return await self._entry(key, existing, found, want), False
             until = existing.get("ObjectLockRetainUntilDate")
             if until is not None and until > self.now:
-                raise _Failed(
+                raise CopyFailed(
                     "conflict: a different object is locked under this key until "
                     f"{until.isoformat()}; not overwritten",
                     conflict=True,
@@ -158,10 +158,10 @@ class _Copier:
         version_id = await self._copy(key, src)
         copy = await self.head(self.config.vault_bucket, key, self._vault_owner, version_id)
         if copy is None:
-            raise _Failed("the copy is not in the vault after CopyObject")
+            raise CopyFailed("the copy is not in the vault after CopyObject")
         found = await self.md5_of(self.vault, key, copy)
         if found.md5 != want:
-            raise _Failed("the copy's MD5 differs from the source's (corrupted copy)")
+            raise CopyFailed("the copy's MD5 differs from the source's (corrupted copy)")
         return await self._entry(key, copy, found, want), True
 
     async def _entry(
@@ -193,7 +193,7 @@ class _Copier:
                 **self._vault_owner,
             )
         except ClientError as exc:
-            raise _Failed(_refusal(exc, "PutObjectRetention")) from exc
+            raise CopyFailed(_refusal(exc, "PutObjectRetention")) from exc
         return self.retain_until
 
     async def _copy(self, key: str, src: Mapping[str, Any]) -> str | None:
@@ -223,9 +223,9 @@ class _Copier:
             else:
                 resp = await self._copy_parts(key, size, common, pinned)
         except ClientError as exc:
-            raise _Failed(_refusal(exc, "CopyObject")) from exc
+            raise CopyFailed(_refusal(exc, "CopyObject")) from exc
         except (BotoCoreError, OSError) as exc:
-            raise _Failed(f"CopyObject failed ({type(exc).__name__})") from exc
+            raise CopyFailed(f"CopyObject failed ({type(exc).__name__})") from exc
         version = resp.get("VersionId")
         return str(version) if version else None
 
@@ -270,7 +270,9 @@ class VerifiedMd5:
     how: Literal["etag", "read"]
 
 
-class _Failed(Exception):
+class CopyFailed(Exception):
+    """One object not copied (``conflict``: a different, locked object holds its key)."""
+
     def __init__(self, reason: str, *, conflict: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason

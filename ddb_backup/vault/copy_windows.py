@@ -2,7 +2,7 @@
 
 For every table under ``<prefix>/incremental/`` and every chain kept there, each
 window the chain's record lists (so verified; an export folder not yet in a
-record is never copied) is copied with :class:`~ddb_backup.vault.copy_object._Copier`:
+record is never copied) is copied with :class:`~ddb_backup.vault.copy_object.Copier`:
 its export folder's objects (manifests, sidecars; checked against the source's
 MD5) and the data files its record lists (in the shared ``data/`` folder;
 checked against the record's MD5). The chain's own records follow once every
@@ -29,8 +29,8 @@ from ddb_backup.vault.copy_object import (
     COPY_CONCURRENCY,
     MULTIPART_THRESHOLD,
     PART_SIZE,
-    _Copier,
-    _Failed,
+    Copier,
+    CopyFailed,
 )
 
 log = get_logger("ddb_backup.vault")
@@ -65,14 +65,14 @@ class WindowsResult:
         }
 
 
-async def _tables(copier: _Copier, prefix: str) -> list[str]:
+async def _tables(copier: Copier, prefix: str) -> list[str]:
     base = f"{check_prefix(prefix)}/incremental/"
     return sorted(
         p.rstrip("/").rsplit("/", 1)[-1] for p in await copier.primary.list_prefixes(base)
     )
 
 
-async def _plan(copier: _Copier, prefix: str) -> tuple[dict[str, str | None], list[str], int]:
+async def _plan(copier: Copier, prefix: str) -> tuple[dict[str, str | None], list[str], int]:
     """Window objects (key -> the MD5 its record holds, None: the source's), the chain
     records (copied after them), and how many windows there are."""
     objects: dict[str, str | None] = {}
@@ -108,7 +108,7 @@ async def copy_windows_to_vault(
     again; what is in the vault and equal is then skipped).
     """
     started = time.monotonic()
-    copier = _Copier(
+    copier = Copier(
         config,
         clients,
         now=now or dt.datetime.now(dt.UTC),
@@ -125,7 +125,7 @@ async def copy_windows_to_vault(
             return
         try:
             _, copied = await copier.copy_one(key, expected)
-        except _Failed as exc:
+        except CopyFailed as exc:
             result.failed.append(VaultFailure(key, exc.reason, exc.conflict))
             return
         except DdbBackupError as exc:

@@ -16,7 +16,7 @@ from ddb_backup.vault.copy_object import (
     COPY_CONCURRENCY,
     MULTIPART_THRESHOLD,
     PART_SIZE,
-    _Copier,
+    Copier,
     _etag_md5,
     _read_md5,
 )
@@ -55,7 +55,7 @@ async def verify_vault_copy(
     """Check a date's vault copy against its vault manifest: every object there,
     its MD5 (ETag) or S3's SHA-256 as recorded (read when neither proves it), locked."""
     when = now or dt.datetime.now(dt.UTC)
-    copier = _Copier(
+    copier = Copier(
         config, clients, now=when, multipart_threshold=MULTIPART_THRESHOLD, part_size=PART_SIZE
     )
     status = VaultDateStatus(date=date, final_in_primary=False)
