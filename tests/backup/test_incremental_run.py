@@ -140,6 +140,7 @@ async def test_windows_follow_each_other_over_several_invocations(
     assert row["chain_lag_seconds"] == 10 * 60
     await change(aws, _at(FULL, minutes=50), puts=1)
     second = await incremental(aws, bucket, _at(FULL, hours=1, minutes=22))
+    assert second.status_code == 200, second.body
     assert second.body["results"][0]["puts"] == 1
     # Not due yet (the next boundary is less than 15 minutes on): nothing started.
     third = await incremental(aws, bucket, _at(FULL, hours=1, minutes=27))
@@ -249,6 +250,7 @@ async def test_a_recreated_table_breaks_the_chain(aws: AwsClients, bucket: str) 
     await aws.dynamodb.delete_table(TableName=TABLE)
     await make_table(aws, _at(FULL, hours=1))
     result = await incremental(aws, bucket, _at(FULL, hours=2))
+    assert result.status_code == 500, result.body
     (row,) = result.body["results"]
     assert [b["reason"] for b in row["breaks"]] == [BreakReason.TABLE_RECREATED.value]
     assert row["status"] == "PENDING"  # yesterday's full backup is of the old table
@@ -289,6 +291,7 @@ async def test_a_damaged_window_is_not_chained_and_is_reported(
 async def test_no_full_backup_no_chain(aws: AwsClients, bucket: str) -> None:
     await make_table(aws)
     result = await incremental(aws, bucket, _at(FULL, minutes=40))
+    assert result.status_code == 500, result.body  # a table without a chain is a failure
     (row,) = result.body["results"]
     assert (row["status"], row["chain_id"]) == ("PENDING", None)
     assert "no verified full backup" in str(row["message"])
@@ -302,6 +305,7 @@ async def test_no_attribute_value_in_logs_or_answers(aws: AwsClients, bucket: st
     await full_backup(aws, bucket)
     await change(aws, _at(FULL, minutes=5), puts=3, deletes=2)
     result = await incremental(aws, bucket, _at(FULL, minutes=40))
+    assert result.status_code == 200, result.body
     assert result.body["windows_verified"] == 1
     assert SECRET_MARKER not in buf.getvalue()
     assert SECRET_MARKER not in orjson.dumps(result.body).decode()

@@ -136,7 +136,8 @@ async def test_second_run_copies_nothing_new(
 async def test_interrupted_copy_resumes(
     aws: AwsClients, config: VaultConfig, source: Any, bucket: str
 ) -> None:
-    total = len(await keys_of(aws, bucket))
+    primary = await keys_of(aws, bucket)
+    total = len(primary)
     first = await copy_to_vault(config, aws, DATE, max_objects=3)
     assert first.status_code == 202
     assert len(first.copied) == 3
@@ -158,6 +159,9 @@ async def test_interrupted_copy_resumes(
     assert len(last.copied) == total - 3
     assert sorted(last.skipped) == sorted(first.copied)
     assert (await verify_vault_copy(config, aws, DATE)).verified
+    copies = await keys_of(aws, VAULT)
+    assert copies.pop(vault_manifest_key(PREFIX, DATE), None)
+    assert copies == primary  # every object of the backup, byte for byte
 
 
 async def test_wrong_object_under_a_locked_key_is_a_conflict(

@@ -120,9 +120,11 @@ def test_dry_run_cut_by_its_deadline_writes_no_state_and_says_what_is_left(
         assert t in body["message"]
     assert "no resume_token" in body["message"]
     # Running it again for the tables left finishes them, still writing nothing.
+    seen = len(env.requests)
     again = handler(
         {"tables": left, "dry_run": True, "clear_existing_data": True},
         FakeContext(remaining_ms=900_000),
     )
+    assert {r.operation for r in env.requests[seen:]} & WRITES == set()
     assert again["statusCode"] == 200, again
     assert {r["table"] for r in again["body"]["restore_results"]} == set(left)

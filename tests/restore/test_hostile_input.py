@@ -151,7 +151,7 @@ async def test_verify_and_restore_refuse_bad_lines_despite_matching_md5s(
     assert where in problem
 
     for dry_run in (True, False):
-        request = RestoreRequest(backup_date=DATE, dry_run=dry_run)
+        request = RestoreRequest(backup_date=DATE, dry_run=dry_run, clear_existing_data=True)
         assert where in refused(await run_restore(config, request, aws, retry=FAST))
     await assert_untouched(aws)
 
@@ -248,7 +248,8 @@ async def test_our_manifest_listing_a_file_twice_is_refused(
     verification = await verify_backup(S3Storage(aws.s3, bucket), PREFIX, DATE)
     (problem,) = verification.problems
     assert f"{twice.key}: listed 2 times by the manifest" in problem
-    result = await run_restore(config, RestoreRequest(backup_date=DATE), aws, retry=FAST)
+    request = RestoreRequest(backup_date=DATE, clear_existing_data=True)  # nor cleared
+    result = await run_restore(config, request, aws, retry=FAST)
     assert f"{twice.key}: listed 2 times by the manifest" in refused(result)
     await assert_untouched(aws)
 

@@ -140,6 +140,8 @@ async def test_versioned_bucket_refuses_when_the_verified_version_is_gone(
         config, RestoreRequest(resume_token=first.body["resume_token"]), aws, retry=FAST
     )
 
+    assert second.status_code == 207, second.body
+    assert "resume_token" not in second.body
     [table] = second.body["restore_results"]
     assert table["status"] == "PARTIAL"
     assert f"{key}: the S3 object changed since it was verified (VersionId" in table["error"]
@@ -169,6 +171,7 @@ async def test_file_replaced_during_the_clear_writes_none_of_it(
         sender=replace_during_clear,
     )
 
+    assert result.status_code == 207, result.body
     [table] = result.body["restore_results"]
     assert (table["status"], table["items_cleared"], table["items_written"]) == (
         "PARTIAL",
@@ -225,7 +228,9 @@ async def test_5xx_html_page_during_a_clear_gives_a_short_clean_error(
     request = RestoreRequest(backup_date=DATE, clear_existing_data=True, max_workers=1)
     async with restore_clients(1) as lambda_clients:  # no botocore retries, as in Lambda
         result = await run_restore(config, request, lambda_clients, retry=FAST)
+    assert result.status_code == 500, result.body
     [table] = result.body["restore_results"]
+    assert table["status"] == "FAILED"
     assert table["error"] == "Scan failed: 500 (HTTP 500) (table=mfa-api_test_totp_global)"
     assert faulty_aws.counts["http_500"] == FAST.max_attempts
     faulty_aws.set_faults()
