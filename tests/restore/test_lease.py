@@ -147,16 +147,21 @@ def test_cli_exits_non_zero_with_a_clear_message_while_leased(
         await aws.s3.create_bucket(Bucket=BUCKET)
         await write_backup(aws.s3, BUCKET, D1, {T: every_type_items(5)})
         await create_table(aws.dynamodb, T, pitr=False)
+        await put_items(aws.dynamodb, T, STALE)
         await put_foreign_lease(aws, expires_in=300)
 
     on_aws(setup)
     monkeypatch.setenv("BACKUP_BUCKET", BUCKET)
     monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
     monkeypatch.delenv("DDB_BACKUP_TERMINAL", raising=False)
-    code, _out, err = run(capsys, "restore", D1, "--tables", T)
+    code, _out, err = run(capsys, "restore", D1, "--tables", T, "--clear-existing-data", "--yes")
     assert code == 1  # a failure, not a usage error (README: exit codes)
     assert f"ddb-backup: error: table {T} is being restored by restore 20261126T000000Z" in err
-    assert on_aws(lambda aws: scan_all(aws.dynamodb, T)) == []
+    # Touched nothing: the table as it was (not cleared), the other restore's lease kept.
+    assert canonical(on_aws(lambda aws: scan_all(aws.dynamodb, T))) == canonical(STALE)
+    held = on_aws(lease_of)
+    assert held is not None
+    assert held.restore_id == "20261126T000000Z-0ther000"
 
 
 async def test_expired_lease_of_a_crashed_run_is_taken_over(
