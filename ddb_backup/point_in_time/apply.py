@@ -105,6 +105,9 @@ async def _apply_file(
     seg = _Segment(skip)
     summary = window.summary
     async for block in iter_line_blocks(storage.stream(key, pin=f.pin), key=key, stats=stats):
+        if line_no + len(block) <= skip:
+            line_no += len(block)
+            continue  # handled in an earlier round (still hashed: the MD5 is checked)
         for line in block:
             line_no += 1
             if line_no <= skip:
