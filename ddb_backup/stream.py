@@ -8,12 +8,13 @@ hashing the raw bytes, the way AWS computes ``md5Checksum``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import types
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from ddb_backup.errors import CorruptDataError
 
@@ -35,6 +36,7 @@ __all__ = [
     "GzipLineDecoder",
     "LineSplitter",
     "StreamStats",
+    "closing",
     "iter_decompressed",
     "iter_line_blocks",
     "iter_lines",
@@ -47,6 +49,20 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 
 #: Most bytes one inflate step may produce (memory stays flat on a gzip bomb).
 MAX_BLOCK_BYTES = 1024 * 1024
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def closing(it: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close an async generator when leaving early (its S3 body with it); a
+    plain ``AsyncIterator`` has no ``aclose`` (so ``contextlib.aclosing`` does not fit)."""
+    try:
+        yield it
+    finally:
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class LineSplitter:

@@ -10,9 +10,7 @@ folder (restorable with ``restore_export``).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from ddb_backup.concurrency import run_workers
 from ddb_backup.errors import (
@@ -32,14 +30,12 @@ from ddb_backup.restore.writer import (
     WireRequest,
     put_request,
 )
-from ddb_backup.stream import StreamStats, iter_line_blocks
+from ddb_backup.stream import StreamStats, closing, iter_line_blocks
 
 if TYPE_CHECKING:
     from ddb_backup.restore.run import RestoreRun
 
 __all__ = ["write_step"]
-
-T = TypeVar("T")
 
 
 async def write_step(run: RestoreRun, ts: TableState) -> bool:
@@ -101,17 +97,6 @@ async def _write_files(run: RestoreRun, ts: TableState) -> None:
         ts.phase = TablePhase.FAILED
 
 
-@contextlib.asynccontextmanager
-async def _closing(it: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Close an async generator when leaving early (its S3 body with it)."""
-    try:
-        yield it
-    finally:
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
 async def _stream_file(
     run: RestoreRun, ts: TableState, f: FileState, writer: BatchWriter
 ) -> int | None:
@@ -142,8 +127,8 @@ async def _stream_file(
 
     # One await per S3 chunk (a block of lines), not per line.
     async with (
-        _closing(run.storage.stream(key, pin=f.pin)) as chunks,
-        _closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
+        closing(run.storage.stream(key, pin=f.pin)) as chunks,
+        closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
     ):
         async for block in blocks:
             if line_no + len(block) <= skip:
