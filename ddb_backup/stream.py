@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from ddb_backup.errors import CorruptDataError
+from ddb_backup.errors import ChecksumMismatchError, CorruptDataError, ItemCountMismatchError
 
 _inflate: types.ModuleType
 try:  # ISA-L inflates gzip about 2.5x faster than zlib; same API, same checks.
@@ -36,6 +36,7 @@ __all__ = [
     "GzipLineDecoder",
     "LineSplitter",
     "StreamStats",
+    "check_streamed_again",
     "closing",
     "iter_decompressed",
     "iter_line_blocks",
@@ -51,6 +52,27 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 MAX_BLOCK_BYTES = 1024 * 1024
 
 T = TypeVar("T")
+
+
+def check_streamed_again(
+    stats: StreamStats,
+    *,
+    key: str,
+    lines: int,
+    count: int | None,
+    md5: str | None,
+    what: str,
+    step: str,
+) -> None:
+    """A file verified before, checked again as it was actually streamed (by
+    ``step``, e.g. "restore"): the same number of lines (``what``, e.g.
+    "items") and the same MD5, when known."""
+    if count is not None and lines != count:
+        raise ItemCountMismatchError(
+            f"held {lines} {what} in the {step}, {count} when verified", key=key
+        )
+    if md5 is not None and stats.md5_base64 != md5:
+        raise ChecksumMismatchError(f"changed between verification and {step}", key=key)
 
 
 @contextlib.asynccontextmanager

@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING
 
 from ddb_backup.concurrency import run_workers
 from ddb_backup.errors import (
-    ChecksumMismatchError,
     DataFileChangedError,
     DdbBackupError,
-    ItemCountMismatchError,
 )
 from ddb_backup.items import check_item_line
 from ddb_backup.keys import dead_letter_prefix
@@ -30,7 +28,7 @@ from ddb_backup.restore.writer import (
     WireRequest,
     put_request,
 )
-from ddb_backup.stream import StreamStats, closing, iter_line_blocks
+from ddb_backup.stream import StreamStats, check_streamed_again, closing, iter_line_blocks
 
 if TYPE_CHECKING:
     from ddb_backup.restore.run import RestoreRun
@@ -152,10 +150,7 @@ async def _stream_file(
             ts.items_read += len(batch)
             await submit(batch_start, line_no)
     # The file was verified before; check again what was actually streamed.
-    if f.item_count is not None and line_no != f.item_count:
-        raise ItemCountMismatchError(
-            f"held {line_no} items while restoring, {f.item_count} when verified", key=key
-        )
-    if f.md5 is not None and stats.md5_base64 != f.md5:
-        raise ChecksumMismatchError("changed between verification and restore", key=key)
+    check_streamed_again(
+        stats, key=key, lines=line_no, count=f.item_count, md5=f.md5, what="items", step="restore"
+    )
     return line_no
