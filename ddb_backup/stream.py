@@ -8,14 +8,15 @@ hashing the raw bytes, the way AWS computes ``md5Checksum``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import types
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from ddb_backup.errors import CorruptDataError
+from ddb_backup.errors import ChecksumMismatchError, CorruptDataError, ItemCountMismatchError
 
 _inflate: types.ModuleType
 try:  # ISA-L inflates gzip about 2.5x faster than zlib; same API, same checks.
@@ -35,6 +36,8 @@ __all__ = [
     "GzipLineDecoder",
     "LineSplitter",
     "StreamStats",
+    "check_streamed_again",
+    "closing",
     "iter_decompressed",
     "iter_line_blocks",
     "iter_lines",
@@ -47,6 +50,41 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 
 #: Most bytes one inflate step may produce (memory stays flat on a gzip bomb).
 MAX_BLOCK_BYTES = 1024 * 1024
+
+T = TypeVar("T")
+
+
+def check_streamed_again(
+    stats: StreamStats,
+    *,
+    key: str,
+    lines: int,
+    count: int | None,
+    md5: str | None,
+    what: str,
+    step: str,
+) -> None:
+    """A file verified before, checked again as it was actually streamed (by
+    ``step``, e.g. "restore"): the same number of lines (``what``, e.g.
+    "items") and the same MD5, when known."""
+    if count is not None and lines != count:
+        raise ItemCountMismatchError(
+            f"held {lines} {what} in the {step}, {count} when verified", key=key
+        )
+    if md5 is not None and stats.md5_base64 != md5:
+        raise ChecksumMismatchError(f"changed between verification and {step}", key=key)
+
+
+@contextlib.asynccontextmanager
+async def closing(it: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close an async generator when leaving early (its S3 body with it); a
+    plain ``AsyncIterator`` has no ``aclose`` (so ``contextlib.aclosing`` does not fit)."""
+    try:
+        yield it
+    finally:
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class LineSplitter:

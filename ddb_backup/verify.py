@@ -13,8 +13,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ddb_backup.changes import key_identity
 from ddb_backup.concurrency import run_workers
-from ddb_backup.digest import ContentDigest, canonical_number
+from ddb_backup.digest import ContentDigest
 from ddb_backup.errors import (
     ChecksumMismatchError,
     CorruptDataError,
@@ -69,12 +70,8 @@ class DistinctKeys:
 
     def add(self, item: WireItem, *, key: str, line_no: int) -> None:
         """Record a (checked) item's key; raise if an earlier line had it."""
-        parts = []
-        for name in self._names:
-            ((t, x),) = item[name].items()
-            # 1, 1.0 and 1E0 are one number to DynamoDB (all 38 digits count).
-            parts.append((t, canonical_number(x) if t == "N" else x))
-        h = hash(tuple(parts))
+        # 1, 1.0 and 1E0 are one number to DynamoDB: key_identity normalises them.
+        h = hash(key_identity(item, self._names))
         if h in self._seen:
             raise CorruptDataError(
                 f"line {line_no} has the same target key as an earlier line: the target "

@@ -25,13 +25,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from ddb_backup.changes import parse_change_line, write_requests
-from ddb_backup.errors import ChecksumMismatchError, ItemCountMismatchError
 from ddb_backup.incremental import VerifiedWindow
 from ddb_backup.manifest import DataFile
 from ddb_backup.restore.state import FileState, WindowCounts, WindowProgress
 from ddb_backup.restore.writer import MAX_BATCH, BatchWriter, WireRequest
 from ddb_backup.storage import Storage
-from ddb_backup.stream import StreamStats, iter_line_blocks
+from ddb_backup.stream import StreamStats, check_streamed_again, closing, iter_line_blocks
 
 __all__ = ["WindowCounts", "WindowProgress", "apply_window"]
 
@@ -104,35 +103,45 @@ async def _apply_file(
     line_no = 0
     seg = _Segment(skip)
     summary = window.summary
-    async for block in iter_line_blocks(storage.stream(key, pin=f.pin), key=key, stats=stats):
-        for line in block:
-            line_no += 1
-            if line_no <= skip:
-                continue
-            if seg.start == line_no - 1 and not (seg.puts or seg.deletes) and should_stop():
-                return None
-            record = parse_change_line(
-                line,
-                key=key,
-                line_no=line_no,
-                key_types=key_types,
-                window=summary.window,
-                view=summary.output_view,
-            )
-            for request in write_requests([record], window.winners):
-                (seg.puts if "PutRequest" in request else seg.deletes).append(request)
-            if seg.full:
-                await _submit(writer, progress, f, seg, line_no, on_batch)
-                seg = _Segment(line_no)
+    # Closed when stopped early, so the S3 body is not left open.
+    async with (
+        closing(storage.stream(key, pin=f.pin)) as chunks,
+        closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
+    ):
+        async for block in blocks:
+            if line_no + len(block) <= skip:
+                line_no += len(block)
+                continue  # handled in an earlier round (still hashed: the MD5 is checked)
+            for line in block:
+                line_no += 1
+                if line_no <= skip:
+                    continue
+                if seg.start == line_no - 1 and not (seg.puts or seg.deletes) and should_stop():
+                    return None
+                record = parse_change_line(
+                    line,
+                    key=key,
+                    line_no=line_no,
+                    key_types=key_types,
+                    window=summary.window,
+                    view=summary.output_view,
+                )
+                for request in write_requests([record], window.winners):
+                    (seg.puts if "PutRequest" in request else seg.deletes).append(request)
+                if seg.full:
+                    await _submit(writer, progress, f, seg, line_no, on_batch)
+                    seg = _Segment(line_no)
     await _submit(writer, progress, f, seg, line_no, on_batch)
     # The file was verified before; check again what was actually streamed.
-    if line_no != data_file.item_count:
-        raise ItemCountMismatchError(
-            f"held {line_no} records while applying, {data_file.item_count} when verified",
-            key=key,
-        )
-    if data_file.md5 is not None and stats.md5_base64 != data_file.md5:
-        raise ChecksumMismatchError("changed between verification and apply", key=key)
+    check_streamed_again(
+        stats,
+        key=key,
+        lines=line_no,
+        count=data_file.item_count,
+        md5=data_file.md5,
+        what="records",
+        step="apply",
+    )
     return line_no
 
 

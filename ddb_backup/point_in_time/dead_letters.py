@@ -49,7 +49,8 @@ class ChangeDeadLetterSink(DeadLetterSink):
 
     Reuses the base's buffering and part uploads (``_upload`` writes parts to
     ``<folder>/data/``, here the shared ``AWSDynamoDB/data/``); only the line
-    encoding and the manifests differ. ``files``: the parts of earlier rounds.
+    encoding (:meth:`_lines`) and the manifests (:meth:`_write_manifests`)
+    differ. ``files``: the parts of earlier rounds.
     """
 
     def __init__(
@@ -72,75 +73,44 @@ class ChangeDeadLetterSink(DeadLetterSink):
         self.failed_puts = 0
         self.failed_deletes = 0
 
-    def _line(self, request: WireRequest, seq: int) -> bytes:
-        put = request.get("PutRequest")
-        keys = (
-            {n: put["Item"][n] for n in self._key_names}
-            if put is not None
-            else request["DeleteRequest"]["Key"]
-        )
-        doc = {
-            "Metadata": {"WriteTimestampMicros": {"N": str(self._start + seq)}},
-            "Keys": keys,
-            **({"NewImage": put["Item"]} if put is not None else {}),
-        }
-        return orjson.dumps(doc)
-
-    async def add(self, requests: list[WireRequest]) -> None:
-        if not requests:
-            return
-        async with self._lock:
-            for request in requests:
-                line = self._line(request, self.count)
-                chunk = self._gz.compress(line + b"\n")
-                self._out.append(chunk)
-                self._out_bytes += len(chunk)
-                self._pending += 1
-                if "PutRequest" in request:
-                    self.failed_puts += 1
-                else:
-                    self.failed_deletes += 1
-            if self._out_bytes >= self.PART_BYTES:
-                await self._upload()
-
-    async def flush(self) -> None:
-        """Upload what is buffered, then both manifests (and their ``.md5``) in
-        the export folder; nothing is written while nothing failed."""
-        async with self._lock:
-            if self._pending:
-                await self._upload()
-            if not self.files:
-                return
-            files_json = b"".join(
-                orjson.dumps(
-                    {
-                        "itemCount": f.item_count,
-                        "md5Checksum": f.md5,
-                        "etag": None,
-                        "dataFileS3Key": f.key,
-                    }
-                )
-                + b"\n"
-                for f in self.files
-            )
-            w = self._window
-            summary = {
-                "version": INCREMENTAL_SUMMARY_VERSION,
-                "exportType": "INCREMENTAL_EXPORT",
-                "exportArn": f"{w.export_arn}/{DEAD_LETTER_EXPORT_ID}",
-                "tableArn": w.table_arn,
-                "tableId": w.table_id,
-                "exportFromTime": w.export_from_time.astimezone(dt.UTC).isoformat(),
-                "exportToTime": w.export_to_time.astimezone(dt.UTC).isoformat(),
-                "itemCount": sum(f.item_count for f in self.files),
-                "outputFormat": "DYNAMODB_JSON",
-                "outputView": OutputView.NEW_IMAGE.value,
+    def _lines(self, requests: list[WireRequest], seq: int) -> list[bytes]:
+        lines = []
+        for offset, request in enumerate(requests):
+            put = request.get("PutRequest")
+            if put is not None:
+                keys = {n: put["Item"][n] for n in self._key_names}
+                self.failed_puts += 1
+            else:
+                keys = request["DeleteRequest"]["Key"]
+                self.failed_deletes += 1
+            doc = {
+                "Metadata": {"WriteTimestampMicros": {"N": str(self._start + seq + offset)}},
+                "Keys": keys,
+                **({"NewImage": put["Item"]} if put is not None else {}),
             }
-            for name, body in (
-                ("manifest-files", files_json),
-                ("manifest-summary", orjson.dumps(summary)),
-            ):
-                await self._storage.put_bytes(f"{self.export_folder}/{name}.json", body)
-                await self._storage.put_bytes(
-                    f"{self.export_folder}/{name}.md5", content_md5(body).encode()
-                )
+            lines.append(orjson.dumps(doc))
+        return lines
+
+    async def _write_manifests(self) -> None:
+        """Both manifests (and their ``.md5``) in the export folder."""
+        w = self._window
+        summary = {
+            "version": INCREMENTAL_SUMMARY_VERSION,
+            "exportType": "INCREMENTAL_EXPORT",
+            "exportArn": f"{w.export_arn}/{DEAD_LETTER_EXPORT_ID}",
+            "tableArn": w.table_arn,
+            "tableId": w.table_id,
+            "exportFromTime": w.export_from_time.astimezone(dt.UTC).isoformat(),
+            "exportToTime": w.export_to_time.astimezone(dt.UTC).isoformat(),
+            "itemCount": sum(f.item_count for f in self.files),
+            "outputFormat": "DYNAMODB_JSON",
+            "outputView": OutputView.NEW_IMAGE.value,
+        }
+        for name, body in (
+            ("manifest-files", self._files_manifest()),
+            ("manifest-summary", orjson.dumps(summary)),
+        ):
+            await self._storage.put_bytes(f"{self.export_folder}/{name}.json", body)
+            await self._storage.put_bytes(
+                f"{self.export_folder}/{name}.md5", content_md5(body).encode()
+            )

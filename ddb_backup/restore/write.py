@@ -10,16 +10,12 @@ folder (restorable with ``restore_export``).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from ddb_backup.concurrency import run_workers
 from ddb_backup.errors import (
-    ChecksumMismatchError,
     DataFileChangedError,
     DdbBackupError,
-    ItemCountMismatchError,
 )
 from ddb_backup.items import check_item_line
 from ddb_backup.keys import dead_letter_prefix
@@ -32,14 +28,12 @@ from ddb_backup.restore.writer import (
     WireRequest,
     put_request,
 )
-from ddb_backup.stream import StreamStats, iter_line_blocks
+from ddb_backup.stream import StreamStats, check_streamed_again, closing, iter_line_blocks
 
 if TYPE_CHECKING:
     from ddb_backup.restore.run import RestoreRun
 
 __all__ = ["write_step"]
-
-T = TypeVar("T")
 
 
 async def write_step(run: RestoreRun, ts: TableState) -> bool:
@@ -101,17 +95,6 @@ async def _write_files(run: RestoreRun, ts: TableState) -> None:
         ts.phase = TablePhase.FAILED
 
 
-@contextlib.asynccontextmanager
-async def _closing(it: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Close an async generator when leaving early (its S3 body with it)."""
-    try:
-        yield it
-    finally:
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
 async def _stream_file(
     run: RestoreRun, ts: TableState, f: FileState, writer: BatchWriter
 ) -> int | None:
@@ -142,8 +125,8 @@ async def _stream_file(
 
     # One await per S3 chunk (a block of lines), not per line.
     async with (
-        _closing(run.storage.stream(key, pin=f.pin)) as chunks,
-        _closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
+        closing(run.storage.stream(key, pin=f.pin)) as chunks,
+        closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
     ):
         async for block in blocks:
             if line_no + len(block) <= skip:
@@ -167,10 +150,7 @@ async def _stream_file(
             ts.items_read += len(batch)
             await submit(batch_start, line_no)
     # The file was verified before; check again what was actually streamed.
-    if f.item_count is not None and line_no != f.item_count:
-        raise ItemCountMismatchError(
-            f"held {line_no} items while restoring, {f.item_count} when verified", key=key
-        )
-    if f.md5 is not None and stats.md5_base64 != f.md5:
-        raise ChecksumMismatchError("changed between verification and restore", key=key)
+    check_streamed_again(
+        stats, key=key, lines=line_no, count=f.item_count, md5=f.md5, what="items", step="restore"
+    )
     return line_no

@@ -207,15 +207,20 @@ class DeadLetterSink:
     def keys(self) -> list[str]:
         return [f.key for f in self.files]
 
-    async def add(self, requests: list[WireRequest]) -> None:
-        # The item is encoded as an export line (the value the check returned).
-        lines = [
+    def _lines(self, requests: list[WireRequest], seq: int) -> list[bytes]:
+        """The lines to keep for ``requests`` (a subclass's hook; ``seq``: the
+        first line's sequence number). Here puts only, each as an export line
+        (the value the check returned); deletes are dropped."""
+        return [
             orjson.dumps({"Item": r["PutRequest"]["Item"]}) for r in requests if "PutRequest" in r
         ]
-        if not lines:
+
+    async def add(self, requests: list[WireRequest]) -> None:
+        if not requests:
             return
         async with self._lock:
-            for line in lines:
+            # Encoded under the lock: ``seq`` must not change until the lines are buffered.
+            for line in self._lines(requests, self.count):
                 chunk = self._gz.compress(line + b"\n")
                 self._out.append(chunk)
                 self._out_bytes += len(chunk)
@@ -223,25 +228,33 @@ class DeadLetterSink:
             if self._out_bytes >= self.PART_BYTES:
                 await self._upload()
 
+    def _files_manifest(self) -> bytes:
+        """``manifest-files.json``: one line per part with its count and MD5."""
+        return b"".join(
+            orjson.dumps(
+                {
+                    "itemCount": f.item_count,
+                    "md5Checksum": f.md5,
+                    "etag": None,
+                    "dataFileS3Key": f.key,
+                }
+            )
+            + b"\n"
+            for f in self.files
+        )
+
+    async def _write_manifests(self) -> None:
+        """Write the folder's manifests (a subclass's hook; called with parts)."""
+        await self._storage.put_bytes(f"{self.folder}/manifest-files.json", self._files_manifest())
+
     async def flush(self) -> None:
-        """Upload what is buffered and the folder's manifest-files.json."""
+        """Upload what is buffered and the folder's manifests; nothing is written
+        while nothing failed."""
         async with self._lock:
             if self._pending:
                 await self._upload()
             if self.files:
-                manifest = b"".join(
-                    orjson.dumps(
-                        {
-                            "itemCount": f.item_count,
-                            "md5Checksum": f.md5,
-                            "etag": None,
-                            "dataFileS3Key": f.key,
-                        }
-                    )
-                    + b"\n"
-                    for f in self.files
-                )
-                await self._storage.put_bytes(f"{self.folder}/manifest-files.json", manifest)
+                await self._write_manifests()
 
     async def _upload(self) -> None:
         body = b"".join([*self._out, self._gz.flush()])
