@@ -408,7 +408,15 @@ MODES: dict[str, Callable[[dict[str, Any]], int]] = {
 def main() -> None:
     mode, raw = sys.argv[1], sys.argv[2]
     args = json.loads(raw)
-    result = _measure(lambda: MODES[mode](args))
+    profile_to = os.environ.get("BENCH_PROFILE")  # a pstats file: where the CPU goes
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(_measure, lambda: MODES[mode](args))
+        profiler.dump_stats(f"{profile_to}.{mode}")
+    else:
+        result = _measure(lambda: MODES[mode](args))
     print(json.dumps({"mode": mode, **args, **result}))
 
 

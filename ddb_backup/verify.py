@@ -26,7 +26,7 @@ from ddb_backup.errors import (
     VerificationError,
 )
 from ddb_backup.export_folder import ExpectedFile, locate_export_folder, read_export_folder
-from ddb_backup.items import KeySpec, WireItem, check_item_line, key_spec
+from ddb_backup.items import KeySpec, WireItem, check_item_line, check_item_lines, key_spec
 from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import DataFile, TableBackup, TableSchema
 from ddb_backup.storage import Storage
@@ -103,9 +103,14 @@ async def verify_file(
     stats = StreamStats()
     items = 0
     part = ContentDigest() if digest is not None else None
+    per_item = distinct is not None or part is not None or on_item is not None
     async for lines in iter_line_blocks(
         storage.stream(expected.key), key=expected.key, stats=stats
     ):
+        if not per_item:  # the verdict alone: the block at once, in compiled code
+            check_item_lines(lines, key=expected.key, first_line_no=items + 1, keys=keys)
+            items += len(lines)
+            continue
         for line in lines:
             items += 1
             item = check_item_line(line, key=expected.key, line_no=items, keys=keys)

@@ -1,11 +1,12 @@
 """Streaming a table's verified files into the writer; what fails, to dead letters.
 
 Files are streamed (S3 chunks -> gunzip -> lines -> items) ``files_in_flight``
-at a time; each line passes the same check as verification, and the request
-is built from the parsed item. A file's ``lines_done`` advances over the
-batches DynamoDB acknowledged (or dead-lettered), so a resumed round starts
-exactly there. What DynamoDB will not take goes to the table's dead-letter
-folder (restorable with ``restore_export``).
+at a time; each line is parsed again (and checked again where the read is not
+pinned to the verified object), and the request is built from the parsed item.
+A file's ``lines_done`` advances over the batches DynamoDB acknowledged (or
+dead-lettered), so a resumed round starts exactly there. What DynamoDB will
+not take goes to the table's dead-letter folder (restorable with
+``restore_export``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ddb_backup.errors import (
     DataFileChangedError,
     DdbBackupError,
 )
-from ddb_backup.items import check_item_line
+from ddb_backup.items import check_item_line, item_of_verified_line
 from ddb_backup.keys import dead_letter_prefix
 from ddb_backup.restore.prepare import table_keys
 from ddb_backup.restore.state import FileState, TablePhase, TableState
@@ -109,6 +110,9 @@ async def _stream_file(
     batch_start = skip
     keys = table_keys(ts)
     budget = run.budget
+    # A pinned read is of the very object verified: parsing its lines suffices.
+    # An unpinned one (a local copy) could have changed: every rule again.
+    pinned = f.pin is not None
 
     async def submit(start: int, end: int) -> None:
         nonlocal batch
@@ -138,9 +142,11 @@ async def _stream_file(
                     continue
                 if not batch and run.should_stop():
                     return None
-                # The same check as verification; the request is built from
-                # the parsed item, never from the line's bytes.
-                item = check_item_line(line, key=key, line_no=line_no, keys=keys)
+                # The request is built from the parsed item, never from the line's bytes.
+                if pinned:
+                    item = item_of_verified_line(line, key=key, line_no=line_no)
+                else:
+                    item = check_item_line(line, key=key, line_no=line_no, keys=keys)
                 batch.append(put_request(item))
                 if len(batch) == MAX_BATCH:
                     ts.items_read += MAX_BATCH
