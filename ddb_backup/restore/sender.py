@@ -1,9 +1,10 @@
 """BatchWriteItem without botocore's per-attribute work: the direct sender.
 
 :func:`direct_sender` (the restore's default, see ``writer.default_sender``)
-makes one SigV4-signed POST per batch built from the client's own
-credentials, endpoint, signing name/region, User-Agent and HTTP session, with
-no per-request event machinery and no botocore retries (the writer's
+makes one SigV4-signed POST per batch (:mod:`~ddb_backup.restore.signing`, the
+signing key derived once a day) built from the client's own credentials,
+endpoint, signing name/region, User-Agent and HTTP session, with no
+per-request event machinery and no botocore retries (the writer's
 ``RetryPolicy`` retries). The body is serialized once with orjson from the
 parsed items (:func:`batch_body`; a line's bytes never reach a body, and it
 asks ``ReturnConsumedCapacity=TOTAL``), the answer read with one
@@ -30,12 +31,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSPreparedRequest, AWSRequest
+from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ClientError, NoCredentialsError, ResponseStreamingError
 
 from ddb_backup.errors import ConfigError
 from ddb_backup.items import WireRequest
+from ddb_backup.restore.signing import RequestSigner
 
 __all__ = [
     "BatchSender",
@@ -132,13 +133,13 @@ class _DirectSender:
             "X-Amz-Target": f"{op.metadata['targetPrefix']}.{_OPERATION}",
             "Content-Type": f"application/x-amz-json-{op.metadata['jsonVersion']}",
         }
-        # Per table: URL, headers (endpoint's + ours + User-Agent), signing name, region.
-        self._targets: dict[str, tuple[str, dict[str, str], str, str]] = {}
+        # Per table: URL, headers (endpoint's + ours + User-Agent), their signer.
+        self._targets: dict[str, tuple[str, dict[str, str], RequestSigner]] = {}
         # The client's aiohttp session with its proxy settings (None: use ``send``).
         self._aiohttp: tuple[Any, str | None, dict[str, str] | None] | None = None
         self._aiohttp_checked = False
 
-    async def _target(self, table: str) -> tuple[str, dict[str, str], str, str]:
+    async def _target(self, table: str) -> tuple[str, dict[str, str], RequestSigner]:
         """Resolved once per table through the client's endpoint ruleset (so
         ``AWS_ENDPOINT_URL_DYNAMODB``, FIPS/dual-stack and account-based
         endpoints are the client's), with the client's User-Agent."""
@@ -161,27 +162,31 @@ class _DirectSender:
                 **dict(endpoint_headers or {}),
                 "User-Agent": user_agent,
             }
+            url = url if url.endswith("/") else url + "/"
             cached = (
-                url if url.endswith("/") else url + "/",
+                url,
                 headers,
-                str(signing.get("signing_name") or signer.signing_name),
-                str(signing.get("region") or signer.region_name),
+                RequestSigner(
+                    url,
+                    str(signing.get("signing_name") or signer.signing_name),
+                    str(signing.get("region") or signer.region_name),
+                ),
             )
             self._targets[table] = cached
         return cached
 
     async def __call__(self, table: str, requests: list[WireRequest]) -> list[WireRequest]:
         client = self._client
-        url, headers, signing_name, region = await self._target(table)
+        url, headers, signer = await self._target(table)
         body = batch_body(table, requests)
         # The client's credentials, refreshed as aiobotocore refreshes them.
         credentials = client._request_signer._credentials
         if credentials is None:
             raise NoCredentialsError()
         frozen = await credentials.get_frozen_credentials()
-        request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
-        SigV4Auth(frozen, signing_name, region).add_auth(request)
-        status, answer_headers, data = await self._post(url, dict(request.headers.items()), body)
+        status, answer_headers, data = await self._post(
+            url, signer.headers(headers, body, frozen), body
+        )
         if status >= 300:
             raise self._error(status, answer_headers, data)
         crc = answer_headers.get("x-amz-crc32")
