@@ -11,7 +11,10 @@ not take goes to the table's dead-letter folder (restorable with
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
+
+import orjson
 
 from ddb_backup.concurrency import run_workers
 from ddb_backup.errors import (
@@ -105,8 +108,8 @@ async def _stream_file(
     key = f.key
     stats = StreamStats()
     skip = f.lines_done
-    line_no = 0
-    batch: list[WireRequest] = []
+    line_no = 0  # lines read so far
+    batch: list[WireRequest] = []  # requests of the lines after ``batch_start``
     batch_start = skip
     keys = table_keys(ts)
     budget = run.budget
@@ -114,9 +117,9 @@ async def _stream_file(
     # An unpinned one (a local copy) could have changed: every rule again.
     pinned = f.pin is not None
 
-    async def submit(start: int, end: int) -> None:
-        nonlocal batch
-        requests, batch = batch, []
+    async def submit(requests: list[WireRequest], start: int) -> None:
+        end = start + len(requests)
+        ts.items_read += len(requests)
         budget.batches += 1
         budget.work_units += 1
 
@@ -133,30 +136,55 @@ async def _stream_file(
         closing(iter_line_blocks(chunks, key=key, stats=stats)) as blocks,
     ):
         async for block in blocks:
-            if line_no + len(block) <= skip:
-                line_no += len(block)
+            first = line_no + 1
+            line_no += len(block)
+            if line_no <= skip:
                 continue  # handled in an earlier round
-            for line in block:
-                line_no += 1
-                if line_no <= skip:
-                    continue
-                if not batch and run.should_stop():
+            if first <= skip:
+                block, first = block[skip - first + 1 :], skip + 1
+            # Requests are built from the parsed items, never from the lines' bytes.
+            if pinned:
+                batch += put_requests_of_verified(block, key=key, first_line_no=first)
+            else:
+                batch += [
+                    put_request(check_item_line(line, key=key, line_no=n, keys=keys))
+                    for n, line in enumerate(block, first)
+                ]
+            while len(batch) >= MAX_BATCH:
+                if run.should_stop():
                     return None
-                # The request is built from the parsed item, never from the line's bytes.
-                if pinned:
-                    item = item_of_verified_line(line, key=key, line_no=line_no)
-                else:
-                    item = check_item_line(line, key=key, line_no=line_no, keys=keys)
-                batch.append(put_request(item))
-                if len(batch) == MAX_BATCH:
-                    ts.items_read += MAX_BATCH
-                    await submit(batch_start, line_no)
-                    batch_start = line_no
+                await submit(batch[:MAX_BATCH], batch_start)
+                del batch[:MAX_BATCH]
+                batch_start += MAX_BATCH
         if batch:
-            ts.items_read += len(batch)
-            await submit(batch_start, line_no)
+            if run.should_stop():
+                return None
+            await submit(batch, batch_start)
     # The file was verified before; check again what was actually streamed.
     check_streamed_again(
         stats, key=key, lines=line_no, count=f.item_count, md5=f.md5, what="items", step="restore"
     )
     return line_no
+
+
+def put_requests_of_verified(
+    lines: list[bytes], *, key: str, first_line_no: int
+) -> list[WireRequest]:
+    """:func:`~ddb_backup.items.item_of_verified_line` for a block of lines, as
+    put requests: parsed and framed in compiled code (each line one object whose
+    only member is a non-empty ``Item`` object, which is a PutRequest's value as
+    it stands); a block that is not goes line by line, for the error naming the line."""
+    try:
+        docs = list(map(orjson.loads, lines))
+        items = list(map(_ITEM, docs))
+        if set(map(len, docs)) <= {1} and set(map(type, items)) <= {dict} and all(items):
+            return [{"PutRequest": doc} for doc in docs]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        pass
+    return [
+        put_request(item_of_verified_line(line, key=key, line_no=n))
+        for n, line in enumerate(lines, first_line_no)
+    ]
+
+
+_ITEM = operator.itemgetter("Item")

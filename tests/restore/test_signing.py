@@ -31,10 +31,16 @@ def botocore_signature(
     request.headers["X-Amz-Date"] = headers["X-Amz-Date"]
     if creds.token:
         request.headers["X-Amz-Security-Token"] = creds.token
-    auth = SigV4Auth(Credentials(*creds), "dynamodb", region)
+    auth = SigV4Auth(
+        Credentials(str(creds.access_key), str(creds.secret_key), creds.token), "dynamodb", region
+    )
     string_to_sign = auth.string_to_sign(request, auth.canonical_request(request))
-    auth._inject_signature_to_request(request, auth.signature(string_to_sign, request))
-    return str(request.headers["Authorization"])
+    scope = "/".join([str(creds.access_key), *auth.scope(request).split("/")[1:]])
+    return (
+        f"AWS4-HMAC-SHA256 Credential={scope}, "
+        f"SignedHeaders={auth.signed_headers(auth.headers_to_sign(request))}, "
+        f"Signature={auth.signature(string_to_sign, request)}"
+    )
 
 
 @pytest.mark.parametrize(
