@@ -109,17 +109,26 @@ async def _stream_file(
     stats = StreamStats()
     skip = f.lines_done
     line_no = 0  # lines read so far
-    batch: list[WireRequest] = []  # requests of the lines after ``batch_start``
-    batch_start = skip
+    waiting: list[bytes] = []  # lines read, not sent yet: those after ``sent``
+    sent = skip
     keys = table_keys(ts)
     budget = run.budget
     # A pinned read is of the very object verified: parsing its lines suffices.
     # An unpinned one (a local copy) could have changed: every rule again.
     pinned = f.pin is not None
 
-    async def submit(requests: list[WireRequest], start: int) -> None:
-        end = start + len(requests)
-        ts.items_read += len(requests)
+    async def submit(lines: list[bytes], start: int) -> None:
+        # Requests are built from the parsed items, never from the lines' bytes;
+        # parsed a batch at a time, so only the batches in flight hold objects.
+        if pinned:
+            requests = put_requests_of_verified(lines, key=key, first_line_no=start + 1)
+        else:
+            requests = [
+                put_request(check_item_line(line, key=key, line_no=n, keys=keys))
+                for n, line in enumerate(lines, start + 1)
+            ]
+        end = start + len(lines)
+        ts.items_read += len(lines)
         budget.batches += 1
         budget.work_units += 1
 
@@ -141,25 +150,21 @@ async def _stream_file(
             if line_no <= skip:
                 continue  # handled in an earlier round
             if first <= skip:
-                block, first = block[skip - first + 1 :], skip + 1
-            # Requests are built from the parsed items, never from the lines' bytes.
-            if pinned:
-                batch += put_requests_of_verified(block, key=key, first_line_no=first)
-            else:
-                batch += [
-                    put_request(check_item_line(line, key=key, line_no=n, keys=keys))
-                    for n, line in enumerate(block, first)
-                ]
-            while len(batch) >= MAX_BATCH:
+                block = block[skip - first + 1 :]
+            if waiting:
+                block, waiting = waiting + block, []
+            cut = 0
+            while len(block) - cut >= MAX_BATCH:
                 if run.should_stop():
                     return None
-                await submit(batch[:MAX_BATCH], batch_start)
-                del batch[:MAX_BATCH]
-                batch_start += MAX_BATCH
-        if batch:
+                await submit(block[cut : cut + MAX_BATCH], sent)
+                cut += MAX_BATCH
+                sent += MAX_BATCH
+            waiting = block[cut:]
+        if waiting:
             if run.should_stop():
                 return None
-            await submit(batch, batch_start)
+            await submit(waiting, sent)
     # The file was verified before; check again what was actually streamed.
     check_streamed_again(
         stats, key=key, lines=line_no, count=f.item_count, md5=f.md5, what="items", step="restore"
@@ -170,10 +175,10 @@ async def _stream_file(
 def put_requests_of_verified(
     lines: list[bytes], *, key: str, first_line_no: int
 ) -> list[WireRequest]:
-    """:func:`~ddb_backup.items.item_of_verified_line` for a block of lines, as
+    """:func:`~ddb_backup.items.item_of_verified_line` for a batch of lines, as
     put requests: parsed and framed in compiled code (each line one object whose
     only member is a non-empty ``Item`` object, which is a PutRequest's value as
-    it stands); a block that is not goes line by line, for the error naming the line."""
+    it stands); lines that are not go one by one, for the error naming the line."""
     try:
         docs = list(map(orjson.loads, lines))
         items = list(map(_ITEM, docs))
