@@ -81,8 +81,28 @@ def work_starts() -> None:
     _WORK_STARTED.setdefault("wall", time.perf_counter())
 
 
+class _GcClock:
+    """Time spent in the cyclic garbage collector, per generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds[info["generation"]] += time.process_time() - self._started
+            self.counts[info["generation"]] += 1
+
+
 def _measure(work: Callable[[], int]) -> dict[str, Any]:
     _preload()
+    gc_clock = _GcClock()
     cpu0, wall0 = _cpu(), time.perf_counter()
     items = work()
     wall_end, cpu_end = time.perf_counter(), _cpu()
@@ -96,6 +116,8 @@ def _measure(work: Callable[[], int]) -> dict[str, Any]:
         "cpu_s": cpu_end - work_cpu0,
         "setup_cpu_s": work_cpu0 - cpu0,
         "peak_rss_mb": _peak_rss_mb(),
+        "gc_cpu_s": [round(x, 3) for x in gc_clock.seconds],
+        "gc_collections": gc_clock.counts,
     }
 
 
