@@ -219,6 +219,9 @@ def _matches(rule: Mapping[str, Any], data: Any) -> bool:
             return isinstance(value, int | float) and fn(value, rule[op])
     if "StringEquals" in rule:
         return bool(_get(var, data, {}) == rule["StringEquals"])
+    if "BooleanEquals" in rule:
+        value = _get(var, data, {})
+        return isinstance(value, bool) and value is rule["BooleanEquals"]
     raise Unsupported(f"choice rule {rule}")
 
 

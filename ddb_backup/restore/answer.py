@@ -369,20 +369,19 @@ def dry_run_left_message(left: list[str]) -> str:
     )
 
 
-def plan_result(
-    answer: RestoreAnswer, st: RestoreState, *, items_per_shard: int, dry_run: bool
-) -> RestoreResult:
+def plan_result(answer: RestoreAnswer, st: RestoreState, *, items_per_shard: int) -> RestoreResult:
     """The answer of a finished plan: its shards (200, 207 when some tables were
-    left out, 500 when none can be written)."""
+    left out, 500 when none can be written). A dry run plans nothing: it answers
+    as a whole dry run (``shards.dry_plan_result``)."""
     failed = [t for t in st.tables if t.phase is TablePhase.FAILED]
     writable = any(t.phase is TablePhase.WRITING for t in st.tables)
-    code = 500 if failed and not writable and not dry_run else 207 if failed else 200
+    code = 500 if failed and not writable else 207 if failed else 200
     if st.skipped_tables and code == 200:
         code = 207
     answer = answer.with_(
         shards=[ShardRef(restore_id=st.restore_id, shard_id=s.shard_id) for s in st.shards],
         items_per_shard=items_per_shard,
-        status=status_label(code, dry_run=dry_run, plan=True),
+        status=status_label(code, plan=True),
     )
     log.info(
         "restore planned",

@@ -54,7 +54,7 @@ from ddb_backup.restore.options import (
 from ddb_backup.restore.prepare import prepare_all, prepare_export_table
 from ddb_backup.restore.resolve import Mode, new_restore_id, resolve
 from ddb_backup.restore.run import FINAL_PHASES, RestoreRun
-from ddb_backup.restore.shards import plan_shards
+from ddb_backup.restore.shards import dry_plan_result, plan_shards
 from ddb_backup.restore.state import Outcome, RestoreState, TablePhase, TableState
 from ddb_backup.storage import S3Storage, Storage
 
@@ -200,14 +200,18 @@ async def _entry(
 async def _work(run: RestoreRun, items_per_shard: int | None) -> RestoreResult:
     """After verification: plan the shards, or restore the tables; then answer."""
     st = run.state
-    if st.kind == "plan":
-        planned = await plan_shards(run, items_per_shard or DEFAULT_ITEMS_PER_SHARD)
+    per_shard = items_per_shard or DEFAULT_ITEMS_PER_SHARD
+    if st.kind == "plan" and not run.scope.dry_run:
+        planned = await plan_shards(run, per_shard)
         if planned is not None:
             return planned
     elif not any(t.phase is TablePhase.PENDING for t in st.tables):
+        # A dry run's plan is a dry run like any other: verified, counted, nothing
+        # stored (no plan, no checkpoint): its answer is the fan-out's final one.
         await run.restore_tables()
     outcome = await run.conclude()
-    return run_result(run.summary(outcome.duration), st, outcome, dry_run=run.scope.dry_run)
+    result = run_result(run.summary(outcome.duration), st, outcome, dry_run=run.scope.dry_run)
+    return dry_plan_result(result, st, per_shard) if st.kind == "plan" else result
 
 
 def _merged(base: RestoreAnswer, answer: RestoreAnswer) -> RestoreAnswer:

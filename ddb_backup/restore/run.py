@@ -83,15 +83,22 @@ class RestoreRun:
         """The table's write budget and adaptive concurrency, shared by its clear and writes."""
         control = self._controls.get(table)
         if control is None:
-            control = WriteControl(self.scope.max_workers, self.scope.max_write_units)
+            control = WriteControl(self.scope.max_workers, self.write_budget(table))
             self._controls[table] = control
         return control
+
+    def write_budget(self, table: str) -> int | None:
+        """Write units per second this invocation may spend on target ``table``:
+        ``max_write_units``, or a shard's share of it (``TableState.write_shards``)."""
+        budget = self.scope.max_write_units
+        shards = next((t.write_shards for t in self.state.tables if t.target_table == table), 1)
+        return budget if budget is None else max(1, budget // shards)
 
     def write_rate(self, table: str) -> tuple[float | None, int | None]:
         """Write units per second lately (None before any write) and the budget."""
         control = self._controls.get(table)
         rate = round(control.meter.rate(), 1) if control is not None else None
-        return rate, self.scope.max_write_units
+        return rate, self.write_budget(table)
 
     @property
     def lease(self) -> TableLeases | None:
@@ -195,11 +202,10 @@ class RestoreRun:
         lost = self.lease_lost()
         st = self.state
         unfinished = [t for t in st.tables if t.phase not in FINAL_PHASES]
-        if self.scope.dry_run and st.kind != "plan":
-            # A dry run writes nothing anywhere, a checkpoint neither: one cut
-            # short says what it verified and what is left (see answer.run_result).
-            # (The fan-out's planning step still records its plan, which the state
-            # machine's finalize reads, and so its checkpoint: not done yet.)
+        if self.scope.dry_run:
+            # A dry run writes nothing anywhere, a checkpoint neither (a fan-out's
+            # plan neither: the state machine ends on its answer): one cut short
+            # says what it verified and what is left (see answer.run_result).
             pending = [t for t in st.tables if t.phase is TablePhase.PENDING]
             return Outcome(self.duration, unfinished=len(pending))
         if unfinished and self.budget.stopped:

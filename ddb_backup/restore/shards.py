@@ -2,9 +2,11 @@
 
 The planning step (:func:`ddb_backup.restore.plan_restore`) verifies the
 backup, then :func:`plan_shards` clears the targets once and records a plan
-in S3; :func:`make_shards` groups the files, and :func:`shard_state` gives
+in S3; :func:`make_shards` groups the files, :func:`share_write_budget` splits
+each table's write budget between its shards, and :func:`shard_state` gives
 one shard invocation its files (or its checkpoint, when it ran before).
-:func:`finalize_restore` adds up the shards' final states.
+:func:`finalize_restore` adds up the shards' final states. A dry run plans
+nothing: the planning step answers the whole dry run (:func:`dry_plan_result`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,15 @@ from ddb_backup.storage import S3Storage, Storage
 if TYPE_CHECKING:
     from ddb_backup.restore.run import RestoreRun
 
-__all__ = ["MAX_SHARDS", "finalize_restore", "make_shards", "plan_shards", "shard_state"]
+__all__ = [
+    "MAX_SHARDS",
+    "dry_plan_result",
+    "finalize_restore",
+    "make_shards",
+    "plan_shards",
+    "shard_state",
+    "share_write_budget",
+]
 
 log = get_logger("restore")
 
@@ -99,6 +109,7 @@ async def shard_state(
                 key_names=ts.key_names,
                 key_types=ts.key_types,
                 items_expected=sum(f.item_count or 0 for f in files),
+                write_shards=ts.write_shards,
                 files=files,
             )
         )
@@ -153,13 +164,13 @@ def make_shards(tables: list[TableState], items_per_shard: int) -> list[ShardPla
 
 async def plan_shards(run: RestoreRun, items_per_shard: int) -> RestoreResult | None:
     """Plan: clear once where asked, then cut the files into shards and record
-    the plan; ``None`` when the budget stopped it first (the caller checkpoints)."""
+    the plan; ``None`` when the budget stopped it first (the caller checkpoints).
+    Not for a dry run: it plans nothing (see :func:`dry_plan_result`)."""
     run.lease_lost()
     st = run.state
-    dry_run = run.scope.dry_run
     make_shards(st.tables, items_per_shard)  # too many shards: refused before any clear
     for ts in st.tables:
-        if ts.phase not in (TablePhase.READY, TablePhase.CLEARING) or dry_run:
+        if ts.phase not in (TablePhase.READY, TablePhase.CLEARING):
             continue
         if run.should_stop():
             break
@@ -174,18 +185,46 @@ async def plan_shards(run: RestoreRun, items_per_shard: int) -> RestoreResult | 
             ts.phase = TablePhase.FAILED
         finally:
             ts.duration_seconds += time.monotonic() - started
-    waiting = {TablePhase.PENDING, TablePhase.CLEARING}
-    if not dry_run:
-        waiting.add(TablePhase.READY)
+    waiting = {TablePhase.PENDING, TablePhase.READY, TablePhase.CLEARING}
     if any(t.phase in waiting for t in st.tables):
         return None  # stopped: 202 with a resume token
     writable = [t for t in st.tables if t.phase is TablePhase.WRITING]
-    st.shards = [] if dry_run else make_shards(writable, items_per_shard)
+    st.shards = make_shards(writable, items_per_shard)
+    share_write_budget(writable, st.shards)
     st.finished = True
     duration = run.spend()
     await save_state(run.scope.dead_letter_storage, plan_key(st.prefix, st.restore_id), st)
     await save_checkpoint(run.scope.dead_letter_storage, st)  # spends any plan token
-    return plan_result(run.summary(duration), st, items_per_shard=items_per_shard, dry_run=dry_run)
+    return plan_result(run.summary(duration), st, items_per_shard=items_per_shard)
+
+
+def share_write_budget(tables: list[TableState], shards: list[ShardPlan]) -> None:
+    """Record in each table how many shards write it: each of them holds that
+    share of the table's ``max_write_units`` (see ``RestoreRun.write_budget``).
+
+    The divisor is the number of shards holding the table's files, not the Map's
+    MaxConcurrency: that bounds all shards, not one table's, and is a setting of
+    each execution (its input, a new execution resuming the plan, a shard
+    invoked by hand) that the plan cannot hold the shards to. Any number of a
+    table's shards may run at once, so only their count keeps their shares
+    within the table's budget, whatever runs together."""
+    for ts in tables:
+        ts.write_shards = max(
+            1, sum(any(f.table == ts.source_table for f in s.files) for s in shards)
+        )
+
+
+def dry_plan_result(result: RestoreResult, st: RestoreState, items_per_shard: int) -> RestoreResult:
+    """A dry run's plan answers as a whole dry run (the state machine ends on it)
+    plus how many shards the plan would make: too many is refused as it would be."""
+    writable = [t for t in st.tables if t.phase is not TablePhase.FAILED]
+    shards = len(make_shards(writable, items_per_shard))
+    answer = result.answer
+    configuration = {**(answer.configuration or {}), "shards": shards}
+    return RestoreResult.of(
+        result.status_code,
+        answer.with_(configuration=configuration, items_per_shard=items_per_shard),
+    )
 
 
 def _shard_failures(shard_results: list[dict[str, Any]]) -> dict[int, str]:
@@ -277,21 +316,16 @@ async def finalize_restore(
         return error_result(exc, 400, base)
     except DdbBackupError as exc:
         return error_result(exc, 500, base)
-    dry_run = bool(plan.request.get("dry_run"))
-    if dry_run:
-        for m in final.tables:
-            if m.phase is not TablePhase.FAILED:
-                m.phase = TablePhase.DONE
     wall = (
         (dt.datetime.now(dt.UTC) - plan.started_at).total_seconds()
         if plan.started_at
         else time.monotonic() - started
     )
     answer = summary(
-        final, dry_run=dry_run, duration=wall, configuration={"shards": len(plan.shards)}
+        final, dry_run=False, duration=wall, configuration={"shards": len(plan.shards)}
     )
     code = status_code(answer)
-    answer = answer.with_(status=status_label(code, dry_run=dry_run))
+    answer = answer.with_(status=status_label(code))
     log.info(
         "restore finalized",
         extra={

@@ -277,6 +277,9 @@ class TableState(_State):
     verified_against_manifest: bool = True
     duration_seconds: float = 0.0
     point_in_time: PointInTimeState | None = None  # a restore_to restore: its chain
+    #: A fan-out: how many shards write this table; each holds this share of
+    #: ``max_write_units`` (set by the plan, see ``shards.share_write_budget``).
+    write_shards: int = Field(default=1, ge=1)
 
     @property
     def all_errors(self) -> list[str]:

@@ -91,3 +91,22 @@ def test_failed_iteration_within_tolerance_is_a_result() -> None:
             _map_machine(ToleratedFailurePercentage=10), {"items": [1, 2, 3]}, {"fn": _fails_on_two}
         )
     assert info.value.error == "States.ExceedToleratedFailureThreshold"
+
+
+def test_boolean_equals_matches_only_a_json_boolean() -> None:
+    machine = {
+        "StartAt": "Which",
+        "States": {
+            "Which": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.flag", "BooleanEquals": True, "Next": "Yes"}],
+                "Default": "No",
+            },
+            "Yes": {"Type": "Succeed"},
+            "No": {"Type": "Fail", "Error": "No"},
+        },
+    }
+    assert asl_local.run(machine, {"flag": True}, {}).visited == ["Which", "Yes"]
+    for value in (False, "true", 1):
+        with pytest.raises(asl_local.ExecutionFailed):
+            asl_local.run(machine, {"flag": value}, {})

@@ -125,6 +125,33 @@ def test_fan_out_restore_reports_an_invalid_event_with_its_problems() -> None:
     assert json.loads(info.value.cause)["problems"] == ["dry_run: not a boolean"]
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (207, {"status": "PARTIAL"}),
+        (202, {"status": "IN_PROGRESS", "message": "dry run stopped by its deadline"}),
+        (500, {"status": "FAILED"}),
+    ],
+)
+def test_a_dry_run_that_did_not_pass_fails_the_execution_without_shards(
+    status: int, body: dict[str, Any]
+) -> None:
+    def plan(event: Any) -> Any:
+        return reply(status, {"restore_id": "r-1", "dry_run": True, **body})
+
+    functions = {**FakeRestore().functions(), RESTORE_ARNS["plan_function_arn"]: plan}
+    with pytest.raises(asl_local.ExecutionFailed) as info:
+        asl_local.run(
+            render_asl.render_file("restore.asl.json"), {"restore": {"dry_run": True}}, functions
+        )
+    # Not a resume (a dry run's 202 has no token) nor a shard: the dry run's own failure.
+    assert info.value.error == "DryRunFailed"
+    assert f"statusCode {status}" in info.value.cause
+    execution = info.value.execution
+    assert execution is not None
+    assert [i.function_arn for i in execution.invocations] == [RESTORE_ARNS["plan_function_arn"]]
+
+
 def test_a_shard_that_never_finishes_becomes_a_failure_record() -> None:
     finalize_input: list[Any] = []
 

@@ -198,3 +198,44 @@ def test_fan_out_restore_with_a_crashed_shard_never_reports_success(restore_env:
     assert answer["statusCode"] in {207, 500}
     total = sum(len(items) for items in FANOUT_TABLES.values())
     assert answer["body"]["total_items_written"] < total
+
+
+async def _bucket_keys() -> list[str]:
+    async with aws_clients() as aws:
+        listing = await aws.s3.list_objects_v2(Bucket=BUCKET)
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def test_fan_out_dry_run_ends_with_the_plans_answer_and_writes_nothing(
+    restore_env: None,
+) -> None:
+    keys, tables = asyncio.run(_bucket_keys()), asyncio.run(_tables())
+
+    def must_not_run(event: Any) -> Any:
+        raise AssertionError(f"a dry run invoked a shard or finalize: {event}")
+
+    event = {"backup_date": "latest", "clear_existing_data": True, "dry_run": True}
+    execution = asl_local.run(
+        render_asl.render_file("restore.asl.json"),
+        {"restore": event},
+        {
+            RESTORE_ARNS["plan_function_arn"]: lambda e: handlers.restore.plan_handler(
+                e, FakeContext(900_000)
+            ),
+            RESTORE_ARNS["restore_function_arn"]: must_not_run,
+            RESTORE_ARNS["finalize_function_arn"]: must_not_run,
+        },
+    )
+
+    # Plan alone ran; the execution's output is its answer: the whole dry run.
+    assert [i.function_arn for i in execution.invocations] == [RESTORE_ARNS["plan_function_arn"]]
+    assert "RestoreShards" not in execution.visited
+    assert execution.visited[-1] == "DryRunSucceeded"
+    assert execution.output["statusCode"] == 200, execution.output
+    body = execution.output["body"]
+    assert body["status"] == "DRY_RUN_OK"
+    got = {r["table"]: (r["items_to_write"], r["items_to_clear"]) for r in body["restore_results"]}
+    assert got == {name: (len(items), len(STALE)) for name, items in FANOUT_TABLES.items()}
+    # Nothing written anywhere: no plan, checkpoint or lease in the bucket, no table touched.
+    assert asyncio.run(_bucket_keys()) == keys
+    assert asyncio.run(_tables()) == tables

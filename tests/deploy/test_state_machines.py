@@ -141,6 +141,15 @@ def test_restore_machine_follows_the_contract() -> None:
     assert inner["ShardFailed"]["Parameters"]["shard_failed"] is True
     assert inner["ShardDone"]["OutputPath"] == "$.result.body"
 
+    # A dry run's answer (dry_run true) ends the execution: no shard, no Finalize.
+    assert states["Plan"]["Next"] == "PlanDryRun"
+    assert states["PlanDryRun"]["Choices"][0]["Next"] == "DryRunStatus"
+    assert states["PlanDryRun"]["Default"] == "PlanStatus"
+    assert states["DryRunSucceeded"] == {
+        "Type": "Succeed",
+        "Comment": states["DryRunSucceeded"]["Comment"],
+        "OutputPath": "$.plan",
+    }
     plan_choices = {c.get("Next") for c in states["PlanStatus"]["Choices"]}
     assert {"RestoreShards", "CountPlanRound", "InvalidRestoreEvent"} <= plan_choices
     assert states["PlanWait"]["Next"] == "ResumePlan"

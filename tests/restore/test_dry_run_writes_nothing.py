@@ -4,20 +4,24 @@ Every request reaches moto through the counting proxy (``faulty_aws``, no
 faults set), so "nothing written" is checked where it happens: not one S3 or
 DynamoDB write operation is sent, whether the dry run finishes (under a
 deadline: no finished checkpoint) or is cut short by it (no checkpoint, no
-resume token; the answer names the tables left).
+resume token; the answer names the tables left). The same holds for the
+planning step of a fan-out (``plan_handler``): no plan, no checkpoint, no
+lease; it answers the whole dry run itself (the state machine ends on it, see
+``tests/deploy/test_machine_runs_on_moto.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiobotocore.session import get_session
 
 from ddb_backup.aws import aws_clients
-from handlers.restore import handler
+from handlers.restore import handler, plan_handler
 from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import canonical, create_table, every_type_items, put_items, scan_all
 from tests.support.data import table_name as name_of
@@ -75,36 +79,49 @@ def env(faulty_aws: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> FaultProxy:
     return faulty_aws
 
 
-def _dry_run(proxy: FaultProxy, remaining_ms: int) -> tuple[dict[str, Any], Counter[str]]:
+Handler = Callable[[Any, FakeContext], dict[str, Any]]
+#: A whole restore, and the planning step of a fan-out: both answer the dry run.
+ENTRIES = pytest.mark.parametrize("entry", [handler, plan_handler], ids=["restore", "fan-out-plan"])
+
+
+def _dry_run(
+    proxy: FaultProxy, remaining_ms: int, entry: Handler
+) -> tuple[dict[str, Any], Counter[str]]:
     """The handler's answer and the operations it sent (and only those)."""
     before = asyncio.run(_snapshot())
     seen = len(proxy.requests)
     event = {"tables": TABLES, "dry_run": True, "clear_existing_data": True}
-    result = handler(event, FakeContext(remaining_ms=remaining_ms))
+    result = entry(event, FakeContext(remaining_ms=remaining_ms))
     ops = Counter(f"{r.operation}" for r in proxy.requests[seen:])
     assert asyncio.run(_snapshot()) == before
     return result, ops
 
 
-def test_dry_run_under_a_deadline_sends_no_write(env: FaultProxy) -> None:
-    result, ops = _dry_run(env, remaining_ms=900_000)
+@ENTRIES
+def test_dry_run_under_a_deadline_sends_no_write(env: FaultProxy, entry: Handler) -> None:
+    result, ops = _dry_run(env, remaining_ms=900_000, entry=entry)
     assert result["statusCode"] == 200, result
     body = result["body"]
     assert body["status"] == "DRY_RUN_OK"
+    assert body["dry_run"] is True  # what the state machine routes on
     assert "resume_token" not in body
+    assert "shards" not in body  # nothing planned: no shard to run
     got = {r["table"]: (r["items_to_write"], r["items_to_clear"]) for r in body["restore_results"]}
     assert got == {t: (len(SOURCE[t]), len(BEFORE)) for t in TABLES}
+    if entry is plan_handler:  # what the real plan would make (default shard size: one)
+        assert body["configuration"]["shards"] == 1
     # It did read: every data file, and the targets' counts.
     assert ops["GetObject"] > 0
     assert ops["Scan"] > 0
     assert {op: n for op, n in ops.items() if op in WRITES} == {}
 
 
+@ENTRIES
 def test_dry_run_cut_by_its_deadline_writes_no_state_and_says_what_is_left(
-    env: FaultProxy,
+    env: FaultProxy, entry: Handler
 ) -> None:
     # No time left (Lambda's margin already spent): one table is verified, then it stops.
-    result, ops = _dry_run(env, remaining_ms=0)
+    result, ops = _dry_run(env, remaining_ms=0, entry=entry)
     assert {op: n for op, n in ops.items() if op in WRITES} == {}
     assert result["statusCode"] == 202, result
     body = result["body"]
@@ -121,7 +138,7 @@ def test_dry_run_cut_by_its_deadline_writes_no_state_and_says_what_is_left(
     assert "no resume_token" in body["message"]
     # Running it again for the tables left finishes them, still writing nothing.
     seen = len(env.requests)
-    again = handler(
+    again = entry(
         {"tables": left, "dry_run": True, "clear_existing_data": True},
         FakeContext(remaining_ms=900_000),
     )

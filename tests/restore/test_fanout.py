@@ -18,14 +18,16 @@ from ddb_backup.events import RestoreRequest, ShardRef
 from ddb_backup.manifest import DataFile
 from ddb_backup.restore import finalize_restore, plan_restore, run_restore
 from ddb_backup.restore import shards as shards_module
+from ddb_backup.restore.checkpoint import load_state, plan_key
 from ddb_backup.restore.shards import (
     MAX_SHARDS,
     SHARD_ANSWER_BYTES,
     STATE_PAYLOAD_BYTES,
     make_shards,
 )
-from ddb_backup.restore.state import FileState, TableState
+from ddb_backup.restore.state import FileState, TableProgress, TableState
 from ddb_backup.restore.writer import RetryPolicy
+from ddb_backup.storage import S3Storage
 from tests.support.backups import ENVIRONMENT, PREFIX, make_backup
 from tests.support.data import (
     canonical,
@@ -213,6 +215,44 @@ async def test_plan_resumes_after_deadline(
     assert await scan_all(aws.dynamodb, T1) == []  # cleared once, nothing written yet
 
 
+async def test_each_shard_holds_its_share_of_its_tables_write_budget(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
+    data = await setup_backup(aws, bucket)
+    budget = 3001  # per table; high enough to keep the test fast, odd to test the rounding
+    plan = await plan_restore(
+        config, RestoreRequest(items_per_shard=60, max_write_units=budget), aws, retry=FAST
+    )
+    assert plan.status_code == 200, plan.body
+    rid = plan.body["restore_id"]
+    recorded = await load_state(S3Storage(aws.s3, bucket), plan_key(PREFIX, rid), config, rid)
+    assert recorded is not None
+    holders = {t: sum(any(f.table == t for f in s.files) for s in recorded.shards) for t in data}
+    assert holders[T1] >= 2  # the budget really is split
+    assert {t.source_table: t.write_shards for t in recorded.tables} == holders
+
+    # What each shard applies to each table, as its progress reports it.
+    applied: dict[str, list[int]] = {t: [] for t in data}
+    for ref in plan.body["shards"]:
+        seen: dict[str, int] = {}
+
+        def note(progress: TableProgress, seen: dict[str, int] = seen) -> None:
+            if progress.max_write_units is not None:
+                seen[progress.table] = progress.max_write_units
+
+        answer = await run_restore(
+            config, RestoreRequest(shard=ShardRef(**ref)), aws, retry=FAST, on_progress=note
+        )
+        assert answer.status_code == 200, answer.body
+        for table, units in seen.items():
+            applied[table].append(units)
+    for table in data:
+        # Every shard of the table holds the same share, together at most the budget.
+        assert applied[table] == [budget // holders[table]] * holders[table], table
+        assert sum(applied[table]) <= budget
+    assert (await finalize_restore(config, rid, aws)).status_code == 200
+
+
 async def test_unknown_shard_refused(aws: AwsClients, bucket: str, config: RestoreConfig) -> None:
     await setup_backup(aws, bucket)
     plan = await plan_restore(config, RestoreRequest(items_per_shard=1000), aws, retry=FAST)
@@ -282,6 +322,15 @@ async def test_plan_refuses_too_many_shards_before_clearing(
 
     assert plan.status_code == 400, plan.body
     assert "at most 2 fit in a state machine's 256 KiB payload" in plan.body["error"]
+    # A dry run checks it too: what the real plan would refuse, the dry run refuses.
+    dry = await plan_restore(
+        config,
+        RestoreRequest(clear_existing_data=True, items_per_shard=60, dry_run=True),
+        aws,
+        retry=FAST,
+    )
+    assert dry.status_code == 400, dry.body
+    assert "at most 2 fit" in dry.body["error"]
     # Nothing cleared, nothing written: the stale items are all still there, alone.
     assert canonical(await scan_all(aws.dynamodb, T1)) == canonical(STALE)
     assert await scan_all(aws.dynamodb, T2) == []
