@@ -48,8 +48,12 @@ def run(
     ddb: Any, bucket: str, environment: str, table: str, invoke: Invoke, snapshot: Snapshot
 ) -> bool:
     """Print the act's account; True when the table came back item for item."""
-    # Yesterday, on the hour: every time below is in the past, as restore_to requires.
-    t0 = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    # Yesterday at midnight: every time below (up to 02:06) is in the past, as
+    # restore_to requires, and on yesterday's date, whatever the hour now: an act
+    # crossing midnight into today would meet today's daily backup of the other tables.
+    t0 = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
     CLOCK.set(t0)
     ddb.create_table(
         TableName=table,
