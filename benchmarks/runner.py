@@ -73,10 +73,6 @@ def work_starts() -> None:
     of CPU) is paid once per process or Lambda cold start, not per item; it is
     reported separately as ``setup_cpu_s``.
     """
-    if os.environ.get("BENCH_GC_FREEZE"):
-        import gc
-
-        gc.freeze()
     _WORK_STARTED.setdefault("cpu", _cpu())
     _WORK_STARTED.setdefault("wall", time.perf_counter())
 

@@ -9,6 +9,7 @@ bounded queue, each streaming its file in constant memory.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,31 +55,40 @@ class FileVerdict:
 
 
 class DistinctKeys:
-    """The target keys seen so far in one table's files: two lines with one key
-    would leave fewer items in the table than were written (a backup of a
-    (pk, sk) table restored into one keyed on pk alone).
+    """The target keys of one table's files: two lines with one key would leave
+    fewer items in the table than were written (a backup of a (pk, sk) table
+    restored into one keyed on pk alone).
 
     Used where no captured schema proves the keys match (restore-export, the
-    replaced system's backups). Keeps a 64-bit hash per item (about 60 bytes of
-    memory each); a hash collision would refuse a sound table, with odds of
-    about n**2 / 2**65 (3 in a million at 10 million items), never pass a bad one.
+    replaced system's backups). :meth:`add` keeps a 64-bit hash per item in
+    compact arrays (8 bytes each: 8 MB per million items, where a set took 60);
+    :meth:`check`, once every file is read and before anything is written,
+    raises if a key came twice. A hash collision would refuse a sound table, with
+    odds of about n**2 / 2**65 (3 in a million at 10 million items), never pass a
+    bad one.
     """
+
+    _BUCKETS = 256  # checked a bucket at a time: the set built for it stays small
 
     def __init__(self, keys: KeySpec) -> None:
         self._names = tuple(name for name, _ in keys)
-        self._seen: set[int] = set()
+        self._hashes = [array("q") for _ in range(self._BUCKETS)]
 
-    def add(self, item: WireItem, *, key: str, line_no: int) -> None:
-        """Record a (checked) item's key; raise if an earlier line had it."""
+    def add(self, item: WireItem) -> None:
+        """Record a (checked) item's key."""
         # 1, 1.0 and 1E0 are one number to DynamoDB: key_identity normalises them.
         h = hash(key_identity(item, self._names))
-        if h in self._seen:
-            raise CorruptDataError(
-                f"line {line_no} has the same target key as an earlier line: the target "
-                f"table's key ({', '.join(self._names)}) is not the backup's",
-                key=key,
-            )
-        self._seen.add(h)
+        self._hashes[h % self._BUCKETS].append(h)
+
+    def check(self, *, where: str) -> None:
+        """Raise :class:`CorruptDataError` (naming ``where``) if a key came twice."""
+        for hashes in self._hashes:
+            if len(set(hashes)) != len(hashes):
+                raise CorruptDataError(
+                    "two lines have the same target key: the target table's key "
+                    f"({', '.join(self._names)}) is not the backup's",
+                    key=where,
+                )
 
 
 async def verify_file(
@@ -96,7 +106,8 @@ async def verify_file(
     inflate whole, and every line is parsed and checked by
     :func:`~ddb_backup.items.check_item_line` (the same check the restore
     applies to every line it writes), with ``keys`` present and typed, and
-    with no key twice when ``distinct`` is given. Each item is added to
+    every key recorded in ``distinct`` when given (for its
+    :meth:`DistinctKeys.check` once all files are read). Each item is added to
     ``digest`` when given (after the file's checks pass, so a failed file
     adds nothing). ``on_item`` is called with every checked item.
     """
@@ -115,7 +126,7 @@ async def verify_file(
             items += 1
             item = check_item_line(line, key=expected.key, line_no=items, keys=keys)
             if distinct is not None:
-                distinct.add(item, key=expected.key, line_no=items)
+                distinct.add(item)
             if part is not None:
                 part.add(item)
             if on_item is not None:

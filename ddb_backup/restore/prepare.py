@@ -122,6 +122,8 @@ async def _prepare_backup_table(run: RestoreRun, ts: TableState, tb: TableBackup
         if not verdict.ok:
             _fail(ts, verdict.errors)
             return
+        if distinct is not None:
+            distinct.check(where=tb.export_folder or tb.s3_prefix)
         ts.files = [FileState.from_data_file(f) for f in verdict.files]
         ts.items_expected = tb.item_count if tb.item_count is not None else verdict.item_count
         # Point in time: every window verified too before the target is touched.
@@ -140,17 +142,19 @@ async def prepare_export_table(run: RestoreRun, ts: TableState, listing: ExportL
         # Anyone's export: no schema to compare, so every line must carry the
         # target's keys with their types, and no key may come twice.
         _set_keys(ts, target.keys)
+        distinct = DistinctKeys(target.keys)
         verdicts = await verify_files(
             run.storage,
             listing.files,
             concurrency=VERIFY_CONCURRENCY,
             keys=target.keys,
-            distinct=DistinctKeys(target.keys),
+            distinct=distinct,
         )
         errors = [str(v.error) for v in verdicts if v.error is not None]
         if errors:
             _fail(ts, errors)
             return
+        distinct.check(where=listing.folder)
         files = [v.data_file for v in verdicts if v.data_file is not None]
         ts.files = [FileState.from_data_file(f) for f in files]
         counted = sum(f.item_count for f in files)

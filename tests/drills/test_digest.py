@@ -283,9 +283,11 @@ def test_keys_differing_only_in_their_38th_digit_are_two_keys() -> None:
 
     a, b = "1" * 37 + "1", "1" * 37 + "2"
     distinct = DistinctKeys((("pk", "N"),))
-    distinct.add({"pk": {"N": a}}, key="k", line_no=1)
-    distinct.add({"pk": {"N": b}}, key="k", line_no=2)  # not refused as a duplicate
-    with pytest.raises(CorruptDataError):
-        distinct.add({"pk": {"N": a + ".0"}}, key="k", line_no=3)
+    distinct.add({"pk": {"N": a}})
+    distinct.add({"pk": {"N": b}})
+    distinct.check(where="k")  # not refused as a duplicate
+    distinct.add({"pk": {"N": a + ".0"}})
+    with pytest.raises(CorruptDataError, match="same target key"):
+        distinct.check(where="k")
     assert key_identity({"pk": {"N": a}}, ("pk",)) != key_identity({"pk": {"N": b}}, ("pk",))
     assert key_identity({"pk": {"N": "1.0"}}, ("pk",)) == key_identity({"pk": {"N": "1"}}, ("pk",))
