@@ -21,6 +21,7 @@ __all__ = [
     "check_manifest_sidecar",
     "locate_export_folder",
     "read_export_folder",
+    "sidecar_key",
 ]
 
 
@@ -103,9 +104,14 @@ def _rebased(key: str, folder: str) -> str:
     return f"{folder}/data/{key.split(marker, 1)[1]}"
 
 
+def sidecar_key(key: str) -> str:
+    """``manifest-*.json`` -> the ``manifest-*.md5`` AWS writes next to it."""
+    return key.removesuffix(".json") + ".md5"
+
+
 async def check_manifest_sidecar(storage: Storage, key: str, data: bytes) -> None:
     """Check ``manifest-*.md5`` (base64 MD5, no newline) when AWS wrote one."""
-    sidecar = key.removesuffix(".json") + ".md5"
+    sidecar = sidecar_key(key)
     expected = await storage.get_bytes_or_none(sidecar)
     if expected is None:
         return

@@ -40,7 +40,7 @@ from ddb_backup.errors import (
     UnsupportedFormatError,
     VerificationError,
 )
-from ddb_backup.export_folder import ExpectedFile, check_manifest_sidecar
+from ddb_backup.export_folder import ExpectedFile, check_manifest_sidecar, sidecar_key
 from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import DataFile, parse_aws_manifest_files
 from ddb_backup.storage import Storage
@@ -53,6 +53,7 @@ __all__ = [
     "IncrementalSummary",
     "VerifiedWindow",
     "iter_window_requests",
+    "manifest_keys",
     "micros",
     "read_incremental_folder",
     "verify_incremental_folder",
@@ -144,11 +145,18 @@ def _rebased(key: str, data_folder: str) -> str:
     return f"{data_folder}/{key.rsplit(marker, 1)[1]}"
 
 
+def manifest_keys(folder: str) -> tuple[str, str, str, str]:
+    """What :func:`read_incremental_folder` reads: the summary, the files, their sidecars."""
+    summary_key = f"{folder.strip('/')}/manifest-summary.json"
+    files_key = f"{folder.strip('/')}/manifest-files.json"
+    return summary_key, files_key, sidecar_key(summary_key), sidecar_key(files_key)
+
+
 async def read_incremental_folder(storage: Storage, folder: str) -> IncrementalListing:
     """Read and check both manifests; every data key must be in the shared ``data/``."""
     folder = folder.strip("/")
     data_folder = _data_folder(folder)
-    summary_key = f"{folder}/manifest-summary.json"
+    summary_key, files_key, _, _ = manifest_keys(folder)
     raw = await storage.get_bytes_or_none(summary_key)
     if raw is None:
         raise ManifestError("manifest-summary.json is missing", key=summary_key)
@@ -167,7 +175,6 @@ async def read_incremental_folder(storage: Storage, folder: str) -> IncrementalL
         )
     if summary.export_from_time >= summary.export_to_time:
         raise ManifestError("exportFromTime is not before exportToTime", key=summary_key)
-    files_key = f"{folder}/manifest-files.json"
     raw_files = await storage.get_bytes_or_none(files_key)
     if raw_files is None:
         raise ManifestError("manifest-files.json is missing", key=files_key)
