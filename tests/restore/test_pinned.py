@@ -19,11 +19,10 @@ from ddb_backup.aws import AwsClients
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import DataFileChangedError
 from ddb_backup.events import RestoreRequest
-from ddb_backup.export_folder import sidecar_key
 from ddb_backup.restore import RestoreResult, restore_clients, run_restore
 from ddb_backup.restore.checkpoint import checkpoint_key
 from ddb_backup.restore.writer import RetryPolicy, WireRequest, default_sender
-from ddb_backup.storage import ObjectPin, S3Storage, content_md5
+from ddb_backup.storage import ObjectPin, S3Storage
 from tests.support.backups import PREFIX, make_backup
 from tests.support.data import (
     canonical,
@@ -35,7 +34,8 @@ from tests.support.data import (
     scan_all,
 )
 from tests.support.faults import Fault, FaultProxy
-from tests.support.pitr import SOURCE, make_changes, record_chain, rewrite
+from tests.support.incremental import rewrite_manifest
+from tests.support.pitr import SOURCE, make_changes, record_chain
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 T = "mfa-api_test_totp_global"
@@ -208,8 +208,7 @@ async def test_window_manifest_replaced_between_rounds_is_refused_with_its_name(
     summary_key = f"{pending[0]}/manifest-summary.json"
     raw = await (await aws.s3.get_object(Bucket=bucket, Key=summary_key))["Body"].read()
     replaced = orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2)
-    await rewrite(aws, bucket, summary_key, replaced)
-    await rewrite(aws, bucket, sidecar_key(summary_key), content_md5(replaced).encode())
+    await rewrite_manifest(aws.s3, bucket, summary_key, replaced)
 
     second = await run_restore(
         config, RestoreRequest(resume_token=first.body["resume_token"]), aws, retry=FAST
