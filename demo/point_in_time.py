@@ -48,8 +48,10 @@ def run(
     ddb: Any, bucket: str, environment: str, table: str, invoke: Invoke, snapshot: Snapshot
 ) -> bool:
     """Print the act's account; True when the table came back item for item."""
-    # Yesterday, on the hour: every time below is in the past, as restore_to requires.
-    t0 = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    # Yesterday at midnight: every time below is in the past, as restore_to requires,
+    # and on yesterday's date whatever the hour now (the first act's backup has today's).
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    t0 = dt.datetime.combine(yesterday, dt.time(), tzinfo=dt.UTC)
     CLOCK.set(t0)
     ddb.create_table(
         TableName=table,
