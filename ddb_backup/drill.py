@@ -29,8 +29,10 @@ found; counts and digests only, never an item.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
+from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any
 
@@ -67,6 +69,7 @@ __all__ = [
     "DRILL_PREFIX",
     "DRILL_TAG",
     "ENVIRONMENT_TAG",
+    "DrillDeadline",
     "DrillResult",
     "DrillStatus",
     "DrillTable",
@@ -136,15 +139,39 @@ def drill_result_key(prefix: str, date: dt.date, drill_id: str) -> str:
     return f"{date_prefix(prefix, date)}/_drills/{drill_id}.json"
 
 
-class _Clock:
-    def __init__(self, deadline_seconds: float | None) -> None:
+class DrillDeadline:
+    """A drill's time: what is left of it (each restore's own deadline) and the
+    timeout each table's drill runs under (:meth:`table`)."""
+
+    def __init__(self, seconds: float | None = None) -> None:
         self.t0 = time.monotonic()
-        self.deadline = deadline_seconds
+        self.seconds = seconds
+        self._expired = False
+        self._running: asyncio.Timeout | None = None
 
     def remaining(self) -> float | None:
-        if self.deadline is None:
+        if self._expired:
+            return 0.0
+        if self.seconds is None:
             return None
-        return max(0.0, self.deadline - (time.monotonic() - self.t0))
+        return max(0.0, self.seconds - (time.monotonic() - self.t0))
+
+    @contextlib.asynccontextmanager
+    async def table(self) -> AsyncIterator[None]:
+        """One table's drill: cut off (``TimeoutError``) when the time is up."""
+        async with asyncio.timeout(self.remaining()) as running:
+            self._running = running
+            try:
+                yield
+            finally:
+                self._running = None
+
+    def expire(self) -> None:
+        """The time is up now: the table running is cut off as by the deadline
+        (at the loop's next turn), and any later one at once."""
+        self._expired = True
+        if self._running is not None:
+            self._running.reschedule(asyncio.get_running_loop().time())
 
 
 async def _expected_digest(
@@ -165,7 +192,7 @@ async def _drill_one(
     table: TableBackup,
     scratch: str,
     backup_date: dt.date,
-    clock: _Clock,
+    deadline: DrillDeadline,
 ) -> dict[str, Any]:
     """Create, restore into and compare one scratch table (deleted by the caller)."""
     if not is_drill_table_name(scratch):  # never a real table, whatever the caller passed
@@ -189,7 +216,7 @@ async def _drill_one(
     )
     t_restore = time.monotonic()
     result = await run_restore(
-        config, request, clients, storage=storage, deadline_seconds=clock.remaining()
+        config, request, clients, storage=storage, deadline_seconds=deadline.remaining()
     )
     restore_seconds = time.monotonic() - t_restore
     out["restore_seconds"] = round(restore_seconds, 3)
@@ -243,18 +270,24 @@ async def run_drill(
     clients: AwsClients,
     date: str = "latest",
     tables: list[str] | None = None,
-    deadline_seconds: float | None = None,
+    deadline_seconds: float | DrillDeadline | None = None,
     *,
     storage: Storage | None = None,
     drill_id: str | None = None,
 ) -> DrillResult:
     """Drill the backup of ``date`` ("latest" or YYYY-MM-DD), all its completed
     tables or ``tables``; write and return the result (see the module docstring).
+    ``deadline_seconds``: seconds, or a :class:`DrillDeadline` (which the caller
+    may end early with :meth:`~DrillDeadline.expire`).
 
     Raises :class:`~ddb_backup.errors.BackupNotFoundError` when there is no
     such backup (nothing is created then).
     """
-    clock = _Clock(deadline_seconds)
+    deadline = (
+        deadline_seconds
+        if isinstance(deadline_seconds, DrillDeadline)
+        else DrillDeadline(deadline_seconds)
+    )
     started_at = dt.datetime.now(dt.UTC)
     drill_id = drill_id or new_drill_id(started_at)
     if not is_drill_table_name(f"{DRILL_PREFIX}{drill_id}-0"):
@@ -284,9 +317,9 @@ async def run_drill(
         t0 = time.monotonic()
         fields: dict[str, Any]
         try:
-            async with asyncio.timeout(clock.remaining()):
+            async with deadline.table():
                 fields = await _drill_one(
-                    config, clients, storage, table, scratch, manifest.backup_date, clock
+                    config, clients, storage, table, scratch, manifest.backup_date, deadline
                 )
         except TimeoutError:
             fields = {"status": DrillStatus.CUT_OFF, "difference": "the deadline came first"}
@@ -325,7 +358,7 @@ async def run_drill(
         environment=config.environment,
         backup_date=manifest.backup_date,
         started_at=started_at,
-        duration_seconds=round(time.monotonic() - clock.t0, 3),
+        duration_seconds=round(time.monotonic() - deadline.t0, 3),
         status=status,
         tables=results,
         swept_tables=swept,

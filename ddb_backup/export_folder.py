@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ddb_backup.errors import ExportError, ManifestError, UnsupportedFormatError
-from ddb_backup.keys import check_key_inside
+from ddb_backup.keys import check_key, check_key_inside
 from ddb_backup.manifest import AwsManifestSummary, DataFile, parse_aws_manifest_files
 from ddb_backup.storage import Storage, content_md5
 
@@ -21,6 +21,8 @@ __all__ = [
     "check_manifest_sidecar",
     "locate_export_folder",
     "read_export_folder",
+    "rebased",
+    "sidecar_key",
 ]
 
 
@@ -88,24 +90,34 @@ async def locate_export_folder(
     )
 
 
-def _rebased(key: str, folder: str) -> str:
-    """A data key of an export folder that was copied elsewhere, moved into ``folder``.
+def rebased(key: str, data_folder: str, marker: str) -> str:
+    """A data key from a manifest of an export folder copied elsewhere, moved
+    into ``data_folder``, the folder its data files are in now.
 
-    AWS writes absolute keys (``<s3Prefix>/AWSDynamoDB/<id>/data/<name>``); a
-    folder copied under another prefix keeps them. Only the part after
-    ``AWSDynamoDB/<id>/data/`` is kept, and the caller still checks the result
-    stays inside the folder.
+    AWS writes absolute keys (``<s3Prefix>/AWSDynamoDB/<id>/data/<name>``; an
+    incremental export's ``<s3Prefix>/AWSDynamoDB/data/<name>``), and a folder
+    copied under another prefix keeps them: the part after ``marker`` (the
+    end of that folder, e.g. ``AWSDynamoDB/data/``) is kept. A key already in
+    ``data_folder`` or without ``marker`` is returned as it is (the caller
+    checks it stays inside, :func:`~ddb_backup.keys.check_key_inside`).
+
+    A key to move with an empty, ``.``/``..`` or encoded-escape segment raises
+    :class:`~ddb_backup.errors.UnsafeNameError` naming it: an odd key is never
+    shortened into a clean one.
     """
-    marker = "/".join(folder.split("/")[-2:]) + "/data/"
-    parts = key.split("/")
-    if key.startswith(folder + "/") or marker not in key or {"", ".", ".."} & set(parts):
-        return key  # left to check_key_inside, which refuses it if it is odd
-    return f"{folder}/data/{key.split(marker, 1)[1]}"
+    if key.startswith(data_folder + "/") or marker not in key:
+        return key
+    return f"{data_folder}/{check_key(key).split(marker, 1)[1]}"
+
+
+def sidecar_key(key: str) -> str:
+    """``manifest-*.json`` -> the ``manifest-*.md5`` AWS writes next to it."""
+    return key.removesuffix(".json") + ".md5"
 
 
 async def check_manifest_sidecar(storage: Storage, key: str, data: bytes) -> None:
     """Check ``manifest-*.md5`` (base64 MD5, no newline) when AWS wrote one."""
-    sidecar = key.removesuffix(".json") + ".md5"
+    sidecar = sidecar_key(key)
     expected = await storage.get_bytes_or_none(sidecar)
     if expected is None:
         return
@@ -141,9 +153,11 @@ async def read_export_folder(storage: Storage, folder: str) -> ExportListing:
     if raw_files is not None:
         await check_manifest_sidecar(storage, files_key, raw_files)
         entries = parse_aws_manifest_files(raw_files, key=files_key)
+        # AWS's keys end ``AWSDynamoDB/<id>/data/<name>``: the folder's last two segments.
+        marker = "/".join(folder.split("/")[-2:]) + "/data/"
         files = [
             ExpectedFile(
-                key=check_key_inside(_rebased(e.data_file_s3_key, folder), folder),
+                key=check_key_inside(rebased(e.data_file_s3_key, f"{folder}/data", marker), folder),
                 item_count=e.item_count,
                 md5=e.md5_checksum,
             )

@@ -40,7 +40,7 @@ from ddb_backup.errors import (
     UnsupportedFormatError,
     VerificationError,
 )
-from ddb_backup.export_folder import ExpectedFile, check_manifest_sidecar
+from ddb_backup.export_folder import ExpectedFile, check_manifest_sidecar, rebased, sidecar_key
 from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import DataFile, parse_aws_manifest_files
 from ddb_backup.storage import Storage
@@ -53,6 +53,7 @@ __all__ = [
     "IncrementalSummary",
     "VerifiedWindow",
     "iter_window_requests",
+    "manifest_keys",
     "micros",
     "read_incremental_folder",
     "verify_incremental_folder",
@@ -131,24 +132,18 @@ def _data_folder(folder: str) -> str:
     return f"{parent}/data"
 
 
-def _rebased(key: str, data_folder: str) -> str:
-    """A data key of a folder copied elsewhere, moved into this folder's ``data/``.
-
-    AWS writes absolute keys (``<s3Prefix>/AWSDynamoDB/data/<name>``); only the
-    name after ``AWSDynamoDB/data/`` is kept, and the caller still checks the
-    result is inside ``data_folder``.
-    """
-    marker = "AWSDynamoDB/data/"
-    if key.startswith(data_folder + "/") or marker not in key:
-        return key
-    return f"{data_folder}/{key.rsplit(marker, 1)[1]}"
+def manifest_keys(folder: str) -> tuple[str, str, str, str]:
+    """What :func:`read_incremental_folder` reads: the summary, the files, their sidecars."""
+    summary_key = f"{folder.strip('/')}/manifest-summary.json"
+    files_key = f"{folder.strip('/')}/manifest-files.json"
+    return summary_key, files_key, sidecar_key(summary_key), sidecar_key(files_key)
 
 
 async def read_incremental_folder(storage: Storage, folder: str) -> IncrementalListing:
     """Read and check both manifests; every data key must be in the shared ``data/``."""
     folder = folder.strip("/")
     data_folder = _data_folder(folder)
-    summary_key = f"{folder}/manifest-summary.json"
+    summary_key, files_key, _, _ = manifest_keys(folder)
     raw = await storage.get_bytes_or_none(summary_key)
     if raw is None:
         raise ManifestError("manifest-summary.json is missing", key=summary_key)
@@ -167,14 +162,15 @@ async def read_incremental_folder(storage: Storage, folder: str) -> IncrementalL
         )
     if summary.export_from_time >= summary.export_to_time:
         raise ManifestError("exportFromTime is not before exportToTime", key=summary_key)
-    files_key = f"{folder}/manifest-files.json"
     raw_files = await storage.get_bytes_or_none(files_key)
     if raw_files is None:
         raise ManifestError("manifest-files.json is missing", key=files_key)
     await check_manifest_sidecar(storage, files_key, raw_files)
     files = [
         ExpectedFile(
-            key=check_key_inside(_rebased(e.data_file_s3_key, data_folder), data_folder),
+            key=check_key_inside(
+                rebased(e.data_file_s3_key, data_folder, "AWSDynamoDB/data/"), data_folder
+            ),
             item_count=e.item_count,
             md5=e.md5_checksum,
         )

@@ -16,6 +16,7 @@ exactly that chain even if newer windows appeared meanwhile.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from ddb_backup.storage import ObjectPin, PinnedReads
 __all__ = [
     "FileState",
     "Outcome",
+    "PinnedObject",
     "PointInTimeState",
     "RestoreState",
     "RestoreStatus",
@@ -42,7 +44,9 @@ __all__ = [
     "TableState",
     "WindowCounts",
     "WindowProgress",
+    "pinned_objects",
     "record_pins",
+    "reuse_pins",
 ]
 
 
@@ -75,17 +79,28 @@ class _State(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
 
-class FileState(_State):
+class PinnedObject(_State):
+    """An object read at verification: every later read of it is pinned to the
+    S3 object verified (VersionId, else ETag)."""
+
     key: str
+    etag: str | None = None
+    version_id: str | None = None
+
+    @property
+    def pin(self) -> ObjectPin | None:
+        if self.etag is None and self.version_id is None:
+            return None  # a local copy, or a checkpoint written before pins
+        return ObjectPin(etag=self.etag, version_id=self.version_id)
+
+
+class FileState(PinnedObject):
     item_count: int | None = None  # expected (manifest / verification)
     md5: str | None = None
     size: int | None = None
     lines_done: int = Field(default=0, ge=0)
     done: bool = False
     error: str | None = None  # the last attempt's; cleared when a later round succeeds
-    # The S3 object verified (VersionId, else ETag): every later read is pinned to it.
-    etag: str | None = None
-    version_id: str | None = None
     _completed: dict[int, int] = PrivateAttr(default_factory=dict)
 
     def mark(self, start: int, end: int) -> None:
@@ -94,24 +109,34 @@ class FileState(_State):
         while self.lines_done in self._completed:
             self.lines_done = self._completed.pop(self.lines_done)
 
-    @property
-    def pin(self) -> ObjectPin | None:
-        if self.etag is None and self.version_id is None:
-            return None  # a local copy, or a checkpoint written before pins
-        return ObjectPin(etag=self.etag, version_id=self.version_id)
-
     @classmethod
     def from_data_file(cls, f: DataFile) -> FileState:
         return cls(key=f.key, item_count=f.item_count, md5=f.md5, size=f.size)
 
 
-def record_pins(storage: PinnedReads, files: list[FileState]) -> None:
+def record_pins(storage: PinnedReads, files: Sequence[PinnedObject]) -> None:
     """Record the object each verified file was read from, so every later
     read (this round, later rounds, shards) is of that object only."""
     for f in files:
         pin = storage.pins.get(f.key)
         if pin is not None and f.pin is None:
             f.etag, f.version_id = pin.etag, pin.version_id
+
+
+def pinned_objects(storage: PinnedReads, keys: Iterable[str]) -> list[PinnedObject]:
+    """The objects among ``keys`` read through ``storage`` (so pinned), with their pins."""
+    return [
+        PinnedObject(key=k, etag=pin.etag, version_id=pin.version_id)
+        for k in keys
+        if (pin := storage.pins.get(k)) is not None
+    ]
+
+
+def reuse_pins(storage: PinnedReads, files: Iterable[PinnedObject]) -> None:
+    """A later round: pin every read of these files to the object recorded."""
+    for f in files:
+        if f.pin is not None:
+            storage.pins.setdefault(f.key, f.pin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +156,16 @@ class WindowProgress(_State):
     Stored in the restore's checkpoint per window: its folder and times (to
     refuse a checkpoint of another window), per data file in manifest order a
     :class:`FileState` (``lines_done``, ``done``, the verified MD5, count and
-    object pin), the counts so far and the dead-letter parts and folder.
+    object pin), the pins of its manifests, the counts so far and the
+    dead-letter parts and folder.
     """
 
     folder: str
     export_from_time: dt.datetime
     export_to_time: dt.datetime
     files: list[FileState]
+    # Its manifests (and .md5 sidecars) as verified: a resumed round reads them again.
+    manifests: list[PinnedObject] = Field(default_factory=list)
     puts: int = Field(default=0, ge=0)
     deletes: int = Field(default=0, ge=0)
     failed: int = Field(default=0, ge=0)

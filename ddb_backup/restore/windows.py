@@ -11,17 +11,17 @@ strictly in order (:func:`~ddb_backup.point_in_time.apply.apply_window`: a
 window is finished before the next starts), counting every batch as work for
 the budget and keeping each window's mark in the state, so a round cut by the
 deadline resumes exactly there. A resumed round verifies the windows it has
-not finished again (their winners are never stored), each file pinned to the
-object read in the first round. After a window (or the full backup) with
-writes that failed, no further window is applied: their dead letters,
-restored later, must not undo a later change.
+not finished again (their winners are never stored), each data file and
+manifest pinned to the object read in the first round. After a window (or
+the full backup) with writes that failed, no further window is applied:
+their dead letters, restored later, must not undo a later change.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ddb_backup.incremental import VerifiedWindow
+from ddb_backup.incremental import VerifiedWindow, manifest_keys
 from ddb_backup.keys import dead_letter_prefix
 from ddb_backup.restore.state import (
     PointInTimeState,
@@ -29,7 +29,9 @@ from ddb_backup.restore.state import (
     TableState,
     WindowCounts,
     WindowProgress,
+    pinned_objects,
     record_pins,
+    reuse_pins,
 )
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ async def verify_table_windows(run: RestoreRun, ts: TableState) -> None:
     pit.marks = [WindowProgress.of(verified[w.folder]) for w in pit.windows]
     for mark in pit.marks:
         record_pins(run.storage, mark.files)
+        # A resumed round reads the manifests again: of these objects only.
+        mark.manifests = pinned_objects(run.storage, manifest_keys(mark.folder))
     run.verified_windows[ts.target_table] = verified
 
 
@@ -84,12 +88,11 @@ async def _verified_again(
     run: RestoreRun, ts: TableState, pit: PointInTimeState
 ) -> dict[str, VerifiedWindow]:
     """A resumed round: the windows not finished, verified again from the objects
-    the first round read (a file replaced since fails with the file named)."""
+    the first round read, manifests included (a file replaced since fails with
+    the file named)."""
     for mark in pit.marks:
         if not mark.done:
-            for f in mark.files:
-                if f.pin is not None:
-                    run.storage.pins.setdefault(f.key, f.pin)
+            reuse_pins(run.storage, [*mark.files, *mark.manifests])
     done = frozenset(m.folder for m in pit.marks if m.done)
     verified = await _verify(run, ts, pit, done)
     run.verified_windows[ts.target_table] = verified

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from ddb_backup.errors import DataFileMissingError
 from ddb_backup.storage.protocol import (
     CHUNK_SIZE,
     ObjectInfo,
@@ -17,8 +18,12 @@ class PinnedReads:
     """A :class:`Storage` whose every read of a key sees one object: the one
     given in :attr:`pins`, else the first one read (then remembered).
 
-    A restore reads through it, so what it verified is what it writes, and
-    the pins it learnt go into its checkpoint for later rounds and shards.
+    Whole reads (:meth:`get_bytes`: manifests) are pinned like streamed ones
+    (data files). A restore reads through it, so what it verified is what it
+    writes, and the pins it learnt go into its checkpoint for later rounds
+    and shards (data files; the manifests of a point-in-time restore's
+    windows, which a resumed round reads again). A local copy has no versions:
+    nothing is pinned there.
     """
 
     def __init__(self, inner: Storage, pins: dict[str, ObjectPin] | None = None) -> None:
@@ -30,10 +35,17 @@ class PinnedReads:
         return self.inner.location
 
     async def get_bytes(self, key: str) -> bytes:
-        return await self.inner.get_bytes(key)
+        data = await self.get_bytes_or_none(key)
+        if data is None:
+            raise DataFileMissingError("object not found", key=key)
+        return data
 
     async def get_bytes_or_none(self, key: str) -> bytes | None:
-        return await self.inner.get_bytes_or_none(key)
+        """The whole object, read through :meth:`stream` so it is pinned; None if absent."""
+        try:
+            return b"".join([chunk async for chunk in self.stream(key)])
+        except DataFileMissingError:
+            return None
 
     def stream(
         self,

@@ -40,8 +40,10 @@ from tests.support.incremental import (
     apply_requests,
     boundary,
     change_line,
+    edit_manifest_files,
     emulate_incremental_export,
     enable_stream,
+    rewrite_manifest,
     streams_client,
     write_incremental_export,
 )
@@ -116,15 +118,6 @@ async def test_genuine_layout_verifies_with_shared_data_folder(
     assert await _requests(aws, bucket, nothing) == []
 
 
-async def _rewrite(aws: AwsClients, bucket: str, key: str, body: bytes) -> None:
-    """Replace a manifest and its sidecar consistently (the damage is elsewhere)."""
-    from tests.support.data import md5_b64
-
-    await aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
-    sidecar = key.removesuffix(".json") + ".md5"
-    await aws.s3.put_object(Bucket=bucket, Key=sidecar, Body=md5_b64(body).encode())
-
-
 async def _get(aws: AwsClients, bucket: str, key: str) -> bytes:
     data: bytes = await (await aws.s3.get_object(Bucket=bucket, Key=key))["Body"].read()
     return data
@@ -133,17 +126,7 @@ async def _get(aws: AwsClients, bucket: str, key: str) -> bytes:
 async def _edit_summary(aws: AwsClients, bucket: str, folder: str, **changes: Any) -> str:
     key = f"{folder}/manifest-summary.json"
     doc = orjson.loads(await _get(aws, bucket, key))
-    await _rewrite(aws, bucket, key, orjson.dumps({**doc, **changes}))
-    return key
-
-
-async def _edit_files(
-    aws: AwsClients, bucket: str, folder: str, edit: Callable[[dict[str, Any]], None]
-) -> str:
-    key = f"{folder}/manifest-files.json"
-    entries = [orjson.loads(line) for line in (await _get(aws, bucket, key)).splitlines()]
-    edit(entries[0])
-    await _rewrite(aws, bucket, key, b"".join(orjson.dumps(e) + b"\n" for e in entries))
+    await rewrite_manifest(aws.s3, bucket, key, orjson.dumps({**doc, **changes}))
     return key
 
 
@@ -161,7 +144,7 @@ async def _wrong_count(aws: AwsClients, bucket: str, export: dict[str, Any]) -> 
     def more(entry: dict[str, Any]) -> None:
         entry["itemCount"] += 1
 
-    await _edit_files(aws, bucket, export["folder"], more)
+    await edit_manifest_files(aws.s3, bucket, export["folder"], more)
     await _edit_summary(aws, bucket, export["folder"], itemCount=4)
     return str(export["data_keys"][0])
 
@@ -189,8 +172,19 @@ async def _key_outside_data(aws: AwsClients, bucket: str, export: dict[str, Any]
     def escape(entry: dict[str, Any]) -> None:
         entry["dataFileS3Key"] = f"{PREFIX}/AWSDynamoDB/../../secrets.json.gz"
 
-    await _edit_files(aws, bucket, export["folder"], escape)
+    await edit_manifest_files(aws.s3, bucket, export["folder"], escape)
     return "secrets.json.gz"
+
+
+async def _dotted_key(aws: AwsClients, bucket: str, export: dict[str, Any]) -> str:
+    """The right file named through a ``..`` segment: refused, never cleaned into it."""
+    dotted = f"elsewhere/../{export['data_keys'][0]}"
+
+    def dot(entry: dict[str, Any]) -> None:
+        entry["dataFileS3Key"] = dotted
+
+    await edit_manifest_files(aws.s3, bucket, export["folder"], dot)
+    return dotted
 
 
 @pytest.mark.parametrize(
@@ -203,6 +197,7 @@ async def _key_outside_data(aws: AwsClients, bucket: str, export: dict[str, Any]
         (_full_export_type, ManifestError),
         (_sidecar_mismatch, ManifestError),
         (_key_outside_data, UnsafeNameError),
+        (_dotted_key, UnsafeNameError),
     ],
 )
 async def test_damaged_folder_is_refused_naming_the_file(

@@ -610,7 +610,12 @@ async def test_read_export_folder_refuses_keys_outside(aws: AwsClients) -> None:
     await aws.s3.create_bucket(Bucket=BUCKET)
     written = await write_aws_export(aws.s3, BUCKET, "ext/src", SOURCE, files=1, empty_files=0)
     folder = written["folder"]
-    for bad in ("ext/other/data.json.gz", f"{folder}/../x.json.gz", f"/{folder}/data/x.gz"):
+    for bad in (
+        "ext/other/data.json.gz",
+        f"{folder}/../x.json.gz",
+        f"/{folder}/data/x.gz",
+        f"ext/x/../{folder}/data/x.json.gz",  # never cleaned into the folder
+    ):
         files_json = orjson.dumps({"itemCount": 1, "md5Checksum": "x", "dataFileS3Key": bad})
         await _put(aws, f"{folder}/manifest-files.json", files_json)
         await _put(aws, f"{folder}/manifest-files.md5", md5_b64(files_json).encode())

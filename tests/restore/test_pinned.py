@@ -2,8 +2,10 @@
 
 A restore records each data file's ETag (and VersionId in a versioned
 bucket) when it verifies it, keeps it in its checkpoint, and sends it with
-every GET, range requests included. A file replaced in S3 after verification
-stops its table before any replaced item is written, with the file named.
+every GET, range requests included; likewise the manifests of a
+point-in-time restore's windows, which a resumed round reads again. A file
+replaced in S3 after verification stops its table before any replaced item
+is written, with the file named.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from tests.support.data import (
     scan_all,
 )
 from tests.support.faults import Fault, FaultProxy
+from tests.support.incremental import rewrite_manifest
+from tests.support.pitr import SOURCE, make_changes, record_chain
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 T = "mfa-api_test_totp_global"
@@ -180,6 +184,45 @@ async def test_file_replaced_during_the_clear_writes_none_of_it(
     )
     assert f"{key}: the S3 object changed since it was verified" in table["error"]
     assert await scan_all(aws.dynamodb, T) == []
+
+
+async def test_window_manifest_replaced_between_rounds_is_refused_with_its_name(
+    aws: AwsClients, bucket: str, config: RestoreConfig
+) -> None:
+    """A resumed point-in-time round reads the manifests of the windows it has not
+    finished again: pinned to the objects the first round verified, like the
+    data files. A summary rewritten since (reformatted, its .md5 sidecar too:
+    every check of its content would pass it) stops the table, naming the
+    manifest, before any write of a window: the table holds the (verified)
+    full backup only."""
+    sc = await make_changes(aws, bucket)
+    await record_chain(S3Storage(aws.s3, bucket), sc)
+    request = RestoreRequest(
+        restore_to=sc.bounds[3].isoformat(), tables=[SOURCE], clear_existing_data=True
+    )
+    first = await run_restore(config, request, aws, retry=FAST, max_batches=1)
+    assert first.status_code == 202, first.body
+    [cut] = first.body["restore_results"]
+    pending = [w["folder"] for w in cut["point_in_time"]["windows"] if not w["done"]]
+    assert pending == sc.windows
+    summary_key = f"{pending[0]}/manifest-summary.json"
+    raw = await (await aws.s3.get_object(Bucket=bucket, Key=summary_key))["Body"].read()
+    replaced = orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2)
+    await rewrite_manifest(aws.s3, bucket, summary_key, replaced)
+
+    second = await run_restore(
+        config, RestoreRequest(resume_token=first.body["resume_token"]), aws, retry=FAST
+    )
+
+    assert second.status_code == 207, second.body
+    assert "resume_token" not in second.body
+    [table] = second.body["restore_results"]
+    assert table["status"] == "PARTIAL"
+    assert f"{summary_key}: the S3 object changed since it was verified" in table["error"]
+    assert table["items_written"] == len(sc.snapshots[0])  # the rest of the full backup
+    windows = table["point_in_time"]["windows"]
+    assert [(w["puts"], w["deletes"], w["done"]) for w in windows] == [(0, 0, False)] * 3
+    assert canonical(await scan_all(aws.dynamodb, SOURCE)) == canonical(sc.snapshots[0])
 
 
 async def test_range_resume_is_pinned_to_the_first_answer(

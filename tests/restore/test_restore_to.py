@@ -34,6 +34,7 @@ from handlers.restore import handler, plan_handler
 from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX
 from tests.support.cli_data import TypedStdin, get_bytes, on_aws, run_cli
 from tests.support.data import SECRET_MARKER, canonical, every_type_items, put_items, scan_all
+from tests.support.incremental import edit_manifest_files
 from tests.support.lambda_context import FakeContext
 from tests.support.pitr import (
     DAY1,
@@ -282,6 +283,34 @@ async def test_a_window_with_failed_writes_stops_the_chain(aws: AwsClients, buck
     done = await restore_export_chain(storage, folder, SOURCE, aws)
     assert done.status_code == 200, done.body
     assert canonical(await scan_all(aws.dynamodb, SOURCE)) == canonical(sc.snapshots[1])
+
+
+async def test_a_window_manifest_naming_a_dotted_data_key_refuses_untouched(
+    aws: AwsClients, bucket: str
+) -> None:
+    """A window's manifest-files.json naming its data file through ``..`` (the
+    right file: a rebase that dropped the segment would take it) refuses the
+    table, the key named, before anything is cleared or written."""
+    sc = await make_changes(aws, bucket)
+    await record_chain(S3Storage(aws.s3, bucket), sc)
+    dotted = f"elsewhere/../{await first_data_file(aws, bucket, sc.windows[1])}"
+
+    def dot(entry: dict[str, Any]) -> None:
+        entry["dataFileS3Key"] = dotted
+
+    await edit_manifest_files(aws.s3, bucket, sc.windows[1], dot)
+    before = canonical(await scan_all(aws.dynamodb, SOURCE))
+    result = await run_restore(
+        RestoreConfig(bucket=bucket, environment=ENVIRONMENT, prefix=PREFIX),
+        RestoreRequest(restore_to=_at(sc.bounds[3]), tables=[SOURCE], clear_existing_data=True),
+        aws,
+    )
+    assert result.status_code == 500, result.body
+    [r] = result.body["restore_results"]
+    assert r["status"] == "FAILED"
+    assert f"unsafe S3 key {dotted!r}" in r["error"]
+    assert (r["items_cleared"], r["items_written"]) == (0, 0)
+    assert canonical(await scan_all(aws.dynamodb, SOURCE)) == before
 
 
 def test_restore_at_from_the_command_line(

@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
 from aiobotocore.session import get_session
 
 from ddb_backup.aws import AwsClients
+from ddb_backup.export_folder import sidecar_key
 from ddb_backup.incremental import micros
 from ddb_backup.items import to_botocore
 from ddb_backup.point_in_time import (
@@ -39,7 +40,13 @@ from ddb_backup.point_in_time import (
 from ddb_backup.restore import restore_export
 from ddb_backup.restore.writer import BatchWriter, generic_sender
 from ddb_backup.storage import S3Storage
-from tests.support.data import create_table, to_wire, write_data_files, write_manifests
+from tests.support.data import (
+    create_table,
+    md5_b64,
+    to_wire,
+    write_data_files,
+    write_manifests,
+)
 
 TABLE_ID = "8a5c7f3e-0b1d-4c2e-9f60-1d2e3f4a5b6c"
 
@@ -123,6 +130,26 @@ async def write_incremental_export(
         "data_keys": data_keys,
         "export_id": export_id,
     }
+
+
+async def rewrite_manifest(s3: Any, bucket: str, key: str, body: bytes) -> None:
+    """Replace a manifest and its ``.md5`` sidecar consistently, as AWS would
+    have written them (so a check of the sidecar alone cannot catch it)."""
+    await s3.put_object(Bucket=bucket, Key=key, Body=body)
+    await s3.put_object(Bucket=bucket, Key=sidecar_key(key), Body=md5_b64(body).encode())
+
+
+async def edit_manifest_files(
+    s3: Any, bucket: str, folder: str, edit: Callable[[dict[str, Any]], None]
+) -> str:
+    """Edit the first entry of a folder's ``manifest-files.json`` (see
+    :func:`rewrite_manifest`); the manifest's key."""
+    key = f"{folder}/manifest-files.json"
+    raw = await (await s3.get_object(Bucket=bucket, Key=key))["Body"].read()
+    entries = [orjson.loads(line) for line in raw.splitlines()]
+    edit(entries[0])
+    await rewrite_manifest(s3, bucket, key, b"".join(orjson.dumps(e) + b"\n" for e in entries))
+    return key
 
 
 @contextlib.asynccontextmanager
