@@ -39,6 +39,7 @@ __all__ = [
     "WindowResolver",
     "WriteRequest",
     "key_identity",
+    "key_parts",
     "parse_change_line",
     "resolve_window",
     "write_requests",
@@ -105,13 +106,17 @@ class ChangeRecord:
 def key_identity(keys: WireItem, key_names: tuple[str, ...]) -> bytes:
     """The canonical form of a key: its values in key-schema order, numbers
     normalised (``"1.0"`` and ``"1"`` are one key to DynamoDB)."""
-    parts: list[Any] = []
+    return orjson.dumps(key_parts(keys, key_names))
+
+
+def key_parts(keys: WireItem, key_names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """``(type, value)`` per key attribute in key-schema order, numbers normalised:
+    equal for two items exactly when DynamoDB sees one key (hashable)."""
+    parts: list[tuple[str, Any]] = []
     for name in key_names:
         ((type_, value),) = keys[name].items()
-        if type_ == "N":
-            value = _normal_number(value)
-        parts.append((type_, value))
-    return orjson.dumps(parts)
+        parts.append((type_, _normal_number(value) if type_ == "N" else value))
+    return tuple(parts)
 
 
 #: Enough digits for any DynamoDB number (38 significant), so normalising never rounds.

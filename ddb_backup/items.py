@@ -176,25 +176,45 @@ def check_item_line(line: bytes, *, key: str, line_no: int, keys: KeySpec = ()) 
 
 
 def check_item_lines(
-    lines: Sequence[bytes], *, key: str, first_line_no: int, keys: KeySpec = ()
+    lines: Sequence[bytes],
+    *,
+    key: str,
+    first_line_no: int,
+    keys: KeySpec = (),
+    on_item: Callable[[WireItem], None] | None = None,
 ) -> None:
     """:func:`check_item_line` on every line of a block (the first numbered
-    ``first_line_no``), for callers that need the verdict, not the items.
+    ``first_line_no``), calling ``on_item`` with each item when given.
 
-    The rules run over the whole block in compiled code (parse and schema), with
-    no Python step per line; only a block that fails, or holds a line long enough
-    to need measuring, is checked line by line, for the error naming the line.
+    The rules run in compiled code (parse and schema) with no Python step per
+    line but ``on_item``; a block that fails, or holds a line long enough to need
+    measuring, is checked line by line, for the error naming the line.
     """
     is_valid = _line_validator(keys)
+    if lines and max(map(len, lines)) > MAX_ITEM_BYTES:
+        for line_no, line in enumerate(lines, first_line_no):  # long lines are measured
+            item = check_item_line(line, key=key, line_no=line_no, keys=keys)
+            if on_item is not None:
+                on_item(item)
+        return
     try:
-        if all(map(is_valid, map(orjson.loads, lines))) and (
-            not lines or max(map(len, lines)) <= MAX_ITEM_BYTES
-        ):
-            return
+        if on_item is None:
+            if all(map(is_valid, map(orjson.loads, lines))):
+                return
+        else:
+            for doc in map(orjson.loads, lines):
+                if not is_valid(doc):
+                    break
+                on_item(doc["Item"])
+            else:
+                return
     except orjson.JSONDecodeError:
         pass
+    # A line was refused: the same check line by line names it (the file fails,
+    # whatever ``on_item`` saw before).
     for line_no, line in enumerate(lines, first_line_no):
         check_item_line(line, key=key, line_no=line_no, keys=keys)
+    raise CorruptDataError(f"lines {first_line_no} on were refused", key=key)  # not reached
 
 
 def item_of_verified_line(line: bytes, *, key: str, line_no: int) -> WireItem:

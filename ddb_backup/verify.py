@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ddb_backup.changes import key_identity
+from ddb_backup.changes import key_parts
 from ddb_backup.concurrency import run_workers
 from ddb_backup.digest import ContentDigest
 from ddb_backup.errors import (
@@ -27,7 +27,7 @@ from ddb_backup.errors import (
     VerificationError,
 )
 from ddb_backup.export_folder import ExpectedFile, locate_export_folder, read_export_folder
-from ddb_backup.items import KeySpec, WireItem, check_item_line, check_item_lines, key_spec
+from ddb_backup.items import KeySpec, WireItem, check_item_lines, key_spec
 from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import DataFile, TableBackup, TableSchema
 from ddb_backup.storage import Storage
@@ -76,8 +76,8 @@ class DistinctKeys:
 
     def add(self, item: WireItem) -> None:
         """Record a (checked) item's key."""
-        # 1, 1.0 and 1E0 are one number to DynamoDB: key_identity normalises them.
-        h = hash(key_identity(item, self._names))
+        # 1, 1.0 and 1E0 are one number to DynamoDB: key_parts normalises them.
+        h = hash(key_parts(item, self._names))
         self._hashes[h % self._BUCKETS].append(h)
 
     def check(self, *, where: str) -> None:
@@ -104,8 +104,8 @@ async def verify_file(
 
     The MD5 proves the bytes are the ones written, gzip's CRC that they
     inflate whole, and every line is parsed and checked by
-    :func:`~ddb_backup.items.check_item_line` (the same check the restore
-    applies to every line it writes), with ``keys`` present and typed, and
+    :func:`~ddb_backup.items.check_item_lines` (the one per-line check of
+    backups, ``verify``, dry runs and restores), with ``keys`` present and typed, and
     every key recorded in ``distinct`` when given (for its
     :meth:`DistinctKeys.check` once all files are read). Each item is added to
     ``digest`` when given (after the file's checks pass, so a failed file
@@ -114,27 +114,35 @@ async def verify_file(
     stats = StreamStats()
     items = 0
     part = ContentDigest() if digest is not None else None
-    per_item = distinct is not None or part is not None or on_item is not None
+    take = _all_of(
+        distinct.add if distinct is not None else None,
+        part.add if part is not None else None,
+        on_item,
+    )
     async for lines in iter_line_blocks(
         storage.stream(expected.key), key=expected.key, stats=stats
     ):
-        if not per_item:  # the verdict alone: the block at once, in compiled code
-            check_item_lines(lines, key=expected.key, first_line_no=items + 1, keys=keys)
-            items += len(lines)
-            continue
-        for line in lines:
-            items += 1
-            item = check_item_line(line, key=expected.key, line_no=items, keys=keys)
-            if distinct is not None:
-                distinct.add(item)
-            if part is not None:
-                part.add(item)
-            if on_item is not None:
-                on_item(item)
+        check_item_lines(lines, key=expected.key, first_line_no=items + 1, keys=keys, on_item=take)
+        items += len(lines)
     verified = _check_totals(expected, stats, items)
     if digest is not None and part is not None:
         digest.merge(part)
     return verified
+
+
+def _all_of(
+    *takers: Callable[[WireItem], None] | None,
+) -> Callable[[WireItem], None] | None:
+    """One callable calling each of ``takers`` given (None when none is)."""
+    given = [f for f in takers if f is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+
+    def take(item: WireItem) -> None:
+        for f in given:
+            f(item)
+
+    return take
 
 
 def _check_totals(expected: ExpectedFile, stats: StreamStats, items: int) -> DataFile:

@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from ddb_backup.errors import ChecksumMismatchError, CorruptDataError, ItemCountMismatchError
 from ddb_backup.export_folder import ExpectedFile
-from ddb_backup.items import MAX_ITEM_BYTES, check_item_line, item_of_verified_line, wire_item_size
+from ddb_backup.items import (
+    MAX_ITEM_BYTES,
+    check_item_line,
+    check_item_lines,
+    item_of_verified_line,
+    wire_item_size,
+)
 from ddb_backup.restore.sender import batch_body
 from ddb_backup.restore.writer import put_request
 from ddb_backup.storage import LocalStorage
@@ -303,3 +309,28 @@ async def test_multi_member_and_empty_files(tmp_path: Any) -> None:
     empty = gzip.compress(b"", mtime=0)
     verdict = await _verify(tmp_path, empty, item_count=0, md5=md5_b64(empty))
     assert verdict.item_count == 0
+
+
+# -- a block of lines at once (verification's path) -----------------------------------
+
+
+def test_block_check_names_the_line_that_fails() -> None:
+    block = [*LINES[:2], SMUGGLING[0], *LINES[2:4]]
+    with pytest.raises(CorruptDataError, match="line 12 is not JSON"):
+        check_item_lines(block, key="data/x.json.gz", first_line_no=10, keys=KEYS)
+    unkeyed = orjson.dumps({"Item": {"sk": {"S": "b"}}})
+    with pytest.raises(CorruptDataError, match="line 11 lacks key attribute 'pk'"):
+        check_item_lines([LINES[0], unkeyed], key="k", first_line_no=10, keys=KEYS)
+
+
+def test_block_check_hands_each_item_over_once_in_order() -> None:
+    # A line over 400 KB whose item is not (base64 is 4/3 of its bytes) is measured,
+    # not refused; its block goes line by line and still hands each item over once.
+    big = orjson.dumps(
+        {"Item": {**GOOD, "blob": {"B": base64.b64encode(b"\0" * 310_000).decode()}}}
+    )
+    assert len(big) > MAX_ITEM_BYTES
+    for block in (LINES, [LINES[0], big, LINES[1]]):
+        seen: list[dict[str, Any]] = []
+        check_item_lines(block, key="k", first_line_no=1, keys=KEYS, on_item=seen.append)
+        assert seen == [orjson.loads(line)["Item"] for line in block]
