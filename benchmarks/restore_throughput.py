@@ -20,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    TABLE,
     build_export,
     child_env,
     instant_dynamodb,
@@ -71,7 +72,10 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         default="project,floor,baseline",
-        help="comma list of project, pipeline, floor, baseline (pipeline = no verify pass)",
+        help=(
+            "comma list of project, backup, pipeline, floor, baseline (backup: the "
+            "restore handler's path, from a daily backup; pipeline: no verify pass)"
+        ),
     )
     parser.add_argument(
         "--sender",
@@ -93,7 +97,8 @@ def main() -> None:
         env = child_env(s3_url, ddb_url)
         for n in sizes:
             spec = build_export(n, opts.files)
-            folder = upload_export(s3_url, spec, f"bench-{n}")
+            # Under the exports prefix, as a daily backup's folder is (mode "backup").
+            folder = upload_export(s3_url, spec, f"native-exports/bench-{n}/{TABLE}")
             args = {
                 "folder": folder,
                 "max_workers": opts.max_workers,

@@ -7,9 +7,12 @@ this process, every thread included, measured around the work only, from the
 moment the mode's clients exist; their creation is ``setup_cpu_s``), and
 peak RSS of this process. Modes:
 
-* ``project``  - the project's restore (``restore_export``); ``"sender"``
+* ``project``  - the project's restore of anyone's export (``restore_export``:
+  no captured schema, so every key is also checked for duplicates); ``"sender"``
   picks ``default`` (``writer.default_sender``), ``direct``, ``fast`` or
   ``generic``;
+* ``backup``   - the restore handler's path: ``run_restore`` of a daily backup in
+  the project's format (captured key schema), the same export;
 * ``pipeline`` - the project's pieces: S3Storage.stream -> iter_lines ->
   parse_item_line -> batches of 25 -> BatchWriter(direct_sender);
   ``"verify": true`` first runs verify_files (as the restore does);
@@ -65,7 +68,7 @@ def _preload(mode: str) -> None:
     import boto3  # noqa: F401
     import orjson  # noqa: F401
 
-    if mode not in ("project", "pipeline", "verify"):
+    if mode not in ("project", "backup", "pipeline", "verify"):
         return
     import ddb_backup
 
@@ -165,6 +168,88 @@ def run_project(args: dict[str, Any]) -> int:
         if result.status_code != 200:
             raise SystemExit(f"restore answered {result.status_code}: {body}")
         return written
+
+    return asyncio.run(main())
+
+
+def run_backup(args: dict[str, Any]) -> int:
+    """The restore handler's path: ``run_restore`` of a daily backup in the
+    project's format (a manifest with the table's captured key schema), written
+    for the export before the measured work starts."""
+    import datetime as dt
+
+    from ddb_backup.config import RestoreConfig
+    from ddb_backup.events import RestoreRequest
+    from ddb_backup.export_folder import read_export_folder
+    from ddb_backup.keys import manifest_key
+    from ddb_backup.manifest import (
+        BackupManifest,
+        BackupStatus,
+        DataFile,
+        TableBackup,
+        TableSchema,
+        TableStatus,
+    )
+    from ddb_backup.restore import restore_clients, run_restore
+    from ddb_backup.storage import S3Storage
+
+    max_workers = int(args["max_workers"])
+    date = dt.date(2026, 11, 28)
+    config = RestoreConfig(bucket=BUCKET, environment="bench", prefix="native-exports")
+    schema = TableSchema.model_validate(
+        {
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "AttributeDefinitions": [
+                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk")
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+    )
+
+    async def main() -> int:
+        async with restore_clients(max_workers) as clients:
+            listing = await read_export_folder(S3Storage(clients.s3, BUCKET), args["folder"])
+            files = [
+                DataFile(key=f.key, item_count=f.item_count or 0, md5=f.md5, size=f.size)
+                for f in listing.files
+            ]
+            table = TableBackup(
+                table_name=TABLE,
+                status=TableStatus.COMPLETED,
+                s3_prefix=args["folder"].split("/AWSDynamoDB/")[0],
+                export_folder=args["folder"],
+                item_count=sum(f.item_count for f in files),
+                files=files,
+                table_schema=schema,
+            )
+            manifest = BackupManifest(
+                backup_date=date,
+                environment="bench",
+                bucket=BUCKET,
+                prefix=config.prefix,
+                status=BackupStatus.COMPLETE,
+                tables=[table],
+            )
+            await clients.s3.put_object(
+                Bucket=BUCKET,
+                Key=manifest_key(config.prefix, date),
+                Body=manifest.model_dump_json(by_alias=True).encode(),
+            )
+            work_starts()
+            result = await run_restore(
+                config,
+                RestoreRequest(
+                    backup_date=date.isoformat(), tables=[TABLE], max_workers=max_workers
+                ),
+                clients,
+                files_in_flight=int(args.get("files_in_flight", 2)),
+            )
+        if result.status_code != 200:
+            raise SystemExit(f"restore answered {result.status_code}: {result.body}")
+        return int(result.body.get("total_items_written", 0))
 
     return asyncio.run(main())
 
@@ -432,6 +517,7 @@ def run_verify(args: dict[str, Any]) -> int:
 
 MODES: dict[str, Callable[[dict[str, Any]], int]] = {
     "project": run_project,
+    "backup": run_backup,
     "pipeline": run_pipeline,
     "baseline": run_baseline,
     "floor": run_floor,
