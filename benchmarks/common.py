@@ -278,8 +278,13 @@ def child_env(s3_url: str, dynamodb_url: str) -> dict[str, str]:
 
 def run_child(mode: str, args: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """Run ``runner.py MODE ARGS`` in a fresh process; return its measurement."""
+    command = [sys.executable, str(BENCH / "runner.py"), mode, json.dumps(args)]
+    spy = os.environ.get("BENCH_PYSPY")  # a folder: a py-spy sampling profile per run
+    if spy:
+        out = Path(spy) / f"{mode}-{args.get('folder', '').replace('/', '_')}.txt"
+        command = ["py-spy", "record", "-r", "400", "-f", "raw", "-o", str(out), "--", *command]
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "runner.py"), mode, json.dumps(args)],
+        command,
         env=env,
         capture_output=True,
         text=True,
@@ -288,7 +293,8 @@ def run_child(mode: str, args: dict[str, Any], env: dict[str, str]) -> dict[str,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{proc.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    last = [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]
+    result: dict[str, Any] = json.loads(last)
     return result
 
 
