@@ -83,6 +83,22 @@ def no_foreign_items(items: list[dict[str, Any]]) -> bool:
     return not any(i["pk"]["S"].startswith("foreign-") for i in items)
 
 
+async def resumed_partially(
+    config: RestoreConfig, aws: AwsClients, first: RestoreResult
+) -> dict[str, Any]:
+    """Resume ``first``; the round must end PARTIAL (207) with nothing left to
+    resume (a changed object is final). Returns the one table's result."""
+    second = await run_restore(
+        config, RestoreRequest(resume_token=first.body["resume_token"]), aws, retry=FAST
+    )
+    assert second.status_code == 207, second.body
+    assert "resume_token" not in second.body
+    [table] = second.body["restore_results"]
+    assert table["status"] == "PARTIAL"
+    result: dict[str, Any] = table
+    return result
+
+
 async def test_file_replaced_between_rounds_is_refused_with_its_name(
     aws: AwsClients, bucket: str, config: RestoreConfig
 ) -> None:
@@ -140,14 +156,7 @@ async def test_versioned_bucket_refuses_when_the_verified_version_is_gone(
     await replace(aws, bucket, key)
     await aws.s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
 
-    second = await run_restore(
-        config, RestoreRequest(resume_token=first.body["resume_token"]), aws, retry=FAST
-    )
-
-    assert second.status_code == 207, second.body
-    assert "resume_token" not in second.body
-    [table] = second.body["restore_results"]
-    assert table["status"] == "PARTIAL"
+    table = await resumed_partially(config, aws, first)
     assert f"{key}: the S3 object changed since it was verified (VersionId" in table["error"]
     assert canonical(await scan_all(aws.dynamodb, T)) == canonical(items[:50])
 
@@ -210,14 +219,7 @@ async def test_window_manifest_replaced_between_rounds_is_refused_with_its_name(
     replaced = orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2)
     await rewrite_manifest(aws.s3, bucket, summary_key, replaced)
 
-    second = await run_restore(
-        config, RestoreRequest(resume_token=first.body["resume_token"]), aws, retry=FAST
-    )
-
-    assert second.status_code == 207, second.body
-    assert "resume_token" not in second.body
-    [table] = second.body["restore_results"]
-    assert table["status"] == "PARTIAL"
+    table = await resumed_partially(config, aws, first)
     assert f"{summary_key}: the S3 object changed since it was verified" in table["error"]
     assert table["items_written"] == len(sc.snapshots[0])  # the rest of the full backup
     windows = table["point_in_time"]["windows"]
