@@ -4,7 +4,8 @@ Configured by flags or the handlers' environment variables (``BACKUP_BUCKET``,
 ``ENVIRONMENT``, ``S3_EXPORTS_PREFIX``, ``DYNAMODB_TABLES``...) and the
 standard AWS settings (profile, region, ``AWS_ENDPOINT_URL``...).
 
-Exit codes: 0 success, 1 partial or verification failure, 2 bad usage.
+Exit codes: 0 success, 1 partial or verification failure, 2 bad usage, 3 busy
+(another restore holds a target table).
 An error is one line on stderr; ``--debug`` adds the traceback.
 """
 
@@ -155,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddb-backup",
         description="Verified backup and restore of DynamoDB tables on the native export to S3.",
-        epilog="Exit codes: 0 success, 1 partial or verification failure, 2 bad usage.",
+        epilog=(
+            "Exit codes: 0 success, 1 partial or verification failure, 2 bad usage, "
+            "3 busy (another restore holds a target table)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -15,11 +15,22 @@ from ddb_backup.storage import Storage
 if TYPE_CHECKING:
     pass
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Command", "UsageError", "with_storage"]
+__all__ = [
+    "EXIT_BUSY",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Command",
+    "UsageError",
+    "with_storage",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: Another restore holds a target table: nothing was done; the same command can be
+#: run again once that restore ends (a script may wait and retry).
+EXIT_BUSY = 3
 
 
 class UsageError(Exception):

@@ -19,7 +19,7 @@ from ddb_backup.storage import Storage
 
 if TYPE_CHECKING:
     pass
-from ddb_backup.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from ddb_backup.cli.common import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["cmd_restore", "cmd_restore_export"]
 
@@ -37,6 +37,8 @@ def _restore_exit(result: RestoreResult) -> int:
         return EXIT_OK
     if result.status_code == 400 and result.answer.error_type in _USAGE_ERROR_TYPES:
         return EXIT_USAGE
+    if result.status_code == 409 and result.answer.error_type == "LeaseHeldError":
+        return EXIT_BUSY  # refused before anything was done (a lease lost mid-run is 1)
     return EXIT_FAILED
 
 

@@ -155,7 +155,7 @@ def test_cli_exits_non_zero_with_a_clear_message_while_leased(
     monkeypatch.setenv("ENVIRONMENT", ENVIRONMENT)
     monkeypatch.delenv("DDB_BACKUP_TERMINAL", raising=False)
     code, _out, err = run(capsys, "restore", D1, "--tables", T, "--clear-existing-data", "--yes")
-    assert code == 1  # a failure, not a usage error (README: exit codes)
+    assert code == 3  # busy: nothing was done, the same command can run again later
     assert f"ddb-backup: error: table {T} is being restored by restore 20261126T000000Z" in err
     # Touched nothing: the table as it was (not cleared), the other restore's lease kept.
     assert canonical(on_aws(lambda aws: scan_all(aws.dynamodb, T))) == canonical(STALE)
