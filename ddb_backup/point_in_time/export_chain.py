@@ -46,7 +46,7 @@ from ddb_backup.incremental import (
 from ddb_backup.keys import check_key, check_table_name, dead_letter_prefix, export_dead_letter_root
 from ddb_backup.log import get_logger
 from ddb_backup.point_in_time.apply import apply_window
-from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink, window_dead_letter_root
+from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink
 from ddb_backup.restore import RestoreResult, new_restore_id, restore_export
 from ddb_backup.restore.lease import TableLeases
 from ddb_backup.restore.point_answer import (
@@ -218,11 +218,10 @@ async def _apply_all(
     wait until they are restored (the answer names them).
     """
     for v in checked.windows:
-        s = v.summary
-        sink = ChangeDeadLetterSink(
+        sink = ChangeDeadLetterSink.for_window(
             dead_storage,
-            window_dead_letter_root(dead_letter_prefix(root, restore_id, table), s),
-            s,
+            dead_letter_prefix(root, restore_id, table),
+            v,
             key_names=tuple(checked.key_types),
         )
         try:
