@@ -121,6 +121,14 @@ class VerifiedWindow:
     deletes: int
     winners: Mapping[bytes, int] = field(repr=False)
 
+    @property
+    def export_from_time(self) -> dt.datetime:
+        return self.summary.export_from_time
+
+    @property
+    def export_to_time(self) -> dt.datetime:
+        return self.summary.export_to_time
+
 
 def _data_folder(folder: str) -> str:
     """``<p>/AWSDynamoDB/<id>`` -> ``<p>/AWSDynamoDB/data``, the folder its data keys are in."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ddb_backup.chain import (
     BreakReason,
@@ -82,6 +82,7 @@ async def current_chain(
     prefix: str,
     environment: str,
     live: PitrTable,
+    newest: Chain | None,
     *,
     now: dt.datetime,
     manifests: Callable[[], Awaitable[list[BackupManifest]]],
@@ -89,10 +90,12 @@ async def current_chain(
 ) -> ChainChoice:
     """The chain the table's next window extends, starting one if needed.
 
-    ``manifests``: the catalog's manifests (loaded once per round by the
-    caller); ``busy``: whether a window of a chain is in flight at its head.
+    ``newest``: the table's newest chain (:func:`ddb_backup.chain.newest_chain`,
+    read once per round by the caller, then kept up to date in memory: the
+    windows it appended, the break it recorded); ``manifests``: the catalog's
+    manifests (loaded once per round by the caller); ``busy``: whether a window
+    of a chain is in flight at its head.
     """
-    newest = await newest_chain(storage, prefix, live.name)
     breaks: list[tuple[str, ChainProblem]] = []
     if newest is not None:
         problem = detect_break(
@@ -256,9 +259,12 @@ def _newest_base(
 
 async def record_window_failure(
     storage: S3Storage, prefix: str, chain: Chain, detail: str, *, now: dt.datetime
-) -> ChainProblem | None:
-    """A failed window ends its chain at the head: the break is recorded once;
-    the problem to report, or None if an earlier call recorded it."""
+) -> tuple[Chain, ChainProblem | None]:
+    """A failed window ends its chain at the head: the break is recorded once.
+
+    Returns the chain as broken (what reading it back would give, unless an
+    earlier call recorded another break: broken all the same) and the problem
+    to report, or None if an earlier call recorded it."""
     problem = ChainProblem(BreakReason.WINDOW_FAILED, chain.head, detail)
     brk = ChainBreak(
         table=chain.start.table,
@@ -268,4 +274,5 @@ async def record_window_failure(
         head=problem.at,
         detected_at=now,
     )
-    return problem if await record_break(storage, prefix, brk) else None
+    recorded = await record_break(storage, prefix, brk)
+    return replace(chain, broken=chain.broken or brk), problem if recorded else None

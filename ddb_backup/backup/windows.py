@@ -2,7 +2,8 @@
 
 Per configured table (in parallel, ``config.concurrency`` at a time)::
 
-    DescribeTable + DescribeContinuousBackups -> the chain to extend (chains.py:
+    DescribeTable + DescribeContinuousBackups + the newest chain (read once per
+    round, kept in memory after) -> the chain to extend (chains.py:
         breaks detected and recorded, a new chain from the newest full backup;
         daily, once a newer full backup exists and the chain has reached it,
         the next chain starts from it and the old one is marked superseded)
@@ -56,6 +57,7 @@ from ddb_backup.chain import (
     Chain,
     ChainProblem,
     append_window,
+    newest_chain,
     plan_next_window,
 )
 from ddb_backup.concurrency import run_workers
@@ -145,6 +147,9 @@ class _TableWindows:
         safe_until = self.now - EXPORT_LAG
         if live.latest_restorable is not None:
             safe_until = min(safe_until, live.latest_restorable)
+        # Read once per round; kept up to date here (windows appended, the break
+        # recorded), not read again when the chain is looked for once more.
+        newest: Chain | None = await newest_chain(self.storage, self.config.prefix, self.name)
         # Looked for again after a window fails (the chain broke: a new one) and
         # after a chain reaches a newer full backup (it rolls to the next chain).
         for _ in range(3):
@@ -153,6 +158,7 @@ class _TableWindows:
                 self.config.prefix,
                 self.config.environment,
                 live,
+                newest,
                 now=self.now,
                 manifests=self.catalog.manifests,
                 busy=self._busy,
@@ -163,7 +169,8 @@ class _TableWindows:
             if choice.chain is None:
                 self.body["message"] = choice.waiting
                 return
-            if not await self._extend(choice.chain, live, safe_until, roll_at=choice.roll_at):
+            newest = await self._extend(choice.chain, live, safe_until, roll_at=choice.roll_at)
+            if newest is None:
                 return
 
     async def _busy(self, chain: Chain) -> bool:
@@ -172,9 +179,10 @@ class _TableWindows:
 
     async def _extend(
         self, chain: Chain, live: PitrTable, safe_until: dt.datetime, *, roll_at: dt.datetime | None
-    ) -> bool:
-        """Export, verify and append the chain's due windows; True to look for the
-        chain again: a window failed, or the chain reached ``roll_at``."""
+    ) -> Chain | None:
+        """Export, verify and append the chain's due windows; the chain as it now
+        is to look for the next one from (a window failed: broken, or it reached
+        ``roll_at``), None when the round is done for the table."""
         self._head(chain)
         first = True  # the first due window is started even with no time left (202)
         while first or self.deadline.time_left():
@@ -183,7 +191,7 @@ class _TableWindows:
             state = await store.load()
             if state is None:
                 if roll_at is not None and chain.head >= roll_at:
-                    return True  # the next chain takes over from here
+                    return chain  # the next chain takes over from here
                 planned = plan_next_window(
                     chain.head, safe_until=safe_until, interval_minutes=self.config.interval_minutes
                 )
@@ -193,34 +201,34 @@ class _TableWindows:
                 store.take_lease(state)
                 if (existing := await store.claim(state)) is not None:
                     self._working_elsewhere(existing.window)
-                    return False
+                    return None
             else:
                 state.invocations += 1
                 if state.window.status in NOT_STARTED and store.leased(state):
                     self._working_elsewhere(state.window)
-                    return False
+                    return None
             w = state.window
             await self._drive(store, state, live.key_types)
             self._show(w)
             if w.status is TableStatus.FAILED:
-                await self._break(chain, w)
-                return True
+                return await self._break(chain, w)
             if w.status is not TableStatus.COMPLETED or w.verified is None:
                 self.body["status"] = TableStatus.IN_PROGRESS.value
-                return False
+                return None
             chain = await append_window(self.storage, self.config.prefix, chain, w.verified)
             self._head(chain)
             self.body["windows_verified"] += 1
             self.body["puts"] += w.verified.puts
             self.body["deletes"] += w.verified.deletes
         self.body["status"] = TableStatus.COMPLETED.value
-        return False
+        return None
 
-    async def _break(self, chain: Chain, w: WindowRun) -> None:
-        """A failed window ends its chain: the break is recorded (once) and reported."""
+    async def _break(self, chain: Chain, w: WindowRun) -> Chain:
+        """A failed window ends its chain: the break is recorded (once) and
+        reported; returns the chain as broken."""
         self.body["status"] = TableStatus.FAILED.value
         self.body["error"] = w.error
-        problem = await record_window_failure(
+        broken, problem = await record_window_failure(
             self.storage,
             self.config.prefix,
             chain,
@@ -229,6 +237,7 @@ class _TableWindows:
         )
         if problem is not None:
             self._breaks([(chain.chain_id, problem)])
+        return broken
 
     def _breaks(self, breaks: list[tuple[str, ChainProblem]]) -> None:
         self.body["breaks"] += [

@@ -26,7 +26,12 @@ import orjson
 
 from ddb_backup.chain import time_stamp
 from ddb_backup.changes import OutputView
-from ddb_backup.incremental import INCREMENTAL_SUMMARY_VERSION, IncrementalSummary, micros
+from ddb_backup.incremental import (
+    INCREMENTAL_SUMMARY_VERSION,
+    IncrementalSummary,
+    VerifiedWindow,
+    micros,
+)
 from ddb_backup.manifest import DataFile
 from ddb_backup.restore.writer import DeadLetterSink, WireRequest
 from ddb_backup.storage import Storage, content_md5
@@ -72,6 +77,36 @@ class ChangeDeadLetterSink(DeadLetterSink):
         self._start = micros(summary.export_from_time)
         self.failed_puts = 0
         self.failed_deletes = 0
+
+    @classmethod
+    def for_window(
+        cls,
+        storage: Storage,
+        table_folder: str,
+        window: VerifiedWindow,
+        *,
+        key_names: tuple[str, ...],
+        part_prefix: str = "part",
+        files: list[DataFile] | None = None,
+    ) -> ChangeDeadLetterSink:
+        """The sink of ``window``'s failed writes under a table's dead-letter folder.
+
+        The differences between callers are deliberate: ``restore-export``
+        applies a chain in one call with no checkpoint (the defaults: one
+        series of parts, none before); a restore run resumes over rounds, so
+        its parts are named per round as the full backup's are (a part uploaded
+        by a round cut off before its mark was saved never shares a key with
+        the next round's) and ``files`` carries the earlier rounds' parts into
+        the manifests.
+        """
+        return cls(
+            storage,
+            window_dead_letter_root(table_folder, window.summary),
+            window.summary,
+            key_names=key_names,
+            part_prefix=part_prefix,
+            files=files,
+        )
 
     def _lines(self, requests: list[WireRequest], seq: int) -> list[bytes]:
         lines = []

@@ -46,10 +46,15 @@ from ddb_backup.incremental import (
 from ddb_backup.keys import check_key, check_table_name, dead_letter_prefix, export_dead_letter_root
 from ddb_backup.log import get_logger
 from ddb_backup.point_in_time.apply import apply_window
-from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink, window_dead_letter_root
+from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink
 from ddb_backup.restore import RestoreResult, new_restore_id, restore_export
 from ddb_backup.restore.lease import TableLeases
-from ddb_backup.restore.point_answer import Interval, PointInTimeAnswer, WindowAnswer
+from ddb_backup.restore.point_answer import (
+    Interval,
+    PointInTimeAnswer,
+    WindowAnswer,
+    WindowCounts,
+)
 from ddb_backup.restore.tables import describe_target, missing_table_error
 from ddb_backup.restore.writer import BatchSender, BatchWriter, RetryPolicy, default_sender
 from ddb_backup.storage import S3Storage, Storage
@@ -125,15 +130,6 @@ def check_export_order(
 
 def _gap_text(gaps: list[Interval]) -> str:
     return ", ".join(f"[{g.start.isoformat()}, {g.end.isoformat()})" for g in gaps)
-
-
-def _window_answer(v: VerifiedWindow, **counts: Any) -> WindowAnswer:
-    return WindowAnswer(
-        export_from_time=v.summary.export_from_time,
-        export_to_time=v.summary.export_to_time,
-        folder=v.folder,
-        **counts,
-    )
 
 
 class _Checked:
@@ -222,11 +218,10 @@ async def _apply_all(
     wait until they are restored (the answer names them).
     """
     for v in checked.windows:
-        s = v.summary
-        sink = ChangeDeadLetterSink(
+        sink = ChangeDeadLetterSink.for_window(
             dead_storage,
-            window_dead_letter_root(dead_letter_prefix(root, restore_id, table), s),
-            s,
+            dead_letter_prefix(root, restore_id, table),
+            v,
             key_names=tuple(checked.key_types),
         )
         try:
@@ -237,13 +232,8 @@ async def _apply_all(
         finally:
             await sink.flush()
         answer.windows.append(
-            _window_answer(
-                v,
-                puts=counts.puts,
-                deletes=counts.deletes,
-                failed=counts.failed,
-                done=counts.done,
-                dead_letter_folder=sink.export_folder if sink.files else None,
+            WindowAnswer.of(
+                v, counts, dead_letter_folder=sink.export_folder if sink.files else None
             )
         )
         if counts.failed:
@@ -350,9 +340,7 @@ async def restore_export_chain(
             return RestoreResult(result.status_code, body)
     body.setdefault("restore_id", new_restore_id())
     if dry_run:
-        answer.windows = [
-            _window_answer(v, puts=v.puts, deletes=v.deletes) for v in checked.windows
-        ]
+        answer.windows = [WindowAnswer.of(v, WindowCounts.verified(v)) for v in checked.windows]
         answer.restored_to = last.export_to_time if last else None
         body["point_in_time"] = answer.add_totals().model_dump(mode="json")
         body["status"] = "DRY_RUN_OK"

@@ -33,7 +33,7 @@ from ddb_backup.errors import BackupNotFoundError, ChainError, ManifestError
 from ddb_backup.incremental import VerifiedWindow, verify_incremental_folder
 from ddb_backup.keys import check_table_name
 from ddb_backup.manifest import BackupManifest, TableBackup
-from ddb_backup.restore.point_answer import PointInTimeAnswer, WindowAnswer
+from ddb_backup.restore.point_answer import PointInTimeAnswer, WindowAnswer, WindowCounts
 from ddb_backup.storage import Storage
 
 __all__ = ["PointInTimePlan", "plan_point_in_time", "verify_point_in_time", "verify_windows"]
@@ -73,16 +73,7 @@ class PointInTimePlan:
             full_backup_date=self.point.full.backup_date,
             full_export_time=self.point.full.export_time,
             chain_id=self.point.chain_id,
-            windows=[
-                WindowAnswer(
-                    export_from_time=w.export_from_time,
-                    export_to_time=w.export_to_time,
-                    folder=w.folder,
-                    puts=w.puts,
-                    deletes=w.deletes,
-                )
-                for w in self.windows
-            ],
+            windows=[WindowAnswer.of(w, WindowCounts.verified(w)) for w in self.windows],
         ).add_totals()
 
 

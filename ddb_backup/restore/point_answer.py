@@ -7,10 +7,55 @@ boundary reached (``restored_to``) lies before the time asked (0 for "latest").
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Interval", "PointInTimeAnswer", "WindowAnswer"]
+__all__ = [
+    "Interval",
+    "PointInTimeAnswer",
+    "VerifiedCounts",
+    "WindowAnswer",
+    "WindowCounts",
+    "WindowSpan",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """What applying a window did so far (all rounds): requests written by kind,
+    requests failed (dead-lettered), and whether the window is finished."""
+
+    puts: int
+    deletes: int
+    failed: int
+    done: bool
+
+    @classmethod
+    def verified(cls, window: VerifiedCounts) -> WindowCounts:
+        """What a dry run answers: the counts verification made, nothing written."""
+        return cls(window.puts, window.deletes, 0, False)
+
+
+class WindowSpan(Protocol):
+    """What names a window: a chain's record, a verified export or a checkpoint mark."""
+
+    @property
+    def folder(self) -> str: ...
+    @property
+    def export_from_time(self) -> dt.datetime: ...
+    @property
+    def export_to_time(self) -> dt.datetime: ...
+
+
+class VerifiedCounts(Protocol):
+    """A window's changes by kind, as its verification counted them."""
+
+    @property
+    def puts(self) -> int: ...
+    @property
+    def deletes(self) -> int: ...
 
 
 class _Answer(BaseModel):
@@ -35,6 +80,27 @@ class WindowAnswer(_Answer):
     failed: int = Field(default=0, ge=0)
     done: bool = False
     dead_letter_folder: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        window: WindowSpan,
+        counts: WindowCounts | None = None,
+        *,
+        dead_letter_folder: str | None = None,
+    ) -> WindowAnswer:
+        """The answer of ``window`` with ``counts`` (None: nothing applied yet)."""
+        counts = counts or WindowCounts(0, 0, 0, False)
+        return cls(
+            export_from_time=window.export_from_time,
+            export_to_time=window.export_to_time,
+            folder=window.folder,
+            puts=counts.puts,
+            deletes=counts.deletes,
+            failed=counts.failed,
+            done=counts.done,
+            dead_letter_folder=dead_letter_folder,
+        )
 
 
 class PointInTimeAnswer(_Answer):

@@ -27,7 +27,7 @@ from ddb_backup.chain import ChainWindow
 from ddb_backup.errors import CheckpointError, LeaseLostError
 from ddb_backup.incremental import VerifiedWindow
 from ddb_backup.manifest import DataFile
-from ddb_backup.restore.point_answer import PointInTimeAnswer, WindowAnswer
+from ddb_backup.restore.point_answer import PointInTimeAnswer, WindowAnswer, WindowCounts
 from ddb_backup.storage import ObjectPin, PinnedReads
 
 __all__ = [
@@ -139,17 +139,6 @@ def reuse_pins(storage: PinnedReads, files: Iterable[PinnedObject]) -> None:
             storage.pins.setdefault(f.key, f.pin)
 
 
-@dataclass(frozen=True, slots=True)
-class WindowCounts:
-    """What applying a window did so far (all rounds): requests written by kind,
-    requests failed (dead-lettered), and whether the window is finished."""
-
-    puts: int
-    deletes: int
-    failed: int
-    done: bool
-
-
 class WindowProgress(_State):
     """The checkpoint mark of one window (see :mod:`ddb_backup.point_in_time.apply`).
 
@@ -249,20 +238,9 @@ class PointInTimeState(_State):
         windows = []
         for w in self.windows:
             m = marks.get(w.folder)
-            counts: dict[str, Any] = {}
-            if dry_run:
-                counts = {"puts": w.puts, "deletes": w.deletes}
-            elif m is not None:
-                counts = {"puts": m.puts, "deletes": m.deletes, "failed": m.failed, "done": m.done}
-            windows.append(
-                WindowAnswer(
-                    export_from_time=w.export_from_time,
-                    export_to_time=w.export_to_time,
-                    folder=w.folder,
-                    dead_letter_folder=m.dead_letter_folder if m is not None else None,
-                    **counts,
-                )
-            )
+            counts = WindowCounts.verified(w) if dry_run else m.counts if m is not None else None
+            dead = m.dead_letter_folder if m is not None else None
+            windows.append(WindowAnswer.of(w, counts, dead_letter_folder=dead))
         restored_to = self.restored_to if dry_run else self.reached()
         behind = (
             self.asked - restored_to

@@ -110,17 +110,13 @@ async def _apply(
     run: RestoreRun, ts: TableState, mark: WindowProgress, window: VerifiedWindow
 ) -> WindowCounts:
     from ddb_backup.point_in_time.apply import apply_window
-    from ddb_backup.point_in_time.dead_letters import (
-        ChangeDeadLetterSink,
-        window_dead_letter_root,
-    )
+    from ddb_backup.point_in_time.dead_letters import ChangeDeadLetterSink
 
     st = run.state
-    table_folder = dead_letter_prefix(run.scope.dead_letter_root, st.restore_id, ts.target_table)
-    sink = ChangeDeadLetterSink(
+    sink = ChangeDeadLetterSink.for_window(
         run.scope.dead_letter_storage,
-        window_dead_letter_root(table_folder, window.summary),
-        window.summary,
+        dead_letter_prefix(run.scope.dead_letter_root, st.restore_id, ts.target_table),
+        window,
         key_names=tuple(ts.key_names),
         part_prefix=f"round{st.round:03d}",
         files=mark.dead_letter_files,

@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
 
-from ddb_backup.aws import AwsClients
+from ddb_backup.aws import AwsClients, aws_clients
 from ddb_backup.backup import IncrementalResult, Polling, run_backup, run_incremental_backup
 from ddb_backup.backup.window_export import WindowState
 from ddb_backup.chain import (
@@ -35,7 +36,7 @@ from ddb_backup.log import configure_logging
 from ddb_backup.point_in_time import plan_point_in_time
 from ddb_backup.point_in_time.timeline import build_timeline
 from ddb_backup.storage import S3Storage
-from tests.support.backups import SCHEMA
+from tests.support.backups import BUCKET, SCHEMA
 from tests.support.data import (
     SECRET_MARKER,
     canonical,
@@ -44,6 +45,7 @@ from tests.support.data import (
     put_items,
     scan_all,
 )
+from tests.support.faults import FaultProxy
 from tests.support.incremental import enable_stream, restore_plan
 from tests.support.moto_incremental import CLOCK
 
@@ -471,3 +473,31 @@ async def test_an_expired_old_chain_breaks_neither_the_new_chain_nor_a_restore(
 def _real_clock_after() -> Any:
     yield
     CLOCK.reset()
+
+
+async def test_a_round_reads_the_chain_record_once_even_when_it_rolls(
+    faulty_aws: FaultProxy,
+) -> None:
+    """The round below looks for the chain twice (the old chain reaches the new
+    full backup, then rolls): the chain is read from S3 once, kept in memory after."""
+    async with aws_clients() as aws:
+        bucket = BUCKET
+        await aws.s3.create_bucket(Bucket=bucket)
+        await make_table(aws)
+        await full_backup(aws, bucket)
+        assert (await incremental(aws, bucket, _at(FULL, minutes=40))).status_code == 200
+        await full_backup(aws, bucket, DAY2)
+        (old,) = await chains(aws, bucket)
+        faulty_aws.requests.clear()
+        rolled = await incremental(aws, bucket, _at(DAY2, minutes=25))
+        assert rolled.status_code == 200, rolled.body
+        (row,) = rolled.body["results"]
+        assert row["superseded_chain_id"] == old.chain_id
+        assert row["chain_id"] != old.chain_id
+        reads = Counter(
+            r.path.split("?", 1)[0]
+            for r in faulty_aws.requests_for("s3", "GetObject")
+            if r.path.split("?", 1)[0].endswith("/chain.json")
+        )
+    old_record = f"/{bucket}/{chain_prefix(PREFIX, TABLE, old.chain_id)}/chain.json"
+    assert reads == {old_record: 1}
