@@ -32,10 +32,19 @@ from ddb_backup.vault import (
 )
 from handlers.vault import handler as vault_handler
 from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
-from tests.support.data import canonical, create_table, every_type_items, scan_all, table_name
+from tests.support.cli_data import on_aws, run_cli
+from tests.support.data import (
+    canonical,
+    create_table,
+    every_type_items,
+    put_items,
+    scan_all,
+    table_name,
+)
 from tests.support.lambda_context import FakeContext
 from tests.support.pitr import (
     SOURCE,
+    Scenario,
     append_to_chain,
     first_data_file,
     make_changes,
@@ -47,6 +56,8 @@ VAULT = "ddb-backup-test-vault"
 DATE = dt.date(2026, 11, 27)
 T1 = table_name(ENVIRONMENT, "totp")
 T2 = table_name(ENVIRONMENT, "u2f")
+#: An item no backup holds: a restore with clear_existing_data removes it.
+JUNK = {"pk": {"S": "junk"}, "sk": {"S": "x"}, "label": {"S": "not in any backup"}}
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.005)
 
 
@@ -83,6 +94,13 @@ async def _under(aws: AwsClients, bucket: str, prefix: str) -> dict[str, bytes]:
             body = await (await aws.s3.get_object(Bucket=bucket, Key=obj["Key"]))["Body"].read()
             out[obj["Key"]] = body
     return out
+
+
+async def drop_bucket(aws: AwsClients, bucket: str) -> None:
+    """The primary account gone: every object of the bucket, then the bucket."""
+    for key in await _under(aws, bucket, ""):
+        await aws.s3.delete_object(Bucket=bucket, Key=key)
+    await aws.s3.delete_bucket(Bucket=bucket)
 
 
 async def keys_of(aws: AwsClients, bucket: str) -> dict[str, bytes]:
@@ -236,9 +254,7 @@ async def test_restore_from_the_vault_alone(
     aws: AwsClients, config: VaultConfig, source: dict[str, list[dict[str, Any]]], bucket: str
 ) -> None:
     assert (await copy_to_vault(config, aws, DATE)).status_code == 200
-    for key in await keys_of(aws, bucket):
-        await aws.s3.delete_object(Bucket=bucket, Key=key)
-    await aws.s3.delete_bucket(Bucket=bucket)
+    await drop_bucket(aws, bucket)
     for table in source:
         await create_table(aws.dynamodb, table)
 
@@ -531,3 +547,34 @@ def test_handler_copies_the_windows_after_the_date(vault_env: dict[str, str]) ->
         0,
         windows["copied"],
     )
+
+
+def test_point_in_time_restore_from_the_vault_alone(
+    vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The vault function copies the full backup and its windows; with the primary
+    bucket gone, ``restore --at`` on the vault (docs/vault.md) lands on the boundary."""
+
+    async def setup(aws: AwsClients) -> Scenario:
+        sc = await make_changes(aws, BUCKET)  # DATE's full backup is the chain's base
+        await record_chain(S3Storage(aws.s3, BUCKET), sc)
+        return sc
+
+    sc = on_aws(setup)
+    copied = vault_handler({"backup_date": DATE.isoformat()}, FakeContext(remaining_ms=900_000))
+    assert copied["statusCode"] == 200, copied["body"]
+    assert copied["body"]["windows"]["windows"] == len(sc.windows)
+    on_aws(lambda aws: drop_bucket(aws, BUCKET))
+    on_aws(lambda aws: put_items(aws.dynamodb, SOURCE, [JUNK]))
+    capsys.readouterr()  # the vault function's metrics line
+
+    flags = ["--bucket", VAULT, "--tables", SOURCE, "--clear-existing-data", "--yes", "--json"]
+    for i in (2, 1):  # a boundary inside the chain, then an earlier one
+        code, out, err = run_cli(capsys, "restore", "--at", sc.bounds[i].isoformat(), *flags)
+        assert code == 0, err
+        pit = orjson.loads(out)["body"]["restore_results"][0]["point_in_time"]
+        assert dt.datetime.fromisoformat(pit["restored_to"]) == sc.bounds[i]
+        assert pit["full_backup_date"] == DATE.isoformat()
+        assert len(pit["windows"]) == i
+        table = on_aws(lambda aws: scan_all(aws.dynamodb, SOURCE))
+        assert canonical(table) == canonical(sc.snapshots[i])  # item for item, junk gone
