@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ from tests.support.data import (
     scan_all,
     table_name,
 )
+from tests.support.faults import FaultProxy
 from tests.support.lambda_context import FakeContext
 from tests.support.pitr import (
     SOURCE,
@@ -578,3 +580,34 @@ def test_point_in_time_restore_from_the_vault_alone(
         assert len(pit["windows"]) == i
         table = on_aws(lambda aws: scan_all(aws.dynamodb, SOURCE))
         assert canonical(table) == canonical(sc.snapshots[i])  # item for item, junk gone
+
+
+async def test_each_chain_record_is_read_once_per_copy(
+    faulty_aws: FaultProxy, aws: AwsClients, config: VaultConfig, bucket: str
+) -> None:
+    """With SSE-KMS ETags (no MD5) every source object is read to learn its MD5: a
+    chain record already read to plan the copy is not read again."""
+    kms = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}
+    await aws.s3.put_bucket_encryption(
+        Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [kms]}
+    )
+    chain = await record_chain(S3Storage(aws.s3, bucket), await make_changes(aws, bucket))
+    records = await _under(aws, bucket, chain_prefix(PREFIX, SOURCE, chain.chain_id) + "/")
+    assert len(records) == 1 + len(chain.windows)  # chain.json and one per window
+    head = await aws.s3.head_object(Bucket=bucket, Key=next(iter(records)))
+    assert head["ServerSideEncryption"] == "aws:kms"
+    faulty_aws.requests.clear()
+
+    async with aws_clients() as through_proxy:
+        result = await copy_windows_to_vault(config, through_proxy)
+
+    assert result.status_code == 200, result.body()
+    reads = Counter(
+        r.path.partition("?")[0].removeprefix(f"/{bucket}/")
+        for r in faulty_aws.requests_for("s3", "GetObject")
+        if r.path.startswith(f"/{bucket}/")
+    )
+    assert {k: reads[k] for k in records} == dict.fromkeys(records, 1)
+    assert max(reads.values()) == 1  # nor any other object of the primary
+    want = await _chain_objects(aws, bucket, chain)
+    assert await _under(aws, VAULT, incremental_prefix(PREFIX, SOURCE) + "/") == want
