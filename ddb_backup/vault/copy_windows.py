@@ -25,7 +25,7 @@ from ddb_backup.aws import AwsClients
 from ddb_backup.chain import list_chains
 from ddb_backup.concurrency import run_workers
 from ddb_backup.errors import DdbBackupError
-from ddb_backup.keys import chain_prefix, check_key_inside, check_prefix, incremental_prefix
+from ddb_backup.keys import chain_prefix, check_key_inside, incremental_prefix
 from ddb_backup.log import get_logger
 from ddb_backup.storage import S3Storage, content_md5
 from ddb_backup.vault.config import VaultConfig
@@ -37,6 +37,7 @@ from ddb_backup.vault.copy_object import (
     Copier,
     CopyFailed,
 )
+from ddb_backup.vault.verify_windows import incremental_tables
 
 log = get_logger("ddb_backup.vault")
 
@@ -70,13 +71,6 @@ class WindowsResult:
         }
 
 
-async def _tables(copier: Copier, prefix: str) -> list[str]:
-    base = f"{check_prefix(prefix)}/incremental/"
-    return sorted(
-        p.rstrip("/").rsplit("/", 1)[-1] for p in await copier.primary.list_prefixes(base)
-    )
-
-
 class _Remembering(S3Storage):
     """The primary bucket, remembering the MD5 of every object it read whole."""
 
@@ -105,7 +99,7 @@ async def _plan(
     objects: _Expected = {}
     records: list[str] = []
     windows = 0
-    for table in await _tables(copier, prefix):
+    for table in await incremental_tables(copier.primary, prefix):
         inside = incremental_prefix(prefix, table)
         for chain in await list_chains(reader, prefix, table):
             for window in chain.windows:

@@ -412,7 +412,9 @@ def test_cli_vault_copy_and_status(
     assert copied["copied"] > 0
 
     assert main(["vault-status", "--json"]) == 0
-    [row] = orjson.loads(capsys.readouterr().out)
+    status = orjson.loads(capsys.readouterr().out)
+    assert status["windows"] == []  # no point-in-time chain here
+    [row] = status["dates"]
     assert row["date"] == DATE.isoformat()
     assert (row["final_in_primary"], row["in_vault"], row["verified"]) == (True, True, True)
     locked = dt.datetime.fromisoformat(row["locked_until"])
@@ -432,7 +434,7 @@ def test_cli_vault_status_fails_for_a_final_backup_without_copy(
     vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["vault-status", "--json"]) == 1
-    [row] = orjson.loads(capsys.readouterr().out)
+    [row] = orjson.loads(capsys.readouterr().out)["dates"]
     assert (row["final_in_primary"], row["in_vault"], row["verified"]) == (True, False, False)
 
 
@@ -611,3 +613,57 @@ async def test_each_chain_record_is_read_once_per_copy(
     assert max(reads.values()) == 1  # nor any other object of the primary
     want = await _chain_objects(aws, bucket, chain)
     assert await _under(aws, VAULT, incremental_prefix(PREFIX, SOURCE) + "/") == want
+
+
+def test_cli_vault_status_counts_each_tables_windows(
+    vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Per table: windows the primary's records list, copied, verified, missing, and
+    the end of the newest verified one; exit 1 until every window has a verified copy."""
+
+    async def setup(aws: AwsClients) -> tuple[Scenario, Chain]:
+        sc = await make_changes(aws, BUCKET)
+        return sc, await record_chain(S3Storage(aws.s3, BUCKET), sc, windows=2)
+
+    sc, chain = on_aws(setup)
+
+    def windows_status(expect_code: int) -> tuple[Any, ...]:
+        code, out, _ = run_cli(capsys, "vault-status", "--json")
+        assert code == expect_code
+        [row] = orjson.loads(out)["windows"]
+        assert row["table"] == SOURCE
+        counts = ("windows_in_primary", "copied", "verified", "missing", "last_window_end")
+        return tuple(row[k] for k in counts)
+
+    def copy() -> None:
+        assert vault_handler({"backup_date": DATE.isoformat()}, None)["statusCode"] == 200
+        capsys.readouterr()  # the vault function's metrics line
+
+    assert windows_status(1) == (2, 0, 0, 2, None)
+    copy()
+    assert windows_status(0) == (2, 2, 2, 0, sc.bounds[2].isoformat())
+
+    on_aws(lambda aws: append_to_chain(S3Storage(aws.s3, BUCKET), chain, sc.windows[2]))
+    assert windows_status(1) == (3, 2, 2, 1, sc.bounds[2].isoformat())  # not copied yet
+    copy()
+    assert windows_status(0) == (3, 3, 3, 0, sc.bounds[3].isoformat())
+
+    # A replaced copy of the newest window's data: that window is no longer verified.
+    damaged = on_aws(lambda aws: first_data_file(aws, VAULT, sc.windows[2]))
+    on_aws(lambda aws: rewrite(aws, VAULT, damaged, b"not the exported bytes"))
+    code, out, _ = run_cli(capsys, "vault-status", "--json")
+    assert code == 1
+    [row] = orjson.loads(out)["windows"]
+    assert (row["copied"], row["verified"], row["missing"]) == (3, 2, 0)
+    assert row["last_window_end"] == sc.bounds[2].isoformat()
+    assert row["problems"] == [
+        f"{damaged}: checksum differs from the window's record",
+        f"{damaged}: not locked",
+    ]
+
+    code, out, _ = run_cli(capsys, "vault-status")
+    assert code == 1
+    assert f"point-in-time windows in s3://{VAULT}/{PREFIX}/" in out
+    [line] = [x for x in out.splitlines() if x.lstrip().startswith(SOURCE)]
+    assert line.split()[:5] == [SOURCE, "3", "3", "2", "0"]
+    assert f"{damaged}: checksum differs" in line
