@@ -1,5 +1,11 @@
 """``ddb-backup vault-copy DATE`` and ``ddb-backup vault-status [--json]``.
 
+``vault-status`` shows a line per date (copy complete, verified, locked until when)
+and, when there are point-in-time chains, a line per table (windows copied,
+verified, missing, end of the newest verified window); it exits 1 if anything
+final in the primary has no verified copy. ``--json``: ``{"dates": [...],
+"windows": [...]}``.
+
 The vault is configured by flags or the vault Lambda's variables (``VAULT_BUCKET``,
 ``VAULT_BUCKET_OWNER``, ``VAULT_KMS_KEY_ID``, ``VAULT_RETENTION_DAYS``,
 ``VAULT_LOCK_MODE``); see :mod:`ddb_backup.vault`. Restores, ``list``, ``show``,
@@ -15,7 +21,13 @@ from typing import Any
 from ddb_backup.cli import settings
 from ddb_backup.cli.display import Output
 from ddb_backup.keys import check_date
-from ddb_backup.vault import VaultConfig, copy_to_vault, latest_final_date, vault_status
+from ddb_backup.vault import (
+    VaultConfig,
+    copy_to_vault,
+    latest_final_date,
+    vault_status,
+    verify_vault_windows,
+)
 
 __all__ = ["VAULT_COMMANDS", "add_vault_parsers", "cmd_vault_copy", "cmd_vault_status"]
 
@@ -25,6 +37,17 @@ _FLAGS = (
     ("vault_kms_key_id", "VAULT_KMS_KEY_ID"),
     ("retention_days", "VAULT_RETENTION_DAYS"),
     ("lock_mode", "VAULT_LOCK_MODE"),
+)
+
+#: vault-status per table: windows in the primary's records, in the vault's, ...
+_WINDOW_COLUMNS = (
+    "table",
+    "windows",
+    "copied",
+    "verified",
+    "missing",
+    "last window end",
+    "problems",
 )
 
 
@@ -49,7 +72,8 @@ def add_vault_parsers(sub: Any, common: argparse.ArgumentParser, date_arg: Any) 
     p = sub.add_parser(
         "vault-status",
         parents=[common, vault],
-        help="per date: vault copy complete and verified, locked until when",
+        help="per date: vault copy complete and verified, locked until when; "
+        "per table: point-in-time windows copied, verified, missing",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -97,8 +121,9 @@ async def cmd_vault_status(args: argparse.Namespace, out: Output) -> int:
     config = vault_config(args)
     async with settings.clients(args) as aws:
         statuses = await vault_status(config, aws)
+        windows = await verify_vault_windows(config, aws)
     if args.json:
-        out.json([s.doc() for s in statuses])
+        out.json({"dates": [s.doc() for s in statuses], "windows": [w.doc() for w in windows]})
     else:
         out.table(
             ["date", "final", "in vault", "verified", "locked until", "problems"],
@@ -109,14 +134,37 @@ async def cmd_vault_status(args: argparse.Namespace, out: Output) -> int:
                     "yes" if s.in_vault else "no",
                     "yes" if s.verified else "no",
                     _when(s.locked_until),
-                    "; ".join(s.problems[:3]) + (" ..." if len(s.problems) > 3 else ""),
+                    _first(s.problems),
                 ]
                 for s in statuses
             ],
             title=f"s3://{config.vault_bucket}/{config.prefix}/",
         )
-    # A final backup without a verified copy is what the operator must act on.
-    return 0 if all(s.verified for s in statuses) else 1
+        if windows:
+            out.table(
+                _WINDOW_COLUMNS,
+                [
+                    [
+                        w.table,
+                        "-" if w.in_primary is None else str(w.in_primary),
+                        str(w.copied),
+                        str(w.verified),
+                        str(w.missing),
+                        _when(w.last_window_end),
+                        _first(w.problems),
+                    ]
+                    for w in windows
+                ],
+                title=f"point-in-time windows in s3://{config.vault_bucket}/{config.prefix}/",
+                right=["windows", "copied", "verified", "missing"],
+            )
+    # A final backup or a verified window without a verified copy is what the
+    # operator must act on.
+    return 0 if all(s.verified for s in statuses) and all(w.ok for w in windows) else 1
+
+
+def _first(problems: list[str]) -> str:
+    return "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else "")
 
 
 VAULT_COMMANDS = {"vault-copy": cmd_vault_copy, "vault-status": cmd_vault_status}

@@ -20,8 +20,10 @@ under a locked key is a conflict, reported and never overwritten.
 
 One module per job: :mod:`.config` (settings), :mod:`.manifest` (the vault
 manifest and the resume state), :mod:`.copy_object` (one object, copied and
-proven), :mod:`.copy_date` (one date, resumable), :mod:`.verify` (a copy checked
-against its manifest), :mod:`.status` (every date of the primary and the vault).
+proven), :mod:`.copy_date` (one date, resumable), :mod:`.copy_windows` (the
+point-in-time windows), :mod:`.verify` (a copy checked against its manifest),
+:mod:`.verify_windows` (the windows' copies, per table), :mod:`.status` (every
+date of the primary and the vault).
 """
 
 from ddb_backup.vault.config import VaultConfig
@@ -36,6 +38,7 @@ from ddb_backup.vault.manifest import (
 )
 from ddb_backup.vault.status import latest_final_date, vault_status
 from ddb_backup.vault.verify import VaultDateStatus, verify_vault_copy
+from ddb_backup.vault.verify_windows import VaultWindowsStatus, verify_vault_windows
 
 __all__ = [
     "MULTIPART_THRESHOLD",
@@ -45,6 +48,7 @@ __all__ = [
     "VaultManifest",
     "VaultObject",
     "VaultResult",
+    "VaultWindowsStatus",
     "WindowsResult",
     "copy_to_vault",
     "copy_windows_to_vault",
@@ -53,4 +57,5 @@ __all__ = [
     "vault_state_key",
     "vault_status",
     "verify_vault_copy",
+    "verify_vault_windows",
 ]

@@ -45,6 +45,12 @@ def _etag_md5(head: Mapping[str, Any]) -> str | None:
         return None
 
 
+def locked(head: Mapping[str, Any], when: dt.datetime) -> bool:
+    """Is the object ``head`` describes under retention after ``when``?"""
+    until = head.get("ObjectLockRetainUntilDate")
+    return until is not None and bool(until > when)
+
+
 async def _read_md5(storage: S3Storage, key: str, pin: ObjectPin) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     async for chunk in storage.stream(key, pin=pin):

@@ -8,6 +8,10 @@ MD5) and the data files its record lists (in the shared ``data/`` folder;
 checked against the record's MD5). The chain's own records follow once every
 window object is in the vault, so the vault never holds a record of a window it
 lacks. Idempotent (equal objects are skipped) and resumable across invocations.
+
+Each chain record is read once per run: the bytes read to list the chains give the
+MD5 its copy is checked against, so a bucket whose ETags are no MD5 (SSE-KMS) is
+not read a second time to learn it.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from ddb_backup.aws import AwsClients
 from ddb_backup.chain import list_chains
 from ddb_backup.concurrency import run_workers
 from ddb_backup.errors import DdbBackupError
-from ddb_backup.keys import chain_prefix, check_key_inside, check_prefix, incremental_prefix
+from ddb_backup.keys import chain_prefix, check_key_inside, incremental_prefix
 from ddb_backup.log import get_logger
+from ddb_backup.storage import S3Storage, content_md5
 from ddb_backup.vault.config import VaultConfig
 from ddb_backup.vault.copy_date import VaultFailure
 from ddb_backup.vault.copy_object import (
@@ -32,6 +37,7 @@ from ddb_backup.vault.copy_object import (
     Copier,
     CopyFailed,
 )
+from ddb_backup.vault.verify_windows import incremental_tables
 
 log = get_logger("ddb_backup.vault")
 
@@ -65,22 +71,37 @@ class WindowsResult:
         }
 
 
-async def _tables(copier: Copier, prefix: str) -> list[str]:
-    base = f"{check_prefix(prefix)}/incremental/"
-    return sorted(
-        p.rstrip("/").rsplit("/", 1)[-1] for p in await copier.primary.list_prefixes(base)
-    )
+class _Remembering(S3Storage):
+    """The primary bucket, remembering the MD5 of every object it read whole."""
+
+    def __init__(self, config: VaultConfig, clients: AwsClients) -> None:
+        super().__init__(clients.s3, config.bucket, expected_owner=config.expected_bucket_owner)
+        self.md5s: dict[str, str] = {}
+
+    async def get_bytes_or_none(self, key: str) -> bytes | None:
+        data = await super().get_bytes_or_none(key)
+        if data is not None:
+            self.md5s[key] = content_md5(data)
+        return data
 
 
-async def _plan(copier: Copier, prefix: str) -> tuple[dict[str, str | None], list[str], int]:
-    """Window objects (key -> the MD5 its record holds, None: the source's), the chain
-    records (copied after them), and how many windows there are."""
-    objects: dict[str, str | None] = {}
+_Expected = dict[str, str | None]
+
+
+async def _plan(
+    copier: Copier, config: VaultConfig, clients: AwsClients
+) -> tuple[_Expected, _Expected, int]:
+    """Window objects and chain records (copied after them), each key -> the MD5 it
+    must have (the window's record, the bytes read here; None: the source's), and
+    how many windows there are."""
+    prefix = config.prefix
+    reader = _Remembering(config, clients)
+    objects: _Expected = {}
     records: list[str] = []
     windows = 0
-    for table in await _tables(copier, prefix):
+    for table in await incremental_tables(copier.primary, prefix):
         inside = incremental_prefix(prefix, table)
-        for chain in await list_chains(copier.primary, prefix, table):
+        for chain in await list_chains(reader, prefix, table):
             for window in chain.windows:
                 windows += 1
                 folder = check_key_inside(window.folder + "/", inside)
@@ -90,7 +111,9 @@ async def _plan(copier: Copier, prefix: str) -> tuple[dict[str, str | None], lis
                     objects[check_key_inside(f.key, inside)] = f.md5
             base = chain_prefix(prefix, table, chain.chain_id) + "/"
             records += [o.key async for o in copier.primary.list_objects(base)]
-    return objects, sorted(records), windows
+    # Records are written once (conditional puts), so the bytes read above are what
+    # is copied; one changed since fails its MD5 check and is copied next run.
+    return objects, {k: reader.md5s.get(k) for k in sorted(records)}, windows
 
 
 async def copy_windows_to_vault(
@@ -115,7 +138,7 @@ async def copy_windows_to_vault(
         multipart_threshold=multipart_threshold,
         part_size=part_size,
     )
-    objects, records, windows = await _plan(copier, config.prefix)
+    objects, records, windows = await _plan(copier, config, clients)
     result = WindowsResult(windows=windows)
 
     async def work(item: tuple[str, str | None]) -> None:
@@ -138,7 +161,7 @@ async def copy_windows_to_vault(
     if result.failed or result.remaining:
         result.remaining += len(records)
     else:
-        await run_workers([(k, None) for k in records], work, concurrency=COPY_CONCURRENCY)
+        await run_workers(list(records.items()), work, concurrency=COPY_CONCURRENCY)
     log.info(
         "vault copy of point-in-time windows",
         extra={k: v for k, v in result.body().items() if k != "failures"},

@@ -19,6 +19,7 @@ from ddb_backup.vault.copy_object import (
     Copier,
     _etag_md5,
     _read_md5,
+    locked,
 )
 from ddb_backup.vault.manifest import (
     VaultManifest,
@@ -81,8 +82,7 @@ async def verify_vault_copy(
             md5 = await _read_md5(copier.vault, obj.key, ObjectPin(etag=head.get("ETag")))
         if (md5 is not None and md5 != obj.md5) or (md5 is None and not sha_ok):
             status.problems.append(f"{obj.key}: checksum differs from the vault manifest")
-        until = head.get("ObjectLockRetainUntilDate")
-        if until is None or until <= when:
+        if not locked(head, when):
             status.problems.append(f"{obj.key}: not locked")
 
     await run_workers(manifest.objects, check, concurrency=COPY_CONCURRENCY)

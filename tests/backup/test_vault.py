@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -32,10 +33,20 @@ from ddb_backup.vault import (
 )
 from handlers.vault import handler as vault_handler
 from tests.support.backups import BUCKET, ENVIRONMENT, PREFIX, make_backup
-from tests.support.data import canonical, create_table, every_type_items, scan_all, table_name
+from tests.support.cli_data import on_aws, run_cli
+from tests.support.data import (
+    canonical,
+    create_table,
+    every_type_items,
+    put_items,
+    scan_all,
+    table_name,
+)
+from tests.support.faults import FaultProxy
 from tests.support.lambda_context import FakeContext
 from tests.support.pitr import (
     SOURCE,
+    Scenario,
     append_to_chain,
     first_data_file,
     make_changes,
@@ -47,6 +58,8 @@ VAULT = "ddb-backup-test-vault"
 DATE = dt.date(2026, 11, 27)
 T1 = table_name(ENVIRONMENT, "totp")
 T2 = table_name(ENVIRONMENT, "u2f")
+#: An item no backup holds: a restore with clear_existing_data removes it.
+JUNK = {"pk": {"S": "junk"}, "sk": {"S": "x"}, "label": {"S": "not in any backup"}}
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.005)
 
 
@@ -83,6 +96,13 @@ async def _under(aws: AwsClients, bucket: str, prefix: str) -> dict[str, bytes]:
             body = await (await aws.s3.get_object(Bucket=bucket, Key=obj["Key"]))["Body"].read()
             out[obj["Key"]] = body
     return out
+
+
+async def drop_bucket(aws: AwsClients, bucket: str) -> None:
+    """The primary account gone: every object of the bucket, then the bucket."""
+    for key in await _under(aws, bucket, ""):
+        await aws.s3.delete_object(Bucket=bucket, Key=key)
+    await aws.s3.delete_bucket(Bucket=bucket)
 
 
 async def keys_of(aws: AwsClients, bucket: str) -> dict[str, bytes]:
@@ -236,9 +256,7 @@ async def test_restore_from_the_vault_alone(
     aws: AwsClients, config: VaultConfig, source: dict[str, list[dict[str, Any]]], bucket: str
 ) -> None:
     assert (await copy_to_vault(config, aws, DATE)).status_code == 200
-    for key in await keys_of(aws, bucket):
-        await aws.s3.delete_object(Bucket=bucket, Key=key)
-    await aws.s3.delete_bucket(Bucket=bucket)
+    await drop_bucket(aws, bucket)
     for table in source:
         await create_table(aws.dynamodb, table)
 
@@ -394,7 +412,9 @@ def test_cli_vault_copy_and_status(
     assert copied["copied"] > 0
 
     assert main(["vault-status", "--json"]) == 0
-    [row] = orjson.loads(capsys.readouterr().out)
+    status = orjson.loads(capsys.readouterr().out)
+    assert status["windows"] == []  # no point-in-time chain here
+    [row] = status["dates"]
     assert row["date"] == DATE.isoformat()
     assert (row["final_in_primary"], row["in_vault"], row["verified"]) == (True, True, True)
     locked = dt.datetime.fromisoformat(row["locked_until"])
@@ -414,7 +434,7 @@ def test_cli_vault_status_fails_for_a_final_backup_without_copy(
     vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["vault-status", "--json"]) == 1
-    [row] = orjson.loads(capsys.readouterr().out)
+    [row] = orjson.loads(capsys.readouterr().out)["dates"]
     assert (row["final_in_primary"], row["in_vault"], row["verified"]) == (True, False, False)
 
 
@@ -531,3 +551,119 @@ def test_handler_copies_the_windows_after_the_date(vault_env: dict[str, str]) ->
         0,
         windows["copied"],
     )
+
+
+def test_point_in_time_restore_from_the_vault_alone(
+    vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The vault function copies the full backup and its windows; with the primary
+    bucket gone, ``restore --at`` on the vault (docs/vault.md) lands on the boundary."""
+
+    async def setup(aws: AwsClients) -> Scenario:
+        sc = await make_changes(aws, BUCKET)  # DATE's full backup is the chain's base
+        await record_chain(S3Storage(aws.s3, BUCKET), sc)
+        return sc
+
+    sc = on_aws(setup)
+    copied = vault_handler({"backup_date": DATE.isoformat()}, FakeContext(remaining_ms=900_000))
+    assert copied["statusCode"] == 200, copied["body"]
+    assert copied["body"]["windows"]["windows"] == len(sc.windows)
+    on_aws(lambda aws: drop_bucket(aws, BUCKET))
+    on_aws(lambda aws: put_items(aws.dynamodb, SOURCE, [JUNK]))
+    capsys.readouterr()  # the vault function's metrics line
+
+    flags = ["--bucket", VAULT, "--tables", SOURCE, "--clear-existing-data", "--yes", "--json"]
+    for i in (2, 1):  # a boundary inside the chain, then an earlier one
+        code, out, err = run_cli(capsys, "restore", "--at", sc.bounds[i].isoformat(), *flags)
+        assert code == 0, err
+        pit = orjson.loads(out)["body"]["restore_results"][0]["point_in_time"]
+        assert dt.datetime.fromisoformat(pit["restored_to"]) == sc.bounds[i]
+        assert pit["full_backup_date"] == DATE.isoformat()
+        assert len(pit["windows"]) == i
+        table = on_aws(lambda aws: scan_all(aws.dynamodb, SOURCE))
+        assert canonical(table) == canonical(sc.snapshots[i])  # item for item, junk gone
+
+
+async def test_each_chain_record_is_read_once_per_copy(
+    faulty_aws: FaultProxy, aws: AwsClients, config: VaultConfig, bucket: str
+) -> None:
+    """With SSE-KMS ETags (no MD5) every source object is read to learn its MD5: a
+    chain record already read to plan the copy is not read again."""
+    kms = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}
+    await aws.s3.put_bucket_encryption(
+        Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [kms]}
+    )
+    chain = await record_chain(S3Storage(aws.s3, bucket), await make_changes(aws, bucket))
+    records = await _under(aws, bucket, chain_prefix(PREFIX, SOURCE, chain.chain_id) + "/")
+    assert len(records) == 1 + len(chain.windows)  # chain.json and one per window
+    head = await aws.s3.head_object(Bucket=bucket, Key=next(iter(records)))
+    assert head["ServerSideEncryption"] == "aws:kms"
+    faulty_aws.requests.clear()
+
+    async with aws_clients() as through_proxy:
+        result = await copy_windows_to_vault(config, through_proxy)
+
+    assert result.status_code == 200, result.body()
+    reads = Counter(
+        r.path.partition("?")[0].removeprefix(f"/{bucket}/")
+        for r in faulty_aws.requests_for("s3", "GetObject")
+        if r.path.startswith(f"/{bucket}/")
+    )
+    assert {k: reads[k] for k in records} == dict.fromkeys(records, 1)
+    assert max(reads.values()) == 1  # nor any other object of the primary
+    want = await _chain_objects(aws, bucket, chain)
+    assert await _under(aws, VAULT, incremental_prefix(PREFIX, SOURCE) + "/") == want
+
+
+def test_cli_vault_status_counts_each_tables_windows(
+    vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Per table: windows the primary's records list, copied, verified, missing, and
+    the end of the newest verified one; exit 1 until every window has a verified copy."""
+
+    async def setup(aws: AwsClients) -> tuple[Scenario, Chain]:
+        sc = await make_changes(aws, BUCKET)
+        return sc, await record_chain(S3Storage(aws.s3, BUCKET), sc, windows=2)
+
+    sc, chain = on_aws(setup)
+
+    def windows_status(expect_code: int) -> tuple[Any, ...]:
+        code, out, _ = run_cli(capsys, "vault-status", "--json")
+        assert code == expect_code
+        [row] = orjson.loads(out)["windows"]
+        assert row["table"] == SOURCE
+        counts = ("windows_in_primary", "copied", "verified", "missing", "last_window_end")
+        return tuple(row[k] for k in counts)
+
+    def copy() -> None:
+        assert vault_handler({"backup_date": DATE.isoformat()}, None)["statusCode"] == 200
+        capsys.readouterr()  # the vault function's metrics line
+
+    assert windows_status(1) == (2, 0, 0, 2, None)
+    copy()
+    assert windows_status(0) == (2, 2, 2, 0, sc.bounds[2].isoformat())
+
+    on_aws(lambda aws: append_to_chain(S3Storage(aws.s3, BUCKET), chain, sc.windows[2]))
+    assert windows_status(1) == (3, 2, 2, 1, sc.bounds[2].isoformat())  # not copied yet
+    copy()
+    assert windows_status(0) == (3, 3, 3, 0, sc.bounds[3].isoformat())
+
+    # A replaced copy of the newest window's data: that window is no longer verified.
+    damaged = on_aws(lambda aws: first_data_file(aws, VAULT, sc.windows[2]))
+    on_aws(lambda aws: rewrite(aws, VAULT, damaged, b"not the exported bytes"))
+    code, out, _ = run_cli(capsys, "vault-status", "--json")
+    assert code == 1
+    [row] = orjson.loads(out)["windows"]
+    assert (row["copied"], row["verified"], row["missing"]) == (3, 2, 0)
+    assert row["last_window_end"] == sc.bounds[2].isoformat()
+    assert row["problems"] == [
+        f"{damaged}: checksum differs from the window's record",
+        f"{damaged}: not locked",
+    ]
+
+    code, out, _ = run_cli(capsys, "vault-status")
+    assert code == 1
+    assert f"point-in-time windows in s3://{VAULT}/{PREFIX}/" in out
+    [line] = [x for x in out.splitlines() if x.lstrip().startswith(SOURCE)]
+    assert line.split()[:5] == [SOURCE, "3", "3", "2", "0"]
+    assert f"{damaged}: checksum differs" in line
