@@ -5,6 +5,8 @@ manifests' MD5s and counts match, so only the per-line and key checks can tell
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,7 +18,7 @@ from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
 from ddb_backup.restore import RestoreResult, restore_export, run_restore
 from ddb_backup.restore.writer import RetryPolicy
-from ddb_backup.storage import S3Storage
+from ddb_backup.storage import LocalStorage, S3Storage
 from handlers.restore import handler
 from tests.support.backups import (
     BUCKET,
@@ -30,6 +32,8 @@ from tests.support.data import (
     SMUGGLING,
     create_table,
     every_type_items,
+    export_lines,
+    gzip_lines,
     md5_b64,
     put_items,
     scan_all,
@@ -269,3 +273,45 @@ async def test_aws_manifest_listing_a_file_twice_is_refused(aws: AwsClients, buc
     twice = orjson.loads(lines[0])["dataFileS3Key"]
     assert f"{twice}: listed 2 times by the manifest" in refused(result)
     await assert_untouched(aws)
+
+
+async def test_local_copy_swapped_after_verification_is_checked_in_full_again(
+    aws: AwsClients, bucket: str, tmp_path: Path
+) -> None:
+    """A local copy cannot be pinned: the write pass runs every rule again, so a data
+    file replaced between verification and writing (same line count) is refused at
+    its first bad line, before that line's batch is sent."""
+    await victims(aws)
+    export = await write_aws_export(
+        aws.s3, bucket, "local-src", PK_SK_ITEMS[:3], files=1, empty_files=0
+    )
+    listing = await aws.s3.list_objects_v2(Bucket=bucket, Prefix=export["folder"])
+    for obj in listing["Contents"]:
+        body = await (await aws.s3.get_object(Bucket=bucket, Key=obj["Key"]))["Body"].read()
+        (tmp_path / obj["Key"]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / obj["Key"]).write_bytes(body)
+    [data_key] = export["data_keys"]
+    # Parses as one item (a pinned re-read would send it), but X is no type.
+    swapped = [orjson.dumps({"Item": {"pk": {"S": "s"}, "sk": {"S": "1"}, "x": {"X": "1"}}})]
+    swapped += export_lines(PK_SK_ITEMS[3:5])
+
+    class SwappedOnSecondRead(LocalStorage):
+        reads = 0
+
+        async def stream(self, key: str, **kw: Any) -> AsyncIterator[bytes]:
+            if key == data_key:
+                SwappedOnSecondRead.reads += 1
+                if SwappedOnSecondRead.reads == 2:  # verified once: now swap it
+                    (tmp_path / key).write_bytes(gzip_lines(swapped))
+            async for chunk in super().stream(key, **kw):
+                yield chunk
+
+    storage = SwappedOnSecondRead(tmp_path)
+    result = await restore_export(storage, export["folder"], TABLE, aws, retry=FAST)
+
+    assert SwappedOnSecondRead.reads == 2
+    assert result.status_code != 200, result.body
+    (r,) = result.body["restore_results"]
+    assert f"{data_key}: line 1 has an attribute that is not DynamoDB JSON" in str(r["error"])
+    assert r["items_written"] == 0
+    assert await scan_all(aws.dynamodb, TABLE) == [VICTIM]
