@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from ddb_backup.errors import DataFileMissingError
 from ddb_backup.storage.protocol import (
     CHUNK_SIZE,
     ObjectInfo,
     ObjectPin,
     PinCallback,
     Storage,
+    WholeReadsByStream,
 )
 
 
-class PinnedReads:
+class PinnedReads(WholeReadsByStream):
     """A :class:`Storage` whose every read of a key sees one object: the one
     given in :attr:`pins`, else the first one read (then remembered).
 
@@ -33,19 +33,6 @@ class PinnedReads:
     @property
     def location(self) -> str:
         return self.inner.location
-
-    async def get_bytes(self, key: str) -> bytes:
-        data = await self.get_bytes_or_none(key)
-        if data is None:
-            raise DataFileMissingError("object not found", key=key)
-        return data
-
-    async def get_bytes_or_none(self, key: str) -> bytes | None:
-        """The whole object, read through :meth:`stream` so it is pinned; None if absent."""
-        try:
-            return b"".join([chunk async for chunk in self.stream(key)])
-        except DataFileMissingError:
-            return None
 
     def stream(
         self,

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ddb_backup.errors import DataFileMissingError
+
 #: Bytes read from a body at a time: large enough to keep syscalls rare,
 #: small enough that N files in flight stay within a 128 MB Lambda.
 CHUNK_SIZE = 256 * 1024
@@ -71,3 +73,24 @@ class Storage(Protocol):
     async def list_prefixes(self, prefix: str) -> list[str]: ...
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str = ...) -> None: ...
+
+
+class WholeReadsByStream:
+    """``get_bytes``/``get_bytes_or_none`` read through the class's own ``stream``,
+    so a whole read gets every property a streamed one has (retries, pins)."""
+
+    def stream(self, key: str) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    async def get_bytes(self, key: str) -> bytes:
+        data = await self.get_bytes_or_none(key)
+        if data is None:
+            raise DataFileMissingError("object not found", key=key)
+        return data
+
+    async def get_bytes_or_none(self, key: str) -> bytes | None:
+        """The whole object, or None if it is absent."""
+        try:
+            return b"".join([chunk async for chunk in self.stream(key)])
+        except DataFileMissingError:
+            return None

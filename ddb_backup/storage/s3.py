@@ -15,6 +15,7 @@ from ddb_backup.storage.protocol import (
     ObjectInfo,
     ObjectPin,
     PinCallback,
+    WholeReadsByStream,
     content_md5,
 )
 
@@ -29,7 +30,7 @@ _REFUSED = frozenset(
 _CHANGED = frozenset({"PreconditionFailed", "412", "NoSuchVersion"})
 
 
-class S3Storage:
+class S3Storage(WholeReadsByStream):
     """A bucket, optionally pinned to an expected owner (``ExpectedBucketOwner``)."""
 
     def __init__(
@@ -54,21 +55,6 @@ class S3Storage:
     @property
     def location(self) -> str:
         return f"s3://{self.bucket}"
-
-    async def get_bytes(self, key: str) -> bytes:
-        data = await self.get_bytes_or_none(key)
-        if data is None:
-            raise DataFileMissingError("object not found", key=key)
-        return data
-
-    async def get_bytes_or_none(self, key: str) -> bytes | None:
-        chunks = []
-        try:
-            async for chunk in self.stream(key):
-                chunks.append(chunk)
-        except DataFileMissingError:
-            return None
-        return b"".join(chunks)
 
     async def stream(
         self,
