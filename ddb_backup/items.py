@@ -27,12 +27,15 @@ from ddb_backup.errors import CorruptDataError
 __all__ = [
     "KEY_TYPES",
     "MAX_ITEM_BYTES",
+    "EncodedPut",
     "KeySpec",
+    "Request",
     "WireItem",
     "WireRequest",
     "check_item_line",
     "check_item_lines",
     "check_wire_item",
+    "encoded_puts",
     "from_botocore",
     "item_of_verified_line",
     "key_spec",
@@ -41,11 +44,45 @@ __all__ = [
     "request_to_botocore",
     "to_botocore",
     "wire_item_size",
+    "wire_request",
 ]
 
 WireItem = dict[str, Any]
 #: A ``PutRequest``/``DeleteRequest`` of BatchWriteItem, its item or key a wire item.
 WireRequest = dict[str, Any]
+
+
+class EncodedPut(bytes):
+    """A put request as JSON text, ``{"PutRequest":LINE}``, for a line that
+    :func:`check_item_lines` proved canonical in this process (the line is
+    byte for byte ``orjson.dumps`` of the one-member object it parsed to and
+    passed the rules), read again from the same pinned object: the bytes are
+    that checked value, so no parser can read anything else in them. Built by
+    :func:`encoded_puts` only."""
+
+    __slots__ = ()
+
+
+#: A request as the writer carries it: parsed, or encoded from a proven line.
+Request = WireRequest | EncodedPut
+
+
+def wire_request(request: Request) -> WireRequest:
+    """``request`` as a parsed wire request (an :class:`EncodedPut` decoded)."""
+    if type(request) is EncodedPut:
+        decoded: WireRequest = orjson.loads(memoryview(request))  # not a bytes subclass
+        return decoded
+    assert isinstance(request, dict)
+    return request
+
+
+def encoded_puts(lines: Sequence[bytes]) -> list[Request]:
+    """Put requests carrying ``lines`` as they stand: only for lines of a file
+    every line of which :func:`check_item_lines` proved canonical, read from the
+    object it verified (see :class:`EncodedPut`)."""
+    return [EncodedPut(b'{"PutRequest":' + line + b"}") for line in lines]
+
+
 #: The key attributes an item must carry: ``(name, "S" | "N" | "B" | "")``,
 #: HASH first (an empty type accepts any of the three, for old checkpoints).
 KeySpec = tuple[tuple[str, str], ...]
@@ -182,32 +219,42 @@ def check_item_lines(
     first_line_no: int,
     keys: KeySpec = (),
     on_item: Callable[[WireItem], None] | None = None,
-) -> None:
+    canonical: bool = False,
+) -> bool:
     """:func:`check_item_line` on every line of a block (the first numbered
     ``first_line_no``), calling ``on_item`` with each item when given.
 
     The rules run in compiled code (parse and schema) with no Python step per
     line but ``on_item``; a block that fails, or holds a line long enough to need
     measuring, is checked line by line, for the error naming the line.
+
+    Returns, when ``canonical`` is asked, whether every line is byte for byte
+    ``orjson.dumps`` of what it parsed to: such a line holds no duplicate
+    member, no escape, no space, nothing a parser could read another way
+    (:class:`EncodedPut`). Else False.
     """
     is_valid = _line_validator(keys)
     if lines and max(map(len, lines)) > MAX_ITEM_BYTES:
+        docs: list[Any] = []
         for line_no, line in enumerate(lines, first_line_no):  # long lines are measured
             item = check_item_line(line, key=key, line_no=line_no, keys=keys)
             if on_item is not None:
                 on_item(item)
-        return
+            if canonical:
+                docs.append({"Item": item})
+        return canonical and _encodes_as(docs, lines)
     try:
+        docs = list(map(orjson.loads, lines))
         if on_item is None:
-            if all(map(is_valid, map(orjson.loads, lines))):
-                return
+            if all(map(is_valid, docs)):
+                return canonical and _encodes_as(docs, lines)
         else:
-            for doc in map(orjson.loads, lines):
+            for doc in docs:
                 if not is_valid(doc):
                     break
                 on_item(doc["Item"])
             else:
-                return
+                return canonical and _encodes_as(docs, lines)
     except orjson.JSONDecodeError:
         pass
     # A line was refused: the same check line by line names it (the file fails,
@@ -215,6 +262,14 @@ def check_item_lines(
     for line_no, line in enumerate(lines, first_line_no):
         check_item_line(line, key=key, line_no=line_no, keys=keys)
     raise CorruptDataError(f"lines {first_line_no} on were refused", key=key)  # not reached
+
+
+def _encodes_as(docs: list[Any], lines: Sequence[bytes]) -> bool:
+    """Whether ``orjson.dumps`` of each parsed doc is its line, byte for byte."""
+    try:
+        return list(map(orjson.dumps, docs)) == list(lines)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate escape: not canonical
+        return False
 
 
 def item_of_verified_line(line: bytes, *, key: str, line_no: int) -> WireItem:

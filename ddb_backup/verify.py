@@ -99,6 +99,7 @@ async def verify_file(
     distinct: DistinctKeys | None = None,
     digest: ContentDigest | None = None,
     on_item: Callable[[WireItem], None] | None = None,
+    canonical: set[str] | None = None,
 ) -> DataFile:
     """Stream one file and check it; raises :class:`VerificationError` naming the file.
 
@@ -109,7 +110,10 @@ async def verify_file(
     every key recorded in ``distinct`` when given (for its
     :meth:`DistinctKeys.check` once all files are read). Each item is added to
     ``digest`` when given (after the file's checks pass, so a failed file
-    adds nothing). ``on_item`` is called with every checked item.
+    adds nothing). ``on_item`` is called with every checked item. The file's
+    key is added to ``canonical`` when given and every line of the sound file
+    is canonical (:func:`~ddb_backup.items.check_item_lines`): the restore may
+    then send those lines as they stand when it reads the same object again.
     """
     stats = StreamStats()
     items = 0
@@ -119,12 +123,22 @@ async def verify_file(
         part.add if part is not None else None,
         on_item,
     )
+    every_line_canonical = canonical is not None
     async for lines in iter_line_blocks(
         storage.stream(expected.key), key=expected.key, stats=stats
     ):
-        check_item_lines(lines, key=expected.key, first_line_no=items + 1, keys=keys, on_item=take)
+        every_line_canonical = check_item_lines(
+            lines,
+            key=expected.key,
+            first_line_no=items + 1,
+            keys=keys,
+            on_item=take,
+            canonical=every_line_canonical,
+        )
         items += len(lines)
     verified = _check_totals(expected, stats, items)
+    if canonical is not None and every_line_canonical:
+        canonical.add(expected.key)
     if digest is not None and part is not None:
         digest.merge(part)
     return verified
@@ -169,6 +183,7 @@ async def verify_files(
     distinct: DistinctKeys | None = None,
     digest: ContentDigest | None = None,
     on_item: Callable[[WireItem], None] | None = None,
+    canonical: set[str] | None = None,
 ) -> list[FileVerdict]:
     """Verify every file; failures are collected, not raised, so all are named.
 
@@ -188,7 +203,13 @@ async def verify_files(
     async def one(f: ExpectedFile) -> FileVerdict:
         try:
             verified = await verify_file(
-                storage, f, keys=keys, distinct=distinct, digest=digest, on_item=on_item
+                storage,
+                f,
+                keys=keys,
+                distinct=distinct,
+                digest=digest,
+                on_item=on_item,
+                canonical=canonical,
             )
             return FileVerdict(f.key, verified, None)
         except VerificationError as exc:
@@ -248,6 +269,7 @@ async def verify_table_backup(
     distinct: DistinctKeys | None = None,
     digest: ContentDigest | None = None,
     on_item: Callable[[WireItem], None] | None = None,
+    canonical: set[str] | None = None,
 ) -> TableVerdict:
     """Read every data file of one table's backup back; all problems are collected.
 
@@ -274,6 +296,7 @@ async def verify_table_backup(
         distinct=distinct,
         digest=digest,
         on_item=on_item,
+        canonical=canonical,
     )
     errors = [str(v.error) for v in verdicts if v.error is not None]
     good = [v.data_file for v in verdicts if v.data_file is not None]

@@ -21,6 +21,7 @@ greater stamp, so it wins instead of tying.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import orjson
 
@@ -32,8 +33,9 @@ from ddb_backup.incremental import (
     VerifiedWindow,
     micros,
 )
+from ddb_backup.items import Request, wire_request
 from ddb_backup.manifest import DataFile
-from ddb_backup.restore.writer import DeadLetterSink, WireRequest
+from ddb_backup.restore.writer import DeadLetterSink
 from ddb_backup.storage import Storage, content_md5
 
 __all__ = ["DEAD_LETTER_EXPORT_ID", "ChangeDeadLetterSink", "window_dead_letter_root"]
@@ -108,9 +110,9 @@ class ChangeDeadLetterSink(DeadLetterSink):
             files=files,
         )
 
-    def _lines(self, requests: list[WireRequest], seq: int) -> list[bytes]:
+    def _lines(self, requests: Sequence[Request], seq: int) -> list[bytes]:
         lines = []
-        for offset, request in enumerate(requests):
+        for offset, request in enumerate(map(wire_request, requests)):
             put = request.get("PutRequest")
             if put is not None:
                 keys = {n: put["Item"][n] for n in self._key_names}

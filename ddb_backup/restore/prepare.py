@@ -117,7 +117,12 @@ async def _prepare_backup_table(run: RestoreRun, ts: TableState, tb: TableBackup
             keys = schema_keys(schema)
         _set_keys(ts, keys)
         verdict = await verify_table_backup(
-            run.storage, tb, concurrency=VERIFY_CONCURRENCY, keys=keys, distinct=distinct
+            run.storage,
+            tb,
+            concurrency=VERIFY_CONCURRENCY,
+            keys=keys,
+            distinct=distinct,
+            canonical=_canonical(run),
         )
         if not verdict.ok:
             _fail(ts, verdict.errors)
@@ -149,6 +154,7 @@ async def prepare_export_table(run: RestoreRun, ts: TableState, listing: ExportL
             concurrency=VERIFY_CONCURRENCY,
             keys=target.keys,
             distinct=distinct,
+            canonical=_canonical(run),
         )
         errors = [str(v.error) for v in verdicts if v.error is not None]
         if errors:
@@ -203,6 +209,11 @@ async def _ready(
             run.clients.dynamodb, ts.target_table, retry=run.retry
         )
     ts.phase = TablePhase.READY
+
+
+def _canonical(run: RestoreRun) -> set[str] | None:
+    """Where verification records the files a real run may send as they stand."""
+    return None if run.scope.dry_run else run.canonical_files
 
 
 def pin_files(run: RestoreRun, ts: TableState) -> None:

@@ -37,9 +37,9 @@ import collections
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
-from ddb_backup.items import WireRequest, wire_item_size
+from ddb_backup.items import Request, wire_item_size, wire_request
 
 __all__ = ["Aimd", "RateMeter", "TokenBucket", "WriteControl", "request_cost"]
 
@@ -50,15 +50,15 @@ Sleep = Callable[[float], Awaitable[None]]
 WRITE_UNIT_BYTES = 1024
 
 
-def request_cost(request: WireRequest) -> int:
+def request_cost(request: Request) -> int:
     """Estimated write units of one request: a put 1 per started KB (at least 1), a delete 1."""
-    put = request.get("PutRequest")
+    put = wire_request(request).get("PutRequest")
     if put is None:
         return 1
     return max(1, math.ceil(wire_item_size(put["Item"]) / WRITE_UNIT_BYTES))
 
 
-def batch_cost(requests: Iterable[WireRequest]) -> int:
+def batch_cost(requests: Iterable[Request]) -> int:
     return sum(request_cost(r) for r in requests)
 
 
@@ -252,7 +252,7 @@ class WriteControl:
         """The rate the bucket lets through now (the budget, or less after refusals)."""
         return self.bucket.rate
 
-    async def before(self, requests: list[WireRequest]) -> int:
+    async def before(self, requests: Sequence[Request]) -> int:
         """Wait for the budget of a call sending ``requests``; its estimated cost
         (0 while nothing limits the rate: sizes are only computed when needed)."""
         self.calls += 1
@@ -266,8 +266,8 @@ class WriteControl:
         self,
         estimated: int,
         consumed: float | None,
-        sent: list[WireRequest],
-        unprocessed: list[WireRequest],
+        sent: Sequence[Request],
+        unprocessed: Sequence[Request],
     ) -> float:
         """Record what a call consumed: DynamoDB's figure, else the estimate of
         what it accepted (at least 1 unit per accepted request; 1 each while no

@@ -78,6 +78,10 @@ class RestoreRun:
         # Point in time: the windows verified this round, by target table (their
         # winners hold key values: kept in memory only, verified again next round).
         self.verified_windows: dict[str, dict[str, VerifiedWindow]] = {}
+        # Data files verified this round whose every line is canonical: read again
+        # from the same pin, their lines are sent as they stand (items.EncodedPut).
+        # In memory only: a later round (or a forged checkpoint) cannot claim it.
+        self.canonical_files: set[str] = set()
 
     def control(self, table: str) -> WriteControl:
         """The table's write budget and adaptive concurrency, shared by its clear and writes."""

@@ -6,8 +6,10 @@ signing key derived once a day) built from the client's own credentials,
 endpoint, signing name/region, User-Agent and HTTP session, with no
 per-request event machinery and no botocore retries (the writer's
 ``RetryPolicy`` retries). The body is serialized once with orjson from the
-parsed items (:func:`batch_body`; a line's bytes never reach a body, and it
-asks ``ReturnConsumedCapacity=TOTAL``), the answer read with one
+parsed items (:func:`batch_body`, which asks ``ReturnConsumedCapacity=TOTAL``);
+the only bytes of a line that reach a body are those of an
+:class:`~ddb_backup.items.EncodedPut`, a line proven to be its checked value
+re-encoded, joined as they stand. The answer is read with one
 ``orjson.loads`` (``UnprocessedItems`` stay in wire form, the consumed write
 units come back on the :class:`Unprocessed` list).
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -35,11 +37,12 @@ from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ClientError, NoCredentialsError, ResponseStreamingError
 
 from ddb_backup.errors import ConfigError
-from ddb_backup.items import WireRequest
+from ddb_backup.items import EncodedPut, Request, WireRequest
 from ddb_backup.restore.signing import RequestSigner
 
 __all__ = [
     "BatchSender",
+    "EncodedSender",
     "Unprocessed",
     "batch_body",
     "consumed_units",
@@ -63,6 +66,9 @@ class Unprocessed(list[WireRequest]):
 #: ``sender(table, requests) -> unprocessed requests`` (all in wire form; an
 #: :class:`Unprocessed` list also carries the consumed capacity).
 BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
+#: A sender that also takes :class:`~ddb_backup.items.EncodedPut` requests (and
+#: says so with a true ``takes_encoded`` attribute): the direct sender.
+EncodedSender = Callable[[str, Sequence[Request]], Awaitable[list[WireRequest]]]
 
 _OPERATION = "BatchWriteItem"
 
@@ -81,11 +87,23 @@ _CLIENT_MEMBERS = (
 )
 
 
-def batch_body(table: str, requests: list[WireRequest]) -> bytes:
-    """The BatchWriteItem JSON body, encoded from parsed values only: whatever an
-    export line held, it can only be the value of its own ``Item``. It asks for
-    the consumed capacity (the write budget is measured from it)."""
-    return orjson.dumps({"RequestItems": {table: requests}, "ReturnConsumedCapacity": "TOTAL"})
+def batch_body(table: str, requests: Sequence[Request]) -> bytes:
+    """The BatchWriteItem JSON body, encoded from parsed values: whatever an
+    export line held, it can only be the value of its own ``Item``. An
+    :class:`~ddb_backup.items.EncodedPut` is that encoding already, joined as it
+    stands. It asks for the consumed capacity (the write budget is measured from it)."""
+    if EncodedPut not in set(map(type, requests)):
+        return orjson.dumps({"RequestItems": {table: requests}, "ReturnConsumedCapacity": "TOTAL"})
+    parts = [r if type(r) is EncodedPut else orjson.dumps(r) for r in requests]
+    return b"".join(
+        (
+            b'{"RequestItems":{',
+            orjson.dumps(table),
+            b":[",
+            b",".join(parts),
+            b']},"ReturnConsumedCapacity":"TOTAL"}',
+        )
+    )
 
 
 def consumed_units(answer: Mapping[str, Any], table: str) -> float | None:
@@ -122,6 +140,9 @@ class _DirectSender:
 
     See :func:`direct_sender`.
     """
+
+    #: It sends :class:`~ddb_backup.items.EncodedPut` requests as they stand.
+    takes_encoded = True
 
     def __init__(self, client: Any) -> None:
         if not supports_direct_path(client):
@@ -175,7 +196,7 @@ class _DirectSender:
             self._targets[table] = cached
         return cached
 
-    async def __call__(self, table: str, requests: list[WireRequest]) -> list[WireRequest]:
+    async def __call__(self, table: str, requests: Sequence[Request]) -> list[WireRequest]:
         client = self._client
         url, headers, signer = await self._target(table)
         body = batch_body(table, requests)
@@ -278,7 +299,7 @@ def supports_direct_path(client: Any) -> bool:
     )
 
 
-def direct_sender(dynamodb_client: Any) -> BatchSender:
+def direct_sender(dynamodb_client: Any) -> EncodedSender:
     """A :data:`BatchSender` making one SigV4-signed POST per batch with the client's parts.
 
     What the client provides is used as is: its credentials (refreshed through

@@ -1,8 +1,11 @@
 """Streaming a table's verified files into the writer; what fails, to dead letters.
 
 Files are streamed (S3 chunks -> gunzip -> lines -> items) ``files_in_flight``
-at a time; each line is parsed again (and checked again where the read is not
-pinned to the verified object), and the request is built from the parsed item.
+at a time. A line of a file this round verified and found canonical is sent as
+it stands (the read is pinned to the verified object: its bytes are the checked
+value, see ``items.EncodedPut``); other pinned lines are parsed again, and
+unpinned ones (a local copy) checked again in full, the request built from the
+parsed item.
 A file's ``lines_done`` advances over the batches DynamoDB acknowledged (or
 dead-lettered), so a resumed round starts exactly there. What DynamoDB will
 not take goes to the table's dead-letter folder (restorable with
@@ -21,7 +24,7 @@ from ddb_backup.errors import (
     DataFileChangedError,
     DdbBackupError,
 )
-from ddb_backup.items import check_item_line, item_of_verified_line
+from ddb_backup.items import Request, check_item_line, encoded_puts, item_of_verified_line
 from ddb_backup.keys import dead_letter_prefix
 from ddb_backup.restore.prepare import table_keys
 from ddb_backup.restore.state import FileState, TablePhase, TableState
@@ -29,7 +32,6 @@ from ddb_backup.restore.writer import (
     MAX_BATCH,
     BatchWriter,
     DeadLetterSink,
-    WireRequest,
     put_request,
 )
 from ddb_backup.stream import StreamStats, check_streamed_again, closing, iter_line_blocks
@@ -116,11 +118,16 @@ async def _stream_file(
     # A pinned read is of the very object verified: parsing its lines suffices.
     # An unpinned one (a local copy) could have changed: every rule again.
     pinned = f.pin is not None
+    # Verified this round, every line canonical: the lines are the checked values.
+    as_they_stand = pinned and key in run.canonical_files
 
     async def submit(lines: list[bytes], start: int) -> None:
-        # Requests are built from the parsed items, never from the lines' bytes;
+        # Else requests are built from the parsed items, not from the lines' bytes;
         # parsed a batch at a time, so only the batches in flight hold objects.
-        if pinned:
+        requests: list[Request]
+        if as_they_stand:
+            requests = encoded_puts(lines)
+        elif pinned:
             requests = put_requests_of_verified(lines, key=key, first_line_no=start + 1)
         else:
             requests = [
@@ -172,9 +179,7 @@ async def _stream_file(
     return line_no
 
 
-def put_requests_of_verified(
-    lines: list[bytes], *, key: str, first_line_no: int
-) -> list[WireRequest]:
+def put_requests_of_verified(lines: list[bytes], *, key: str, first_line_no: int) -> list[Request]:
     """:func:`~ddb_backup.items.item_of_verified_line` for a batch of lines, as
     put requests: parsed and framed in compiled code (each line one object whose
     only member is a non-empty ``Item`` object, which is a PutRequest's value as

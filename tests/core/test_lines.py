@@ -20,6 +20,7 @@ from ddb_backup.items import (
     MAX_ITEM_BYTES,
     check_item_line,
     check_item_lines,
+    encoded_puts,
     item_of_verified_line,
     wire_item_size,
 )
@@ -151,6 +152,18 @@ def reread(line: bytes) -> dict[str, Any]:
     return item_of_verified_line(line, key="data/x.json.gz", line_no=7)
 
 
+def assert_one_own_put(body_bytes: bytes, line: bytes) -> None:
+    """The body holds exactly one PutRequest, for the target table, of the line's own item."""
+    body = orjson.loads(body_bytes)
+    assert body.pop("ReturnConsumedCapacity") == "TOTAL"  # the write budget's measure
+    assert list(body) == ["RequestItems"]
+    assert list(body["RequestItems"]) == [TARGET]
+    (request,) = body["RequestItems"][TARGET]
+    assert list(request) == ["PutRequest"]
+    assert list(request["PutRequest"]) == ["Item"]
+    assert request["PutRequest"]["Item"] == orjson.loads(line)["Item"]
+
+
 @pytest.mark.parametrize("read", [check, reread], ids=["checked", "pinned-reread"])
 @SETTINGS
 @given(line=st.one_of(hostile_lines(), st.binary(max_size=64), st.sampled_from(SMUGGLING)))
@@ -165,14 +178,64 @@ def test_no_line_can_make_a_request_touch_another_key_or_table(
         item = read(line)
     except CorruptDataError:
         return
-    body = orjson.loads(batch_body(TARGET, [put_request(item)]))
-    assert body.pop("ReturnConsumedCapacity") == "TOTAL"  # the write budget's measure
-    assert list(body) == ["RequestItems"]
-    assert list(body["RequestItems"]) == [TARGET]
-    (request,) = body["RequestItems"][TARGET]
-    assert list(request) == ["PutRequest"]
-    assert list(request["PutRequest"]) == ["Item"]
-    assert request["PutRequest"]["Item"] == orjson.loads(line)["Item"]
+    assert_one_own_put(batch_body(TARGET, [put_request(item)]), line)
+
+
+def as_the_restore_sends(line: bytes) -> bytes:
+    """The body of a verified line: as it stands when proven canonical, else parsed."""
+    canonical = check_item_lines([line], key="data/x.json.gz", first_line_no=1, canonical=True)
+    return batch_body(TARGET, encoded_puts([line]) if canonical else [put_request(check(line))])
+
+
+@SETTINGS
+@given(
+    line=st.one_of(
+        hostile_lines(),
+        st.builds(lambda item: orjson.dumps({"Item": item}), wire_items),
+        st.sampled_from(SMUGGLING),
+    )
+)
+def test_no_line_sent_as_it_stands_can_touch_another_key_or_table(line: bytes) -> None:
+    """The same promise where a canonical line's bytes go into the body as they stand."""
+    try:
+        check(line, keys=())
+    except CorruptDataError:
+        return
+    assert_one_own_put(as_the_restore_sends(line), line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"Item":{"pk":{"S":"a"},"sk":{"S":"b"},"pk":{"S":"victim"}}}',  # a name twice
+        b'{"Item":{"pk":{"S":"victim"},"sk":{"S":"v"}},"Item":{"pk":{"S":"a"},"sk":{"S":"b"}}}',
+        b'{"Item": {"pk":{"S":"a"},"sk":{"S":"b"}}}',  # a space
+        b'{"Item":{"pk":{"S":"\\u0061"},"sk":{"S":"b"}}}',  # an escape for a plain letter
+        b'{"Item":{"pk":{"S":"a"},"sk":{"S":"b"}}}\r',  # a CR before the newline
+    ],
+    ids=["name-twice", "item-twice", "space", "escape", "cr"],
+)
+def test_a_line_another_parser_could_read_otherwise_is_not_sent_as_it_stands(
+    line: bytes,
+) -> None:
+    """Valid JSON that is not exactly its parsed value re-encoded is never canonical:
+    the body is encoded from the checked value, so DynamoDB gets what was checked."""
+    assert not check_item_lines([line], key="k", first_line_no=1, canonical=True)
+    body = as_the_restore_sends(line)
+    assert orjson.loads(body)["RequestItems"][TARGET] == [{"PutRequest": {"Item": check(line)}}]
+    assert body.count(b'"pk"') == 1
+
+
+def test_canonical_lines_are_sent_byte_for_byte_and_mixed_bodies_parse_alike() -> None:
+    assert check_item_lines(LINES, key="k", first_line_no=1, keys=KEYS, canonical=True)
+    assert not check_item_lines(LINES, key="k", first_line_no=1, keys=KEYS)  # not asked
+    encoded = encoded_puts(LINES[:3])
+    mixed = [*encoded, put_request(check(LINES[3]))]
+    body = batch_body(TARGET, mixed)
+    for line in LINES[:3]:
+        assert b'{"PutRequest":' + line + b"}" in body
+    parsed = [put_request(check(line)) for line in LINES[:4]]
+    assert orjson.loads(body) == orjson.loads(batch_body(TARGET, parsed))
 
 
 def test_a_repeated_member_name_sends_the_one_value_that_was_checked() -> None:
@@ -267,6 +330,19 @@ def test_item_over_400_kb_by_the_rules_is_refused() -> None:
 
 
 # -- verify_file: every line through the same check ---------------------------------
+
+
+async def test_verification_names_the_files_whose_every_line_is_canonical(tmp_path: Any) -> None:
+    """Only a sound file all of whose lines are canonical may be sent as it stands."""
+    spaced = LINES[0].replace(b'{"Item":', b'{"Item": ', 1)
+    files = {"all.json.gz": LINES, "one-spaced.json.gz": [*LINES[1:], spaced]}
+    canonical: set[str] = set()
+    for name, lines in files.items():
+        body = gzip_lines(lines)
+        (tmp_path / name).write_bytes(body)
+        expected = ExpectedFile(key=name, item_count=len(lines), md5=md5_b64(body))
+        await verify_file(LocalStorage(tmp_path), expected, keys=KEYS, canonical=canonical)
+    assert canonical == {"all.json.gz"}
 
 
 async def _verify(tmp_path: Any, body: bytes, **expected: Any) -> Any:

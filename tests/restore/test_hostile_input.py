@@ -315,3 +315,35 @@ async def test_local_copy_swapped_after_verification_is_checked_in_full_again(
     assert f"{data_key}: line 1 has an attribute that is not DynamoDB JSON" in str(r["error"])
     assert r["items_written"] == 0
     assert await scan_all(aws.dynamodb, TABLE) == [VICTIM]
+
+
+async def test_lines_another_parser_could_read_otherwise_write_what_was_checked(
+    aws: AwsClients, bucket: str
+) -> None:
+    """Canonical lines are sent as they stand; a line with a name twice, or ``Item``
+    twice, is valid JSON that parsers may read differently. Its bytes never reach
+    DynamoDB: the table holds exactly what verification checked (the last value of
+    each name, as orjson reads it), and the victim is untouched."""
+    await victims(aws)
+    ambiguous = [
+        b'{"Item":{"pk":{"S":"victim"},"sk":{"S":"v"},"pk":{"S":"twice"},"n":{"N":"1"}}}',
+        b'{"Item":{"pk":{"S":"victim"},"sk":{"S":"v"}},"Item":{"pk":{"S":"item-twice"},'
+        b'"sk":{"S":"v"}}}',
+    ]
+    export = await write_aws_export(
+        aws.s3, bucket, "exports/ambiguous", PK_SK_ITEMS[:30], files=2, extra_lines=ambiguous
+    )
+    result = await restore_export(
+        S3Storage(aws.s3, bucket), export["folder"], TABLE, aws, retry=FAST
+    )
+
+    assert result.status_code == 200, result.body
+    checked = [orjson.loads(line)["Item"] for line in ambiguous]
+    assert checked[0]["pk"] == {"S": "twice"}
+    assert checked[1]["pk"] == {"S": "item-twice"}
+
+    def by_key(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
+
+    want = by_key([VICTIM, *PK_SK_ITEMS[:30], *checked])
+    assert by_key(await scan_all(aws.dynamodb, TABLE)) == want
