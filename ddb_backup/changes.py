@@ -20,7 +20,6 @@ then streams the records again and skips the losers.
 
 from __future__ import annotations
 
-import decimal
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +27,7 @@ from typing import Any, Final
 
 import orjson
 
+from ddb_backup.digest import canonical_number
 from ddb_backup.errors import CorruptDataError
 from ddb_backup.items import WireItem, check_wire_item
 
@@ -110,27 +110,14 @@ def key_identity(keys: WireItem, key_names: tuple[str, ...]) -> bytes:
 
 
 def key_parts(keys: WireItem, key_names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """``(type, value)`` per key attribute in key-schema order, numbers normalised:
-    equal for two items exactly when DynamoDB sees one key (hashable)."""
+    """``(type, value)`` per key attribute in key-schema order, numbers in the
+    digest's exact canonical form (:func:`~ddb_backup.digest.canonical_number`):
+    equal for two checked items exactly when DynamoDB sees one key (hashable)."""
     parts: list[tuple[str, Any]] = []
     for name in key_names:
         ((type_, value),) = keys[name].items()
-        parts.append((type_, _normal_number(value) if type_ == "N" else value))
+        parts.append((type_, canonical_number(value) if type_ == "N" else value))
     return tuple(parts)
-
-
-#: Enough digits for any DynamoDB number (38 significant), so normalising never rounds.
-EXACT = decimal.Context(prec=100)
-
-
-def _normal_number(text: Any) -> str:
-    try:
-        number = decimal.Decimal(str(text))
-    except decimal.InvalidOperation:
-        return str(text)  # refused by the type check before it matters
-    # An explicit precision: the default context's 28 digits would round two of
-    # DynamoDB's 38-digit keys into one.
-    return "0" if number.is_zero() else str(number.normalize(EXACT))
 
 
 def parse_change_line(

@@ -55,7 +55,12 @@ _MOD = 1 << 128
 
 
 def canonical_number(text: str) -> str:
-    """A DynamoDB number as one text per value (see the module docstring)."""
+    """A DynamoDB number as one text per value (see the module docstring).
+
+    The one normaliser of numbers: digests, diff keys and the key identity of
+    change records (:func:`ddb_backup.changes.key_parts`) all use it, so they
+    never disagree on whether two spellings are one number. Exact at any length
+    or exponent; the text must be a number (callers pass checked items)."""
     sign, digits, exponent = Decimal(text).as_tuple()
     if not isinstance(exponent, int):  # NaN/Infinity: never a DynamoDB number
         raise ValueError("not a finite number")

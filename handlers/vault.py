@@ -10,7 +10,7 @@ Answers 200 (complete and verified), 202 (time ran out; invoke again with the
 date: the copy resumes), 404 (no final backup for the date), 500 (an object
 failed or conflicted: the body names each). After the date, the same invocation
 copies the point-in-time chains' verified windows and records
-(:func:`ddb_backup.vault.copy_windows_to_vault`, within the same deadline);
+(:func:`ddb_backup.vault.copy_date_and_windows`, within the same deadline);
 their counts are the body's ``windows`` and count in the status code. EMF
 metrics (namespace DdbBackup, dimensions {Environment, Function=vault}): ``vault_objects_copied``,
 ``vault_objects_skipped``, ``vault_objects_failed``, ``vault_conflicts``,
@@ -34,10 +34,9 @@ from ddb_backup.metrics import emit_metrics
 from ddb_backup.vault import (
     VaultConfig,
     VaultResult,
+    VaultRun,
     WindowsResult,
-    copy_to_vault,
-    copy_windows_to_vault,
-    latest_final_date,
+    copy_date_and_windows,
 )
 
 # Not handlers.backup's event: this function's import closure (its IAM role, see
@@ -73,33 +72,22 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         log.error("invalid configuration; nothing copied", extra={"error": str(exc)})
         _emit("unknown", None, started)
         return response(500, {"error": str(exc)})
-    deadline = working_seconds(context)
     try:
-        day = parsed.backup_date
-        result, windows = asyncio.run(_run(config, day, deadline))
+        run = asyncio.run(_run(config, parsed.backup_date, working_seconds(context)))
     except BackupNotFoundError as exc:
         return response(404, {"error": str(exc)})
     except DdbBackupError as exc:
         log.error("vault copy failed", extra={"error": str(exc)})
         _emit(config.environment, None, started)
         return response(500, {"error": str(exc)})
-    _emit(config.environment, result, started, windows)
-    # The worse of the two answers: 500 over 202 over 200.
-    code = max(result.status_code, windows.status_code, key=(200, 202, 500).index)
-    return response(code, result.body() | {"windows": windows.body()})
+    _emit(config.environment, run.date, started, run.windows)
+    return response(run.status_code, run.body())
 
 
-async def _run(
-    config: VaultConfig, date: dt.date | None, deadline: float | None
-) -> tuple[VaultResult, WindowsResult]:
+async def _run(config: VaultConfig, date: dt.date | None, deadline: float | None) -> VaultRun:
     """The date's copy, then the point-in-time windows' within what is left of the deadline."""
-    started = time.monotonic()
     async with aws_clients() as clients:
-        day = date or await latest_final_date(config, clients)
-        result = await copy_to_vault(config, clients, day, deadline_seconds=deadline)
-        left = None if deadline is None else max(0.0, deadline - (time.monotonic() - started))
-        windows = await copy_windows_to_vault(config, clients, deadline_seconds=left)
-        return result, windows
+        return await copy_date_and_windows(config, clients, date, deadline_seconds=deadline)
 
 
 def _emit(

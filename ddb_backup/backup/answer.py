@@ -291,7 +291,9 @@ def incremental_result(
     checked_at: dt.datetime,
 ) -> IncrementalResult:
     """202 while an export runs; else 200 if every table is up to date without a
-    break, 500 if none is, 207 in between."""
+    break, 500 if none is, 207 in between. A PENDING table (no full backup to
+    chain from yet) is not up to date, as a failed table is not backed up in the
+    daily answer: it makes a round 207 (or 500 alone), never hides as 200."""
     count = {s: sum(r["status"] == s for r in results) for s in TableStatus}
     breaks = sum(len(r["breaks"]) for r in results)
     lags = [r["chain_lag_seconds"] for r in results if r["chain_lag_seconds"] is not None]

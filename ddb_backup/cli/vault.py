@@ -1,5 +1,10 @@
 """``ddb-backup vault-copy DATE`` and ``ddb-backup vault-status [--json]``.
 
+``vault-copy`` runs what the vault function runs
+(:func:`ddb_backup.vault.copy_date_and_windows`): the date (``latest``: the newest
+final one), then every point-in-time chain's verified windows and records; it
+exits 1 unless both are complete and verified. ``--json``: the function's body.
+
 ``vault-status`` shows a line per date (copy complete, verified, locked until when)
 and, when there are point-in-time chains, a line per table (windows copied,
 verified, missing, end of the newest verified window); it exits 1 if anything
@@ -23,8 +28,7 @@ from ddb_backup.cli.display import Output
 from ddb_backup.keys import check_date
 from ddb_backup.vault import (
     VaultConfig,
-    copy_to_vault,
-    latest_final_date,
+    copy_date_and_windows,
     vault_status,
     verify_vault_windows,
 )
@@ -64,7 +68,8 @@ def add_vault_parsers(sub: Any, common: argparse.ArgumentParser, date_arg: Any) 
     p = sub.add_parser(
         "vault-copy",
         parents=[common, vault],
-        help="copy a final backup to the vault, verified and locked (resumable)",
+        help="copy a final backup, then the point-in-time windows, to the vault, "
+        "verified and locked (resumable)",
     )
     p.add_argument("date", type=date_arg, metavar="DATE", help="YYYY-MM-DD or latest")
     p.add_argument("--json", action="store_true", help="the result as JSON")
@@ -90,27 +95,32 @@ def vault_config(args: argparse.Namespace) -> VaultConfig:
 
 
 async def cmd_vault_copy(args: argparse.Namespace, out: Output) -> int:
+    """The vault function's run (a date, then the point-in-time windows) from the shell."""
     config = vault_config(args)
+    date = None if args.date == "latest" else check_date(args.date)
     async with settings.clients(args) as aws:
-        if args.date == "latest":
-            date = await latest_final_date(config, aws)
-        else:
-            date = check_date(args.date)
-        result = await copy_to_vault(config, aws, date)
-    body = result.body()
+        run = await copy_date_and_windows(config, aws, date)
+    body = run.body()
     if args.json:
         out.json(body)
-    else:
-        out.line(
-            f"{body['backup_date']}: {body['status'].lower()}: {body['copied']} copied, "
-            f"{body['skipped']} already in the vault, {body['failed']} failed"
-            + (f", {body['remaining']} left (run again)" if body["remaining"] else "")
-        )
-        for failure in body["failures"]:
-            out.line(f"  {failure['key']}: {failure['reason']}")
-        if body["locked_until"]:
-            out.line(f"locked until {body['locked_until']} in s3://{config.vault_bucket}")
-    return 0 if result.status_code == 200 else 1
+        return 0 if run.status_code == 200 else 1
+    windows = body["windows"]
+    out.line(
+        f"{body['backup_date']}: {body['status'].lower()}: {_counts(body)}"
+        + (f"; locked until {body['locked_until']}" if body["locked_until"] else "")
+    )
+    out.line(f"point-in-time windows: {windows['windows']}, {_counts(windows)}")
+    for failure in body["failures"] + windows["failures"]:
+        out.line(f"  {failure['key']}: {failure['reason']}")
+    out.line(f"in s3://{config.vault_bucket}")
+    return 0 if run.status_code == 200 else 1
+
+
+def _counts(body: dict[str, Any]) -> str:
+    return (
+        f"{body['copied']} copied, {body['skipped']} already in the vault, {body['failed']} failed"
+        + (f", {body['remaining']} left (run again)" if body["remaining"] else "")
+    )
 
 
 def _when(value: dt.datetime | None) -> str:

@@ -14,6 +14,8 @@ SSE-KMS), else by reading the copy. The vault manifest is written last::
 
 After each date, :func:`copy_windows_to_vault` copies the point-in-time chains'
 verified windows and their records the same way (:mod:`.copy_windows`).
+:func:`copy_date_and_windows` (:mod:`.run`) is the two in order, as the vault
+function and ``ddb-backup vault-copy`` run them.
 
 A key already in the vault with the right MD5 is skipped; a different object
 under a locked key is a conflict, reported and never overwritten.
@@ -23,7 +25,7 @@ manifest and the resume state), :mod:`.copy_object` (one object, copied and
 proven), :mod:`.copy_date` (one date, resumable), :mod:`.copy_windows` (the
 point-in-time windows), :mod:`.verify` (a copy checked against its manifest),
 :mod:`.verify_windows` (the windows' copies, per table), :mod:`.status` (every
-date of the primary and the vault).
+date of the primary and the vault), :mod:`.run` (a date, then the windows).
 """
 
 from ddb_backup.vault.config import VaultConfig
@@ -36,6 +38,7 @@ from ddb_backup.vault.manifest import (
     vault_manifest_key,
     vault_state_key,
 )
+from ddb_backup.vault.run import VaultRun, copy_date_and_windows
 from ddb_backup.vault.status import latest_final_date, vault_status
 from ddb_backup.vault.verify import VaultDateStatus, verify_vault_copy
 from ddb_backup.vault.verify_windows import VaultWindowsStatus, verify_vault_windows
@@ -48,8 +51,10 @@ __all__ = [
     "VaultManifest",
     "VaultObject",
     "VaultResult",
+    "VaultRun",
     "VaultWindowsStatus",
     "WindowsResult",
+    "copy_date_and_windows",
     "copy_to_vault",
     "copy_windows_to_vault",
     "latest_final_date",

@@ -68,11 +68,11 @@ def config(bucket: str) -> IncrementalConfig:
     return IncrementalConfig(bucket=bucket, environment=ENV, tables=(TABLE,), interval_minutes=15)
 
 
-async def make_table(aws: AwsClients, at: dt.datetime = T0) -> None:
+async def make_table(aws: AwsClients, at: dt.datetime = T0, name: str = TABLE) -> None:
     CLOCK.set(at)
-    await create_table(aws.dynamodb, TABLE)
-    await enable_stream(aws.dynamodb, TABLE)
-    await put_items(aws.dynamodb, TABLE, ITEMS[:5])
+    await create_table(aws.dynamodb, name)
+    await enable_stream(aws.dynamodb, name)
+    await put_items(aws.dynamodb, name, ITEMS[:5])
 
 
 async def full_backup(aws: AwsClients, bucket: str, at: dt.datetime = FULL) -> None:
@@ -298,6 +298,33 @@ async def test_no_full_backup_no_chain(aws: AwsClients, bucket: str) -> None:
     assert (row["status"], row["chain_id"]) == ("PENDING", None)
     assert "no verified full backup" in str(row["message"])
     assert await chains(aws, bucket) == []
+
+
+async def test_a_table_without_a_full_backup_waits_and_the_others_are_chained(
+    aws: AwsClients, bucket: str
+) -> None:
+    """Like a failed table of the daily backup: 207, the waiting table named with
+    its reason, the other table's window exported and chained all the same."""
+    await make_table(aws, name="pitr-new")
+    await make_table(aws)
+    await full_backup(aws, bucket)  # of TABLE alone
+    await change(aws, _at(FULL, minutes=5), puts=2)
+    cfg = IncrementalConfig(
+        bucket=bucket, environment=ENV, tables=("pitr-new", TABLE), interval_minutes=15
+    )
+    CLOCK.set(_at(FULL, minutes=40))
+    result = await run_incremental_backup(cfg, aws, now=_at(FULL, minutes=40), polling=FAST)
+    assert result.status_code == 207, result.body
+    body = result.body
+    assert (body["status"], body["pending_tables"], body["windows_verified"]) == ("PARTIAL", 1, 1)
+    rows = {r["table_name"]: r for r in body["results"]}
+    assert (rows["pitr-new"]["status"], rows["pitr-new"]["chain_id"]) == ("PENDING", None)
+    assert "no verified full backup" in str(rows["pitr-new"]["message"])
+    assert rows[TABLE]["status"] == "COMPLETED"
+    (chain,) = await chains(aws, bucket)
+    assert windows(chain) == [(FULL, _at(FULL, minutes=30))]
+    assert [w.puts for w in chain.windows] == [2]
+    assert await list_chains(S3Storage(aws.s3, bucket), PREFIX, "pitr-new") == []
 
 
 async def test_no_attribute_value_in_logs_or_answers(aws: AwsClients, bucket: str) -> None:

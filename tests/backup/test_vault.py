@@ -553,6 +553,36 @@ def test_handler_copies_the_windows_after_the_date(vault_env: dict[str, str]) ->
     )
 
 
+def test_cli_vault_copy_copies_the_windows_and_chain_records_too(
+    vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``vault-copy`` does what the vault function does: the date, then every
+    verified window and the chain's records, which land whole in the vault."""
+
+    async def setup(aws: AwsClients) -> Chain:
+        sc = await make_changes(aws, BUCKET)
+        return await record_chain(S3Storage(aws.s3, BUCKET), sc)
+
+    chain = on_aws(setup)
+
+    code, out, _ = run_cli(capsys, "vault-copy", DATE.isoformat(), "--json")
+
+    assert code == 0, out
+    body = orjson.loads(out)
+    assert (body["status"], body["failed"]) == ("COMPLETE", 0)
+    windows = body["windows"]
+    assert (windows["windows"], windows["failed"], windows["remaining"]) == (3, 0, 0)
+    want = on_aws(lambda aws: _chain_objects(aws, BUCKET, chain))
+    in_vault = on_aws(lambda aws: _under(aws, VAULT, incremental_prefix(PREFIX, SOURCE) + "/"))
+    assert in_vault == want  # every window's folder and data files, and the chain records
+    assert any(k.startswith(chain_prefix(PREFIX, SOURCE, chain.chain_id) + "/") for k in want)
+    assert windows["copied"] == len(want)
+
+    code, out, _ = run_cli(capsys, "vault-copy", "latest")
+    assert code == 0
+    assert f"point-in-time windows: 3, 0 copied, {len(want)} already in the vault" in out
+
+
 def test_point_in_time_restore_from_the_vault_alone(
     vault_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,7 +17,14 @@ import orjson
 import pytest
 
 from ddb_backup.aws import AwsClients
-from ddb_backup.changes import ChangeKind, MicrosWindow, parse_change_line, resolve_window
+from ddb_backup.changes import (
+    ChangeKind,
+    MicrosWindow,
+    key_identity,
+    parse_change_line,
+    resolve_window,
+)
+from ddb_backup.digest import canonical_number
 from ddb_backup.errors import (
     ChecksumMismatchError,
     CorruptDataError,
@@ -312,6 +319,31 @@ def test_numbers_in_keys_are_one_key_whatever_their_spelling() -> None:
     resolver = resolve_window([("f", rec("10", 1, put=True)), ("f", rec("1E+1", 2, put=False))])
     assert (resolver.puts, resolver.deletes) == (0, 1)
     assert rec("10", 1, put=True).kind is ChangeKind.INSERT
+
+
+# (a, b, one number?): where the key normaliser (Decimal.normalize in a 100-digit
+# context) parted from the digest's exact canonical_number: past 100 digits it
+# rounded two keys into one, and past its exponent range it raised decimal.Overflow.
+_KEY_NUMBERS = [
+    ("10", "1E+1", True),
+    ("0.10", "1E-1", True),
+    ("-0", "0.0E5", True),
+    ("1" * 38, "1" * 37 + "2", False),
+    ("9" * 120, "9" * 119 + "8", False),
+    ("1E1000000", "10E999999", True),
+    ("1E-1000000", "2E-1000000", False),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "same"), _KEY_NUMBERS)
+def test_key_numbers_are_one_key_exactly_when_the_digest_says_one_number(
+    a: str, b: str, same: bool
+) -> None:
+    """One normaliser for keys and digests: a window's keys and a table's digest
+    never disagree on whether two spellings are one number."""
+    ids = [key_identity({"id": {"N": n}}, ("id",)) for n in (a, b)]
+    assert (ids[0] == ids[1]) is same
+    assert (canonical_number(a) == canonical_number(b)) is same
 
 
 async def test_new_image_view_deletes_are_keys_only(aws: AwsClients, bucket: str) -> None:
