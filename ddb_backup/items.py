@@ -54,11 +54,10 @@ WireRequest = dict[str, Any]
 
 class EncodedPut(bytes):
     """A put request as JSON text, ``{"PutRequest":LINE}``, for a line that
-    :func:`check_item_lines` proved canonical in this process (the line is
-    byte for byte ``orjson.dumps`` of the one-member object it parsed to and
-    passed the rules), read again from the same pinned object: the bytes are
-    that checked value, so no parser can read anything else in them. Built by
-    :func:`encoded_puts` only."""
+    :func:`check_item_lines` proved canonical in this process (the line passed
+    the rules and is the shortest text of the value it parsed to: no name twice),
+    read again from the same pinned object: the bytes are that checked value,
+    so no parser can read anything else in them. Built by :func:`encoded_puts` only."""
 
     __slots__ = ()
 
@@ -228,10 +227,10 @@ def check_item_lines(
     line but ``on_item``; a block that fails, or holds a line long enough to need
     measuring, is checked line by line, for the error naming the line.
 
-    Returns, when ``canonical`` is asked, whether every line is byte for byte
-    ``orjson.dumps`` of what it parsed to: such a line holds no duplicate
-    member, no escape, no space, nothing a parser could read another way
-    (:class:`EncodedPut`). Else False.
+    Returns, when ``canonical`` is asked, whether every line is ``orjson.dumps``
+    of what it parsed to (:func:`_encodes_as`): such a line holds no name
+    twice, no space, no needless escape, nothing a parser could read another
+    way (:class:`EncodedPut`). Else False.
     """
     is_valid = _line_validator(keys)
     if lines and max(map(len, lines)) > MAX_ITEM_BYTES:
@@ -265,9 +264,23 @@ def check_item_lines(
 
 
 def _encodes_as(docs: list[Any], lines: Sequence[bytes]) -> bool:
-    """Whether ``orjson.dumps`` of each parsed doc is its line, byte for byte."""
+    """Whether each line is ``orjson.dumps`` of what it parsed to, judged by length.
+
+    For a line the rules passed (no bare JSON numbers: DynamoDB's are strings),
+    ``orjson.dumps`` of its value is the shortest text of that value: no space,
+    each name once, strings escaped only where JSON requires it, with the
+    shortest escape. Any other text of the value is longer, a repeated name (the
+    one thing two parsers can read differently) included, except a ``\\u00XX``
+    escape of a control character spelled in the other case, which every parser
+    reads alike. So the block's lines hold no more bytes than their values
+    encoded (one ``dumps`` of the block, no per-line bytes) exactly when each is
+    its value's text.
+    """
+    if not lines:
+        return True
     try:
-        return list(map(orjson.dumps, docs)) == list(lines)
+        # dumps(docs) is "[" + the encoded lines joined by "," + "]".
+        return len(orjson.dumps(docs)) == sum(map(len, lines)) + len(lines) + 1
     except orjson.JSONEncodeError:  # e.g. a lone surrogate escape: not canonical
         return False
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import math
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -224,6 +226,67 @@ def test_a_line_another_parser_could_read_otherwise_is_not_sent_as_it_stands(
     body = as_the_restore_sends(line)
     assert orjson.loads(body)["RequestItems"][TARGET] == [{"PutRequest": {"Item": check(line)}}]
     assert body.count(b'"pk"') == 1
+
+
+def encode_loosely(rng: random.Random, value: Any) -> bytes:
+    """Some JSON text of ``value``: spaces, needless escapes in either hex case,
+    and names given twice (with another value), at random."""
+
+    def space() -> bytes:
+        return rng.choice([b"", b"", b"", b"", b" ", b"\t"])
+
+    if isinstance(value, dict):
+        members = list(value.items())
+        if members and rng.random() < 0.2:  # a name twice
+            name, _ = rng.choice(members)
+            other = rng.choice([{"S": "other"}, {"NULL": True}, {}])
+            members.insert(rng.randint(0, len(members)), (name, other))
+        parts = [
+            space() + encode_loosely(rng, name) + space() + b":" + encode_loosely(rng, v)
+            for name, v in members
+        ]
+        return b"{" + b",".join(parts) + space() + b"}"
+    if isinstance(value, list):
+        return b"[" + b",".join(encode_loosely(rng, v) for v in value) + b"]"
+    text = orjson.dumps(value)
+    if isinstance(value, str) and value and rng.random() < 0.2:
+        at = rng.randrange(len(value))
+        if ord(value[at]) < 0xD800:  # one character escaped, in either hex case
+            escape = rng.choice(["\\u%04x", "\\u%04X"]) % ord(value[at])
+            text = (
+                orjson.dumps(value[:at])[:-1] + escape.encode() + orjson.dumps(value[at + 1 :])[1:]
+            )
+    return text
+
+
+def strict_json(line: bytes) -> Any:
+    """The standard library's reading of ``line``, refusing a name given twice."""
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in pairs]
+        assert len(set(names)) == len(names), "a name twice"
+        return dict(pairs)
+
+    return json.loads(line, object_pairs_hook=members)
+
+
+@SETTINGS
+@given(st.integers(0, 2**32), wire_items)
+def test_a_line_judged_canonical_reads_alike_in_every_parser(seed: int, item: Any) -> None:
+    """The length argument of ``items._encodes_as``: a checked line is judged
+    canonical only when it is its value's shortest text, so a parser that refuses
+    repeated names reads the very value orjson checked; every other line is not."""
+    line = encode_loosely(random.Random(seed), {"Item": item})
+    try:
+        canonical = check_item_lines([line], key="k", first_line_no=1, canonical=True)
+    except CorruptDataError:
+        return
+    shortest = orjson.dumps(orjson.loads(line))
+    if canonical:
+        assert strict_json(line) == orjson.loads(line)
+        assert line.lower() == shortest.lower()  # at most an escape's hex case differs
+    else:
+        assert len(line) > len(shortest)
 
 
 def test_canonical_lines_are_sent_byte_for_byte_and_mixed_bodies_parse_alike() -> None:
