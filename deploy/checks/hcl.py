@@ -1,6 +1,7 @@
 """The Terraform module as the checks see it: every top-level block with its file and
-line (and those of the local modules it calls, ``source = "./..."``), parsed with python-hcl2 (whose versions differ in quoting and block markers, so
-everything here goes through ``unquote`` and ``clean``)."""
+line, and those of the local modules it calls (``source = "./..."``), parsed with
+python-hcl2 (whose versions differ in quoting and block markers, so everything here goes
+through ``unquote`` and ``clean``)."""
 
 from __future__ import annotations
 
