@@ -1,6 +1,7 @@
 """The Terraform module as the checks see it: every top-level block with its file and
-line, parsed with python-hcl2 (whose versions differ in quoting and block markers, so
-everything here goes through ``unquote`` and ``clean``)."""
+line, and those of the local modules it calls (``source = "./..."``), parsed with
+python-hcl2 (whose versions differ in quoting and block markers, so everything here goes
+through ``unquote`` and ``clean``)."""
 
 from __future__ import annotations
 
@@ -88,10 +89,12 @@ class Block:
     body: dict[str, Any]
     path: Path
     line: int
+    #: The file as messages name it: relative to the root module (``modules/x/main.tf``).
+    file: str = ""
 
     @property
     def where(self) -> str:
-        return f"{self.path.name}:{self.line}"
+        return f"{self.file or self.path.name}:{self.line}"
 
     @property
     def address(self) -> str:
@@ -124,6 +127,9 @@ class Block:
 #: Number of labels each top-level block kind has.
 _LABELS = {"resource": 2, "data": 2, "variable": 1, "output": 1, "module": 1, "provider": 1}
 
+#: Arguments of a ``module`` block that are not the child's variables.
+MODULE_META = {"source", "version", "count", "for_each", "providers", "depends_on"}
+
 
 def _header_lines(lines: list[str], kind: str, labels: tuple[str, ...]) -> list[int]:
     parts = [re.escape(kind)] + [rf'"?{re.escape(label)}"?' for label in labels]
@@ -142,10 +148,12 @@ def _split(kind: str, value: Any, depth: int) -> Iterator[tuple[tuple[str, ...],
                 yield (label, *labels), body
 
 
-def load_module(directory: Path) -> list[Block]:
-    """Every top-level block of every ``*.tf`` file, in file order."""
+def load_module(directory: Path, root: Path | None = None) -> list[Block]:
+    """Every top-level block of every ``*.tf`` file, in file order; files are named
+    relative to ``root`` (the root module of a child module; default ``directory``)."""
     blocks: list[Block] = []
     for path in sorted(directory.glob("*.tf")):
+        file = path.resolve().relative_to((root or directory).resolve()).as_posix()
         lines = path.read_text(encoding="utf-8").splitlines()
         with path.open(encoding="utf-8") as fh:
             doc = hcl2.load(fh)
@@ -157,5 +165,13 @@ def load_module(directory: Path) -> list[Block]:
                 seen[(kind, *labels)] = nth + 1
                 headers = _header_lines(lines, kind, labels)
                 line = headers[min(nth, len(headers) - 1)]
-                blocks.append(Block(kind, labels, body, path, line))
+                blocks.append(Block(kind, labels, body, path, line, file))
     return blocks
+
+
+def local_source(call: Block) -> Path | None:
+    """The directory of a ``module`` block's local source (``./`` or ``../``), else None."""
+    source = unquote(call.body.get("source", ""))
+    if isinstance(source, str) and source.startswith(("./", "../")):
+        return (call.path.parent / source).resolve()
+    return None

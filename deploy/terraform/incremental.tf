@@ -18,12 +18,6 @@ locals {
 # only below <prefix>/incremental/ (exports, chain records, run state).
 # ---------------------------------------------------------------------------
 
-resource "aws_iam_role" "incremental" {
-  name               = "${local.name}-incremental"
-  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
-  tags               = local.tags
-}
-
 data "aws_iam_policy_document" "incremental" {
   statement {
     sid = "DescribeAndExportTables"
@@ -86,40 +80,16 @@ data "aws_iam_policy_document" "incremental" {
       resources = [statement.value]
     }
   }
-
-  statement {
-    sid       = "AsyncFailures"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.failures.arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
-    content {
-      sid       = "InfraKey"
-      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-
-  statement {
-    sid       = "Logs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.lambda["incremental"].arn}:*"]
-  }
-
-  statement {
-    # X-Ray has no resources to name.
-    sid       = "Tracing"
-    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-    resources = ["*"]
-  }
 }
 
-resource "aws_iam_role_policy" "incremental" {
-  name   = "incremental"
-  role   = aws_iam_role.incremental.id
-  policy = data.aws_iam_policy_document.incremental.json
+module "incremental_role" {
+  source = "./modules/function_role"
+
+  context            = local.module_context
+  name               = "incremental"
+  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+  policy_json        = data.aws_iam_policy_document.incremental.json
+  log_group_arns     = [aws_cloudwatch_log_group.lambda["incremental"].arn]
 }
 
 # ---------------------------------------------------------------------------
@@ -127,67 +97,18 @@ resource "aws_iam_role_policy" "incremental" {
 # per invocation; a round cut short answers 202 and the next one resumes it).
 # ---------------------------------------------------------------------------
 
-resource "aws_iam_role" "incremental_scheduler" {
-  name               = "${local.name}-incremental-scheduler"
-  assume_role_policy = data.aws_iam_policy_document.scheduler_trust.json
-  tags               = local.tags
-}
+module "incremental_schedule" {
+  source = "./modules/function_schedule"
 
-data "aws_iam_policy_document" "incremental_scheduler" {
-  statement {
-    sid       = "InvokeIncremental"
-    actions   = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.this["incremental"].arn]
-  }
-
-  statement {
-    sid       = "DeadLetters"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.failures.arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
-    content {
-      sid       = "InfraKey"
-      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-}
-
-resource "aws_iam_role_policy" "incremental_scheduler" {
-  name   = "incremental-scheduler"
-  role   = aws_iam_role.incremental_scheduler.id
-  policy = data.aws_iam_policy_document.incremental_scheduler.json
-}
-
-resource "aws_scheduler_schedule" "incremental" {
-  name        = "${local.name}-incremental"
-  description = "Incremental exports of ${join(", ", var.dynamodb_tables)} every ${var.incremental_interval_minutes} minutes"
-  state       = var.incremental_schedule_enabled ? "ENABLED" : "DISABLED"
-
-  schedule_expression = "rate(${var.incremental_interval_minutes} minutes)"
-  kms_key_arn         = var.infra_kms_key_arn
-
-  flexible_time_window {
-    mode = "OFF"
-  }
-
-  target {
-    arn      = aws_lambda_function.this["incremental"].arn
-    role_arn = aws_iam_role.incremental_scheduler.arn
-    input    = jsonencode({})
-
-    retry_policy {
-      maximum_event_age_in_seconds = 900
-      maximum_retry_attempts       = 2
-    }
-
-    dead_letter_config {
-      arn = aws_sqs_queue.failures.arn
-    }
-  }
+  context                      = local.module_context
+  name                         = "incremental"
+  assume_role_policy           = data.aws_iam_policy_document.scheduler_trust.json
+  function_arn                 = aws_lambda_function.this["incremental"].arn
+  description                  = "Incremental exports of ${join(", ", var.dynamodb_tables)} every ${var.incremental_interval_minutes} minutes"
+  enabled                      = var.incremental_schedule_enabled
+  schedule_expression          = "rate(${var.incremental_interval_minutes} minutes)"
+  maximum_event_age_in_seconds = 900
+  maximum_retry_attempts       = 2
 }
 
 # ---------------------------------------------------------------------------

@@ -29,6 +29,14 @@ locals {
     for t in local.restore_table : "arn:${local.partition}:dynamodb:${local.region}:${local.account_id}:table/${t}"
   ]
 
+  # What every function role and schedule shares (modules/function_role, function_schedule).
+  module_context = {
+    name_prefix        = local.name
+    failures_queue_arn = aws_sqs_queue.failures.arn
+    infra_kms_key_arn  = var.infra_kms_key_arn
+    tags               = local.tags
+  }
+
   common_env = {
     BACKUP_BUCKET       = var.bucket_name
     BACKUP_BUCKET_OWNER = local.bucket_owner
@@ -41,7 +49,7 @@ locals {
   functions = {
     backup = {
       handler  = "handlers.backup.handler"
-      role_arn = aws_iam_role.backup.arn
+      role_arn = module.backup_role.arn
       memory   = var.backup_memory_mb
       timeout  = var.backup_timeout_seconds
       reserved = var.backup_reserved_concurrency
@@ -55,7 +63,7 @@ locals {
     # (incremental.tf: role, schedule, alarms).
     incremental = {
       handler  = "handlers.incremental.handler"
-      role_arn = aws_iam_role.incremental.arn
+      role_arn = module.incremental_role.arn
       memory   = var.backup_memory_mb
       timeout  = var.incremental_timeout_seconds
       reserved = -1
@@ -70,7 +78,7 @@ locals {
     }
     restore = {
       handler  = "handlers.restore.handler"
-      role_arn = aws_iam_role.restore.arn
+      role_arn = module.restore_role.arn
       memory   = var.restore_memory_mb
       timeout  = var.restore_timeout_seconds
       reserved = -1
@@ -78,7 +86,7 @@ locals {
     }
     restore-plan = {
       handler  = "handlers.restore.plan_handler"
-      role_arn = aws_iam_role.restore.arn
+      role_arn = module.restore_role.arn
       memory   = var.plan_memory_mb
       timeout  = var.plan_timeout_seconds
       reserved = -1
@@ -86,7 +94,7 @@ locals {
     }
     restore-finalize = {
       handler  = "handlers.restore.finalize_handler"
-      role_arn = aws_iam_role.restore.arn
+      role_arn = module.restore_role.arn
       memory   = var.finalize_memory_mb
       timeout  = var.finalize_timeout_seconds
       reserved = -1
@@ -96,7 +104,7 @@ locals {
     # drill tables it finds.
     drill = {
       handler  = "handlers.drill.handler"
-      role_arn = aws_iam_role.drill.arn
+      role_arn = module.drill_role.arn
       memory   = var.restore_memory_mb
       timeout  = var.drill_timeout_seconds
       reserved = 1
@@ -148,10 +156,11 @@ resource "aws_lambda_function" "this" {
 
   tags = local.tags
 
+  # The roles' policies exist before a function can run (all of each role module).
   depends_on = [
-    aws_iam_role_policy.backup,
-    aws_iam_role_policy.restore,
-    aws_iam_role_policy.vault,
+    module.backup_role,
+    module.restore_role,
+    module.vault_role,
   ]
 }
 

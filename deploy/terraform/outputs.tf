@@ -30,12 +30,12 @@ output "restore_state_machine_arn" {
 
 output "backup_role_arn" {
   description = "Execution role of the backup function (cannot delete objects)."
-  value       = aws_iam_role.backup.arn
+  value       = module.backup_role.arn
 }
 
 output "restore_role_arn" {
   description = "Execution role of the restore, plan and finalize functions."
-  value       = aws_iam_role.restore.arn
+  value       = module.restore_role.arn
 }
 
 output "alarm_topic_arn" {
@@ -50,5 +50,5 @@ output "failures_queue_url" {
 
 output "vault_role_arn" {
   description = "Role of the vault function (null without var.vault_bucket_name): give it to the vault module's backup_role_arns."
-  value       = local.vault_enabled ? aws_iam_role.vault[0].arn : null
+  value       = local.vault_enabled ? module.vault_role[0].arn : null
 }

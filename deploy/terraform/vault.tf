@@ -16,7 +16,7 @@ locals {
     for name, fn in {
       vault = {
         handler  = "handlers.vault.handler"
-        role_arn = local.vault_enabled ? aws_iam_role.vault[0].arn : ""
+        role_arn = local.vault_enabled ? module.vault_role[0].arn : ""
         memory   = var.backup_memory_mb
         timeout  = 900
         reserved = 1
@@ -35,13 +35,6 @@ locals {
   }
   # Every function main.tf deploys.
   lambda_functions = merge(local.functions, local.vault_functions)
-}
-
-resource "aws_iam_role" "vault" {
-  count              = local.vault_enabled ? 1 : 0
-  name               = "${local.name}-vault"
-  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
-  tags               = local.tags
 }
 
 data "aws_iam_policy_document" "vault" {
@@ -115,41 +108,17 @@ data "aws_iam_policy_document" "vault" {
       resources = [statement.value]
     }
   }
-
-  statement {
-    sid       = "AsyncFailures"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.failures.arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
-    content {
-      sid       = "InfraKey"
-      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-
-  statement {
-    sid       = "Logs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.lambda["vault"].arn}:*"]
-  }
-
-  statement {
-    # X-Ray has no resources to name.
-    sid       = "Tracing"
-    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
-    resources = ["*"]
-  }
 }
 
-resource "aws_iam_role_policy" "vault" {
+module "vault_role" {
+  source = "./modules/function_role"
   count  = local.vault_enabled ? 1 : 0
-  name   = "vault"
-  role   = aws_iam_role.vault[0].id
-  policy = data.aws_iam_policy_document.vault.json
+
+  context            = local.module_context
+  name               = "vault"
+  assume_role_policy = data.aws_iam_policy_document.lambda_trust.json
+  policy_json        = data.aws_iam_policy_document.vault.json
+  log_group_arns     = [aws_cloudwatch_log_group.lambda["vault"].arn]
 }
 
 # ---------------------------------------------------------------------------
@@ -157,69 +126,18 @@ resource "aws_iam_role_policy" "vault" {
 # next invocation, a finished one is only re-checked.
 # ---------------------------------------------------------------------------
 
-resource "aws_iam_role" "vault_scheduler" {
-  count              = local.vault_enabled ? 1 : 0
-  name               = "${local.name}-vault-scheduler"
-  assume_role_policy = data.aws_iam_policy_document.scheduler_trust.json
-  tags               = local.tags
-}
-
-data "aws_iam_policy_document" "vault_scheduler" {
-  statement {
-    sid       = "InvokeVault"
-    actions   = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.this["vault"].arn]
-  }
-
-  statement {
-    sid       = "DeadLetters"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.failures.arn]
-  }
-
-  dynamic "statement" {
-    for_each = var.infra_kms_key_arn == null ? [] : [var.infra_kms_key_arn]
-    content {
-      sid       = "InfraKey"
-      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-      resources = [statement.value]
-    }
-  }
-}
-
-resource "aws_iam_role_policy" "vault_scheduler" {
+module "vault_schedule" {
+  source = "./modules/function_schedule"
   count  = local.vault_enabled ? 1 : 0
-  name   = "vault-scheduler"
-  role   = aws_iam_role.vault_scheduler[0].id
-  policy = data.aws_iam_policy_document.vault_scheduler.json
-}
 
-resource "aws_scheduler_schedule" "vault" {
-  count       = local.vault_enabled ? 1 : 0
-  name        = "${local.name}-vault"
-  description = "Copy the newest final backup to the vault ${local.vault_bucket}"
-
-  schedule_expression = var.vault_schedule_expression
-  kms_key_arn         = var.infra_kms_key_arn
-
-  flexible_time_window {
-    mode = "OFF"
-  }
-
-  target {
-    arn      = aws_lambda_function.this["vault"].arn
-    role_arn = aws_iam_role.vault_scheduler[0].arn
-    input    = jsonencode({})
-
-    retry_policy {
-      maximum_event_age_in_seconds = 900
-      maximum_retry_attempts       = 2
-    }
-
-    dead_letter_config {
-      arn = aws_sqs_queue.failures.arn
-    }
-  }
+  context                      = local.module_context
+  name                         = "vault"
+  assume_role_policy           = data.aws_iam_policy_document.scheduler_trust.json
+  function_arn                 = aws_lambda_function.this["vault"].arn
+  description                  = "Copy the newest final backup to the vault ${local.vault_bucket}"
+  schedule_expression          = var.vault_schedule_expression
+  maximum_event_age_in_seconds = 900
+  maximum_retry_attempts       = 2
 }
 
 # The function reports final_backups_without_vault_copy = 1 on every invocation whose

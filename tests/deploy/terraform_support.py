@@ -1,5 +1,6 @@
 """The Terraform module as the deploy tests read it: every block of every .tf file,
-keyed the way Terraform addresses them, and the actions and resources of a statement."""
+keyed the way Terraform addresses them (and the local modules it calls), and the
+actions and resources of a statement."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class Module:
         self.data: dict[tuple[str, str], dict[str, Any]] = {}
         self.variables: dict[str, dict[str, Any]] = {}
         self.locals: dict[str, Any] = {}
+        #: ``module "<name>"`` blocks: the call's arguments (source, count, variables).
+        self.modules: dict[str, dict[str, Any]] = {}
+        self.moved: list[dict[str, Any]] = []
+        self.directory = directory
         self.files = sorted(directory.glob("*.tf"))
         for path in self.files:
             with path.open(encoding="utf-8") as fh:
@@ -52,11 +57,21 @@ class Module:
             for block in doc.get("variable", []):
                 for name, body in block.items():
                     self.variables[unquote(name)] = body
+            for block in doc.get("module", []):
+                for name, body in block.items():
+                    self.modules[unquote(name)] = body
+            self.moved.extend(doc.get("moved", []))
             for block in doc.get("locals", []):
                 self.locals.update({k: v for k, v in block.items() if k != "__comments__"})
 
     def resource(self, rtype: str, name: str) -> dict[str, Any]:
         return self.resources[(rtype, name)]
+
+    def child(self, call: str) -> Module:
+        """The local module that ``module "<call>"`` runs."""
+        source = unquote(self.modules[call]["source"])
+        assert source.startswith("./"), source
+        return Module(self.directory / source)
 
     def policy_statements(self, name: str) -> list[dict[str, Any]]:
         """Statements of ``data.aws_iam_policy_document.<name>``, dynamic ones included."""

@@ -62,22 +62,22 @@ def test_real_policies_pass_and_count_what_was_checked() -> None:
 def test_unknown_action_is_named(module: Path, plant: Plant) -> None:
     plant("iam.tf", '"dynamodb:DescribeTimeToLive",', '"dynamodb:DescribeTimeToLife",')
     line = line_of(module, "iam.tf", '"DescribeAndExportTables"')
-    role = line_of(module, "iam.tf", 'resource "aws_iam_role" "backup"')
+    role = line_of(module, "iam.tf", 'module "backup_role"')
     assert check(module).errors == [
         f"iam.tf:{line}: data.aws_iam_policy_document.backup[DescribeAndExportTables]: "
         "unknown action dynamodb:DescribeTimeToLife",
-        f"iam.tf:{role}: aws_iam_role.backup: role backup lacks dynamodb:DescribeTimeToLive, "
+        f"iam.tf:{role}: module.backup_role: role backup lacks dynamodb:DescribeTimeToLive, "
         "which ddb_backup.export calls (AccessDenied at run time)",
-        f"iam.tf:{role}: aws_iam_role.backup: role backup holds dynamodb:DescribeTimeToLife, "
+        f"iam.tf:{role}: module.backup_role: role backup holds dynamodb:DescribeTimeToLife, "
         "which no code of handlers.backup calls (remove it or give the reason in EXTRA_ACTIONS)",
     ]
 
 
 def test_action_the_code_calls_missing_from_the_role(module: Path, plant: Plant) -> None:
     plant("iam.tf", '["dynamodb:DescribeTable", "dynamodb:Scan", ', '["dynamodb:DescribeTable", ')
-    role = line_of(module, "iam.tf", 'resource "aws_iam_role" "restore"')
+    role = line_of(module, "iam.tf", 'module "restore_role"')
     assert check(module).errors == [
-        f"iam.tf:{role}: aws_iam_role.restore: role restore lacks dynamodb:Scan, which "
+        f"iam.tf:{role}: module.restore_role: role restore lacks dynamodb:Scan, which "
         "ddb_backup.restore.clear calls (AccessDenied at run time)"
     ]
 
@@ -102,9 +102,9 @@ def test_action_no_code_calls_is_refused(module: Path, plant: Plant) -> None:
         '["dynamodb:DescribeTable", "dynamodb:Scan", ',
         '["dynamodb:DeleteTable", "dynamodb:DescribeTable", "dynamodb:Scan", ',
     )
-    role = line_of(module, "iam.tf", 'resource "aws_iam_role" "restore"')
+    role = line_of(module, "iam.tf", 'module "restore_role"')
     assert check(module).errors == [
-        f"iam.tf:{role}: aws_iam_role.restore: role restore holds dynamodb:DeleteTable, which no "
+        f"iam.tf:{role}: module.restore_role: role restore holds dynamodb:DeleteTable, which no "
         "code of handlers.restore calls (remove it or give the reason in EXTRA_ACTIONS)"
     ]
 
@@ -153,3 +153,56 @@ def test_condition_key_the_actions_do_not_have(module: Path, plant: Plant) -> No
         f"iam.tf:{line}: data.aws_iam_policy_document.backup[ListBackupPrefix]: condition key "
         "s3:prefixes is not one that s3:ListBucket support"
     ]
+
+
+#: Every call of modules/function_role: role -> (file of the call, instance address).
+ROLE_CALLS = {
+    "backup": ("iam.tf", "module.backup_role"),
+    "restore": ("iam.tf", "module.restore_role"),
+    "incremental": ("incremental.tf", "module.incremental_role"),
+    "drill": ("drill.tf", "module.drill_role"),
+    "vault": ("vault.tf", "module.vault_role[0]"),
+}
+
+
+def test_statement_inside_a_module_is_checked_for_every_call(module: Path, plant: Plant) -> None:
+    """A defect in modules/function_role is named once per role, at the module's line and
+    the instance's address; the least-privilege check sees the module's statements too."""
+    file = "modules/function_role/main.tf"
+    plant(file, '["sqs:SendMessage"]', '["sqs:SendMessage", "s3:DeleteObject"]')
+    line = line_of(module, file, '"AsyncFailures"')
+    queue = "arn:aws:sqs:eu-west-1:123456789012:example-failures"
+    expected = []
+    for role, (call_file, address) in ROLE_CALLS.items():
+        expected.append(
+            f"{file}:{line}: {address}.data.aws_iam_policy_document.this[AsyncFailures]: "
+            f"s3:DeleteObject does not support resource {queue} (it takes "
+        )
+        call = line_of(module, call_file, f'module "{role}_role"')
+        expected.append(
+            f"{call_file}:{call}: module.{role}_role: role {role} holds s3:DeleteObject, "
+            f"which no code of handlers.{role} calls"
+        )
+    errors = check(module).errors
+    assert len(errors) == len(expected), errors
+    for start in expected:
+        assert any(e.startswith(start) for e in errors), (start, errors)
+
+
+def test_module_statements_are_evaluated_with_the_call_arguments(
+    module: Path, plant: Plant
+) -> None:
+    plant(
+        "drill.tf",
+        'function_arn                 = aws_lambda_function.this["drill"].arn',
+        "function_arn                 = aws_sqs_queue.failures.arn",
+    )
+    file = "modules/function_schedule/main.tf"
+    line = line_of(module, file, '"Invoke${title(var.name)}"')
+    errors = check(module).errors
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(
+        f"{file}:{line}: module.drill_schedule.data.aws_iam_policy_document.this[InvokeDrill]: "
+        "lambda:InvokeFunction does not support resource arn:aws:sqs:eu-west-1:123456789012:"
+        "example-failures"
+    )

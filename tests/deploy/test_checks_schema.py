@@ -186,3 +186,60 @@ def test_unused_variable(module: Path, schema_dir: Path) -> None:
     line = lines.index('variable "forgotten" {') + 1
     errors = run(module, schema_dir).errors
     assert errors == [f"variables.tf:{line}: variable.forgotten: declared but never used"]
+
+
+def test_argument_inside_a_local_module_is_named_with_its_path(
+    module: Path, plant: Plant, schema_dir: Path
+) -> None:
+    file = "modules/function_schedule/main.tf"
+    line = plant(file, "  schedule_expression = var.", "  schedule_expresion = var.")
+    errors = run(module, schema_dir).errors
+    for v in ("5.32.0", "6.25.0"):
+        assert (
+            f"{file}:{line}: aws_scheduler_schedule.this: 'schedule_expresion' is not an "
+            f"argument or block of aws_scheduler_schedule (hashicorp/aws {v})"
+        ) in errors
+
+
+def test_module_call_arguments_match_the_module_variables(
+    module: Path, plant: Plant, schema_dir: Path
+) -> None:
+    line = plant("drill.tf", "  maximum_retry_attempts       = 0", "  max_retry_attempts = 0")
+    header = plant("drill.tf", 'module "drill_schedule" {', 'module "drill_schedule" {')
+    assert run(module, schema_dir).errors == [
+        f"drill.tf:{line}: module.drill_schedule: the module has no variable 'max_retry_attempts'",
+        f"drill.tf:{header}: module.drill_schedule: required variable 'maximum_retry_attempts' "
+        "is not set",
+    ]
+
+
+def test_module_output_that_does_not_exist(module: Path, plant: Plant, schema_dir: Path) -> None:
+    line = plant("outputs.tf", "module.backup_role.arn", "module.backup_role.role_arn")
+    assert run(module, schema_dir).errors == [
+        f"outputs.tf:{line}: output.backup_role_arn: module.backup_role has no output 'role_arn'"
+    ]
+
+
+def test_moved_blocks_lead_from_gone_addresses_to_declared_resources(
+    module: Path, plant: Plant, schema_dir: Path
+) -> None:
+    gone = plant(
+        "moved.tf",
+        "  to   = module.drill_role.aws_iam_role.this\n",
+        "  to   = module.drill_role.aws_iam_role.that\n",
+    )
+    key = plant(
+        "moved.tf",
+        "  to   = module.vault_role[0].aws_iam_role.this\n",
+        "  to   = module.vault_role.aws_iam_role.this\n",
+    )
+    still = plant("moved.tf", "  from = aws_iam_role.backup\n", "  from = aws_iam_role.scheduler\n")
+    assert sorted(run(module, schema_dir).errors) == sorted(
+        [
+            f"moved.tf:{gone}: moved: module.drill_role.aws_iam_role.that: "
+            "aws_iam_role.that is not declared there",
+            f"moved.tf:{key}: moved: module.vault_role.aws_iam_role.this: module.vault_role: "
+            "the instance key does not match its count/for_each",
+            f"moved.tf:{still}: moved: aws_iam_role.scheduler is still declared",
+        ]
+    )

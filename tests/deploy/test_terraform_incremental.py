@@ -34,19 +34,23 @@ def test_interval_is_validated_and_reaches_the_function(tf: Module) -> None:
 
 
 def test_schedule_invokes_the_function_every_interval(tf: Module) -> None:
-    schedule = tf.resource("aws_scheduler_schedule", "incremental")
-    assert unquote(schedule["schedule_expression"]) == (
+    call = tf.modules["incremental_schedule"]
+    assert unquote(call["schedule_expression"]) == (
         "rate(${var.incremental_interval_minutes} minutes)"
     )
+    assert call["function_arn"] == '${aws_lambda_function.this["incremental"].arn}'
+    module = tf.child("incremental_schedule")
+    schedule = module.resource("aws_scheduler_schedule", "this")
+    assert schedule["schedule_expression"] == "${var.schedule_expression}"
     (target,) = schedule["target"]
-    assert target["arn"] == '${aws_lambda_function.this["incremental"].arn}'
+    assert target["arn"] == "${var.function_arn}"
     assert target["input"] == "${jsonencode({})}"  # what the handler accepts
     invokes = [
         resources_of(st)
-        for st in tf.policy_statements("incremental_scheduler")
+        for st in module.policy_statements("this")
         if "lambda:InvokeFunction" in actions_of(st)
     ]
-    assert invokes == [['${aws_lambda_function.this["incremental"].arn}']]
+    assert invokes == [["${var.function_arn}"]]
 
 
 def test_role_is_least_privilege_and_deletes_nothing(tf: Module) -> None:

@@ -27,13 +27,12 @@ def test_vault_function_only_when_a_vault_bucket_is_given(tf: Module) -> None:
     assert unquote(tf.locals["vault_enabled"]) == "${var.vault_bucket_name != null}"
     assert "if local.vault_enabled" in tf.locals["vault_functions"]
     assert tf.locals["lambda_functions"] == "${merge(local.functions, local.vault_functions)}"
-    for rtype, name in (
-        ("aws_iam_role", "vault"),
-        ("aws_iam_role_policy", "vault"),
-        ("aws_scheduler_schedule", "vault"),
-        ("aws_cloudwatch_metric_alarm", "vault_copy_missing"),
-    ):
-        assert tf.resource(rtype, name)["count"] == "${local.vault_enabled ? 1 : 0}"
+    only_with_vault = "${local.vault_enabled ? 1 : 0}"
+    assert tf.resource("aws_cloudwatch_metric_alarm", "vault_copy_missing")["count"] == (
+        only_with_vault
+    )
+    for call in ("vault_role", "vault_schedule"):  # role, policy, schedule and its role
+        assert tf.modules[call]["count"] == only_with_vault
 
 
 def test_vault_environment_is_what_the_config_reads(tf: Module) -> None:
