@@ -17,7 +17,7 @@ import base64
 import binascii
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NewType, cast
 
 import jsonschema_rs
 import orjson
@@ -27,7 +27,7 @@ from ddb_backup.errors import CorruptDataError
 __all__ = [
     "KEY_TYPES",
     "MAX_ITEM_BYTES",
-    "EncodedPut",
+    "CanonicalLine",
     "KeySpec",
     "Request",
     "WireItem",
@@ -52,34 +52,31 @@ WireItem = dict[str, Any]
 WireRequest = dict[str, Any]
 
 
-class EncodedPut(bytes):
-    """A put request as JSON text, ``{"PutRequest":LINE}``, for a line that
-    :func:`check_item_lines` proved canonical in this process (the line passed
-    the rules and is the shortest text of the value it parsed to: no name twice),
-    read again from the same pinned object: the bytes are that checked value,
-    so no parser can read anything else in them. Built by :func:`encoded_puts` only."""
+#: An export line that :func:`check_item_lines` proved canonical in this process
+#: (it passed the rules and is the shortest text of its value: no name twice),
+#: read again from the same pinned object: its bytes are that checked value, so
+#: no parser can read anything else in them, and it is a put request's value as
+#: it stands (``{"PutRequest":LINE}``). A type for the checker only (no copy at
+#: run time): a request that is ``bytes`` is one, and only :func:`encoded_puts` makes them.
+CanonicalLine = NewType("CanonicalLine", bytes)
 
-    __slots__ = ()
-
-
-#: A request as the writer carries it: parsed, or encoded from a proven line.
-Request = WireRequest | EncodedPut
+#: A request as the writer carries it: parsed, or a proven line.
+Request = WireRequest | CanonicalLine
 
 
 def wire_request(request: Request) -> WireRequest:
-    """``request`` as a parsed wire request (an :class:`EncodedPut` decoded)."""
-    if type(request) is EncodedPut:
-        decoded: WireRequest = orjson.loads(memoryview(request))  # not a bytes subclass
-        return decoded
+    """``request`` as a parsed wire request (a :data:`CanonicalLine` parsed)."""
+    if type(request) is bytes:
+        return {"PutRequest": orjson.loads(request)}
     assert isinstance(request, dict)
     return request
 
 
-def encoded_puts(lines: Sequence[bytes]) -> list[Request]:
+def encoded_puts(lines: list[bytes]) -> list[Request]:
     """Put requests carrying ``lines`` as they stand: only for lines of a file
     every line of which :func:`check_item_lines` proved canonical, read from the
-    object it verified (see :class:`EncodedPut`)."""
-    return [EncodedPut(b'{"PutRequest":' + line + b"}") for line in lines]
+    object it verified (see :data:`CanonicalLine`)."""
+    return cast("list[Request]", lines)
 
 
 #: The key attributes an item must carry: ``(name, "S" | "N" | "B" | "")``,
@@ -230,7 +227,7 @@ def check_item_lines(
     Returns, when ``canonical`` is asked, whether every line is ``orjson.dumps``
     of what it parsed to (:func:`_encodes_as`): such a line holds no name
     twice, no space, no needless escape, nothing a parser could read another
-    way (:class:`EncodedPut`). Else False.
+    way (:data:`CanonicalLine`). Else False.
     """
     is_valid = _line_validator(keys)
     if lines and max(map(len, lines)) > MAX_ITEM_BYTES:

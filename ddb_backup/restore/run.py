@@ -79,7 +79,7 @@ class RestoreRun:
         # winners hold key values: kept in memory only, verified again next round).
         self.verified_windows: dict[str, dict[str, VerifiedWindow]] = {}
         # Data files verified this round whose every line is canonical: read again
-        # from the same pin, their lines are sent as they stand (items.EncodedPut).
+        # from the same pin, their lines are sent as they stand (items.CanonicalLine).
         # In memory only: a later round (or a forged checkpoint) cannot claim it.
         self.canonical_files: set[str] = set()
 

@@ -8,8 +8,8 @@ per-request event machinery and no botocore retries (the writer's
 ``RetryPolicy`` retries). The body is serialized once with orjson from the
 parsed items (:func:`batch_body`, which asks ``ReturnConsumedCapacity=TOTAL``);
 the only bytes of a line that reach a body are those of an
-:class:`~ddb_backup.items.EncodedPut`, a line proven to be its checked value
-re-encoded, joined as they stand. The answer is read with one
+:data:`~ddb_backup.items.CanonicalLine`, a line proven to be its checked value
+re-encoded, framed as it stands. The answer is read with one
 ``orjson.loads`` (``UnprocessedItems`` stay in wire form, the consumed write
 units come back on the :class:`Unprocessed` list).
 
@@ -37,7 +37,7 @@ from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ClientError, NoCredentialsError, ResponseStreamingError
 
 from ddb_backup.errors import ConfigError
-from ddb_backup.items import EncodedPut, Request, WireRequest
+from ddb_backup.items import Request, WireRequest
 from ddb_backup.restore.signing import RequestSigner
 
 __all__ = [
@@ -66,7 +66,7 @@ class Unprocessed(list[WireRequest]):
 #: ``sender(table, requests) -> unprocessed requests`` (all in wire form; an
 #: :class:`Unprocessed` list also carries the consumed capacity).
 BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
-#: A sender that also takes :class:`~ddb_backup.items.EncodedPut` requests (and
+#: A sender that also takes :data:`~ddb_backup.items.CanonicalLine` requests (and
 #: says so with a true ``takes_encoded`` attribute): the direct sender.
 EncodedSender = Callable[[str, Sequence[Request]], Awaitable[list[WireRequest]]]
 
@@ -89,19 +89,21 @@ _CLIENT_MEMBERS = (
 
 def batch_body(table: str, requests: Sequence[Request]) -> bytes:
     """The BatchWriteItem JSON body, encoded from parsed values: whatever an
-    export line held, it can only be the value of its own ``Item``. An
-    :class:`~ddb_backup.items.EncodedPut` is that encoding already, joined as it
-    stands. It asks for the consumed capacity (the write budget is measured from it)."""
-    if EncodedPut not in set(map(type, requests)):
+    export line held, it can only be the value of its own ``Item``. A
+    :data:`~ddb_backup.items.CanonicalLine` is that encoding already, framed as
+    it stands. It asks for the consumed capacity (the write budget is measured from it)."""
+    if not any(isinstance(r, bytes) for r in requests):
         return orjson.dumps({"RequestItems": {table: requests}, "ReturnConsumedCapacity": "TOTAL"})
-    parts = [r if type(r) is EncodedPut else orjson.dumps(r) for r in requests]
+    puts = b'},{"PutRequest":'.join(
+        [r if isinstance(r, bytes) else orjson.dumps(r["PutRequest"]) for r in requests]
+    )
     return b"".join(
         (
             b'{"RequestItems":{',
             orjson.dumps(table),
-            b":[",
-            b",".join(parts),
-            b']},"ReturnConsumedCapacity":"TOTAL"}',
+            b':[{"PutRequest":',
+            puts,
+            b'}]},"ReturnConsumedCapacity":"TOTAL"}',
         )
     )
 
@@ -141,7 +143,7 @@ class _DirectSender:
     See :func:`direct_sender`.
     """
 
-    #: It sends :class:`~ddb_backup.items.EncodedPut` requests as they stand.
+    #: It sends :data:`~ddb_backup.items.CanonicalLine` requests as they stand.
     takes_encoded = True
 
     def __init__(self, client: Any) -> None:

@@ -3,7 +3,7 @@
 Files are streamed (S3 chunks -> gunzip -> lines -> items) ``files_in_flight``
 at a time. A line of a file this round verified and found canonical is sent as
 it stands (the read is pinned to the verified object: its bytes are the checked
-value, see ``items.EncodedPut``); other pinned lines are parsed again, and
+value, see ``items.CanonicalLine``); other pinned lines are parsed again, and
 unpinned ones (a local copy) checked again in full, the request built from the
 parsed item.
 A file's ``lines_done`` advances over the batches DynamoDB acknowledged (or

@@ -143,7 +143,7 @@ def request_item(request: Request) -> WireItem:
 
 
 def taking_encoded(sender: BatchSender) -> EncodedSender:
-    """``sender`` if it sends :class:`~ddb_backup.items.EncodedPut` requests as
+    """``sender`` if it sends :data:`~ddb_backup.items.CanonicalLine` requests as
     they stand (the direct sender), else ``sender`` behind a step decoding them:
     any sender, a user's or a test's, sees parsed wire requests only."""
     if getattr(sender, "takes_encoded", False):
