@@ -144,6 +144,7 @@ class Aimd:
         self.decreases = 0
         self._successes = 0  # accepted calls since the last change
         self._cond = asyncio.Condition()
+        self._waiting = 0  # calls waiting for a place
 
     @property
     def allowed(self) -> int:
@@ -170,15 +171,25 @@ class Aimd:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[int]:
         """Hold one of the ``allowed`` places while a call is sent; yields its epoch."""
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.allowed)
+        # The lock only when a call must wait (the limit was cut): taking it for
+        # every call cost more than the rest of this class.
+        if self.in_flight >= self.allowed or self._waiting:
+            async with self._cond:
+                self._waiting += 1
+                try:
+                    await self._cond.wait_for(lambda: self.in_flight < self.allowed)
+                finally:
+                    self._waiting -= 1
+                self.in_flight += 1
+        else:
             self.in_flight += 1
         try:
             yield self.epoch
         finally:
-            async with self._cond:
-                self.in_flight -= 1
-                self._cond.notify_all()
+            self.in_flight -= 1
+            if self._waiting:
+                async with self._cond:
+                    self._cond.notify_all()
 
 
 class RateMeter:

@@ -105,9 +105,14 @@ class FileState(PinnedObject):
 
     def mark(self, start: int, end: int) -> None:
         """Lines ``[start, end)`` are handled; advance the known-done prefix."""
-        self._completed[start] = end
-        while self.lines_done in self._completed:
-            self.lines_done = self._completed.pop(self.lines_done)
+        # Once per batch: each read of a private attribute is a pydantic __getattr__.
+        completed = self._completed
+        completed[start] = end
+        done = self.lines_done
+        if done in completed:
+            while done in completed:
+                done = completed.pop(done)
+            self.lines_done = done
 
     @classmethod
     def from_data_file(cls, f: DataFile) -> FileState:
