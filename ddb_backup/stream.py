@@ -251,9 +251,9 @@ async def iter_line_blocks(
 
 
 def _non_blank(lines: list[bytes]) -> list[bytes]:
-    # Export lines never start with whitespace, so the first byte settles it
-    # nearly always; only odd lines pay for isspace().
-    if all(line and line[0] > 32 for line in lines):
+    # Export lines never start with whitespace: when the least line (compared in
+    # C) starts above a space, every line does; only odd blocks pay for isspace().
+    if not lines or min(lines)[:1] > b" ":
         return lines
     return [line for line in lines if line and not line.isspace()]
 

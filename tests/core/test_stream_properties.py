@@ -252,3 +252,18 @@ def test_damaged_lines_are_refused(
     lines[i] = _DAMAGES[damage](items[i])
     with pytest.raises(CorruptDataError, match=f"line {i + 1} "):
         parse_all(lines)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.sampled_from([b"", b" ", b"\t", b"\r", b" \t ", b'{"Item":{}}', b" x", b"\x00y", b"!"]),
+        max_size=8,
+    )
+)
+def test_blank_lines_are_dropped_and_every_other_line_kept_in_order(lines: list[bytes]) -> None:
+    """The shortcut (the least line starting above a space) agrees with the plain
+    rule: a line is dropped exactly when it is empty or only whitespace."""
+    from ddb_backup.stream import _non_blank
+
+    assert _non_blank(list(lines)) == [line for line in lines if line.strip()]
