@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -20,12 +20,16 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
+    ConnectTimeoutError,
     EndpointConnectionError,
     ReadTimeoutError,
     ResponseStreamingError,
 )
 
 from ddb_backup.errors import AwsError
+
+if TYPE_CHECKING:
+    from ddb_backup.restore.transport import ReqwestPoster
 
 __all__ = [
     "THROTTLING_CODES",
@@ -59,6 +63,7 @@ THROTTLING_CODES = frozenset(
 #: Exceptions that mean the connection, not the request, failed.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     EndpointConnectionError,
+    ConnectTimeoutError,  # botocore's: not an EndpointConnectionError
     ConnectionClosedError,
     ReadTimeoutError,
     ResponseStreamingError,
@@ -132,10 +137,12 @@ def client_error_message(exc: ClientError) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AwsClients:
-    """The DynamoDB and S3 clients a run uses (owned by :func:`aws_clients`)."""
+    """The DynamoDB and S3 clients a run uses (owned by :func:`aws_clients`), and
+    for a restore the HTTP client of its writes (see ``restore_clients``)."""
 
     dynamodb: Any
     s3: Any
+    write_http: ReqwestPoster | None = None
 
 
 def client_config(max_pool_connections: int = 32, max_attempts: int = 6) -> AioConfig:

@@ -1,16 +1,34 @@
-"""Bounded concurrency: N workers fed by a bounded queue, never a task per item."""
+"""Bounded concurrency: N workers fed by a bounded queue, never a task per item;
+and :func:`run`, the one event loop of each Lambda invocation or command."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
-__all__ = ["first_error", "in_background", "run_workers", "task_group"]
+__all__ = ["first_error", "in_background", "run", "run_workers", "task_group"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, on uvloop's event loop where uvloop is installed.
+
+    Each handler invocation and each CLI command runs through this, once. The
+    restore's writes go through reqwest (:mod:`ddb_backup.restore.transport`),
+    whose answers reach the loop from its own threads: uvloop takes them for
+    less CPU than the standard loop (docs/performance.md). Without uvloop (a
+    platform it does not support) the standard loop runs the same code.
+    """
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop has wheels wherever Lambda runs
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 async def run_workers(

@@ -14,12 +14,12 @@ answers 202 at once without an AWS call.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import time
 from typing import Any
 
+from ddb_backup import concurrency
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import BackupBody, BackupResult, Polling, run_backup
 from ddb_backup.backup.answer import DeferredBody, deferred_body
@@ -78,7 +78,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         body = _too_little_time(config, parsed.backup_date, remaining_seconds(context))
         _emit(config, 202, None, started)
         return response(202, body)
-    result = asyncio.run(_run(config, deadline, parsed.backup_date))
+    result = concurrency.run(_run(config, deadline, parsed.backup_date))
     _emit(config, result.status_code, result.body, started)
     return response(result.status_code, result.body)
 

@@ -10,11 +10,11 @@ or was cut off (the record in S3 says which), and emits one EMF line.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any
 
+from ddb_backup import concurrency
 from ddb_backup.config import RestoreConfig
 from ddb_backup.drill import DrillResult, DrillStatus, run_drill
 from ddb_backup.errors import ConfigError, DdbBackupError
@@ -48,7 +48,7 @@ def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
         log.error("bad configuration", extra={"error": str(exc)})
         return response(500, {"error": str(exc)})
     try:
-        result = asyncio.run(_run(config, deadline_seconds(context)))
+        result = concurrency.run(_run(config, deadline_seconds(context)))
     except DdbBackupError as exc:  # no backup to drill, or S3/DynamoDB refused
         log.error("drill not run", extra={"error": str(exc)})
         _emit(config, None, time.monotonic() - started)

@@ -16,11 +16,11 @@ table, dimensions {Environment, Function, Table}: ``chain_lag_seconds``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any
 
+from ddb_backup import concurrency
 from ddb_backup.aws import aws_clients
 from ddb_backup.backup import (
     IncrementalBody,
@@ -75,7 +75,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
             "event_id": parsed.id,
         },
     )
-    result = asyncio.run(_run(config, working_seconds(context)))
+    result = concurrency.run(_run(config, working_seconds(context)))
     _emit(config, result.status_code, result.body, started)
     return response(result.status_code, result.body)
 

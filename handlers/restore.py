@@ -11,12 +11,12 @@ with 500 naming it. The deadline comes from the Lambda context.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ddb_backup import concurrency
 from ddb_backup.config import RestoreConfig
 from ddb_backup.errors import ConfigError
 from ddb_backup.events import MAX_WORKERS, FinalizeEvent, RestoreRequest
@@ -67,7 +67,7 @@ def finalize_handler(event: Any, context: LambdaContext | None = None) -> dict[s
                 config, request.restore_id, clients, shard_results=request.shard_results
             )
 
-    result = asyncio.run(run())
+    result = concurrency.run(run())
     _metrics(config, result, tables_only=True)
     return response(result.status_code, result.body)
 
@@ -99,7 +99,7 @@ def _handle(kind: str, event: Any, context: LambdaContext | None) -> dict[str, A
     if isinstance(parsed, dict):
         return parsed
     request, config = parsed
-    result = asyncio.run(_run(kind, config, request, deadline_seconds(context)))
+    result = concurrency.run(_run(kind, config, request, deadline_seconds(context)))
     # One EMF line per finished unit of work, so nothing is counted twice: a
     # restore or a shard when final (not per 202 round); a plan only when it
     # fails (otherwise finalize counts its tables).

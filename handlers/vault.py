@@ -21,12 +21,12 @@ and verified: alarm on it staying above 0 for longer than a copy takes).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import time
 from typing import Any
 
+from ddb_backup import concurrency
 from ddb_backup.aws import aws_clients
 from ddb_backup.errors import BackupNotFoundError, ConfigError, DdbBackupError
 from ddb_backup.log import get_logger
@@ -73,7 +73,7 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         _emit("unknown", None, started)
         return response(500, {"error": str(exc)})
     try:
-        run = asyncio.run(_run(config, parsed.backup_date, working_seconds(context)))
+        run = concurrency.run(_run(config, parsed.backup_date, working_seconds(context)))
     except BackupNotFoundError as exc:
         return response(404, {"error": str(exc)})
     except DdbBackupError as exc:

@@ -12,7 +12,6 @@ An error is one line on stderr; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import re
@@ -20,7 +19,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 
-from ddb_backup import __version__
+from ddb_backup import __version__, concurrency
 from ddb_backup.cli.commands import COMMANDS, EXIT_FAILED, EXIT_USAGE, UsageError
 from ddb_backup.cli.display import Output
 from ddb_backup.cli.drill import add_parsers as add_drill_parsers
@@ -358,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     command = {**COMMANDS, **VAULT_COMMANDS}[args.command]
     with _logging(debug):
         try:
-            return asyncio.run(command(args, out))
+            return concurrency.run(command(args, out))
         except UsageError as exc:
             _error(str(exc))
             return EXIT_USAGE

@@ -366,7 +366,7 @@ async def restore_export_chain(
                 table=table,
                 root=root,
                 restore_id=body["restore_id"],
-                sender=sender or default_sender(clients.dynamodb),
+                sender=sender or default_sender(clients.dynamodb, clients.write_http),
                 retry=retry,
                 max_workers=max_workers,
             )

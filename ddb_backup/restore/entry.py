@@ -56,6 +56,7 @@ from ddb_backup.restore.resolve import Mode, new_restore_id, resolve
 from ddb_backup.restore.run import FINAL_PHASES, RestoreRun
 from ddb_backup.restore.shards import dry_plan_result, plan_shards
 from ddb_backup.restore.state import Outcome, RestoreState, TablePhase, TableState
+from ddb_backup.restore.transport import reqwest_poster
 from ddb_backup.storage import S3Storage, Storage
 
 __all__ = ["plan_restore", "restore_clients", "restore_export", "run_restore"]
@@ -73,14 +74,17 @@ async def restore_clients(
 ) -> AsyncIterator[AwsClients]:
     """Clients for a restore: DynamoDB without botocore retries (the writer's
     :class:`RetryPolicy` decides alone), S3 with botocore's standard retries;
-    the pool sized for ``max_workers`` writers plus the S3 streams."""
+    the pool sized for ``max_workers`` writers plus the S3 streams; and reqwest
+    for the writes where the DynamoDB client's settings allow
+    (:mod:`~ddb_backup.restore.transport`)."""
     session = session or get_session()
     pool = max(10, max_workers * 2 + 4)
     async with (
         session.create_client("dynamodb", config=client_config(pool, max_attempts=1)) as ddb,
         session.create_client("s3", config=client_config(pool, s3_max_attempts)) as s3,
+        reqwest_poster(ddb) as write_http,
     ):
-        yield AwsClients(dynamodb=ddb, s3=s3)
+        yield AwsClients(dynamodb=ddb, s3=s3, write_http=write_http)
 
 
 async def run_restore(

@@ -67,7 +67,7 @@ class RestoreRun:
         # Every read pinned to the object verification read (see PinnedReads).
         self.storage = PinnedReads(storage)
         self.scope = scope
-        self.sender = options.sender or default_sender(clients.dynamodb)
+        self.sender = options.sender or default_sender(clients.dynamodb, clients.write_http)
         self.retry = options.retry or RetryPolicy()
         self.files_in_flight = max(1, options.files_in_flight)
         self.budget = Budget(options.deadline_seconds, options.max_batches, t0=t0)

@@ -39,6 +39,7 @@ from botocore.exceptions import ClientError, NoCredentialsError, ResponseStreami
 from ddb_backup.errors import ConfigError
 from ddb_backup.items import Request, WireRequest
 from ddb_backup.restore.signing import RequestSigner
+from ddb_backup.restore.transport import ReqwestPoster
 
 __all__ = [
     "BatchSender",
@@ -146,10 +147,11 @@ class _DirectSender:
     #: It sends :data:`~ddb_backup.items.CanonicalLine` requests as they stand.
     takes_encoded = True
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, http: ReqwestPoster | None = None) -> None:
         if not supports_direct_path(client):
             raise ConfigError("direct path needs an aiobotocore DynamoDB client")
         self._client = client
+        self._http = http
         op = client._service_model.operation_model(_OPERATION)
         self._op = op
         self._base_headers = {
@@ -226,7 +228,13 @@ class _DirectSender:
         """POST through the client's HTTP session: its aiohttp session (connection
         pool, timeouts, TLS and proxy settings) when aiobotocore exposes it, else
         its ``send``. Connection failures stay aiohttp's or botocore's exceptions,
-        which :func:`ddb_backup.aws.is_retryable` treats as transient."""
+        which :func:`ddb_backup.aws.is_retryable` treats as transient.
+        Through reqwest instead when the sender was given one (its errors are
+        translated to the same botocore exceptions)."""
+        # As aiobotocore asks: no compressed answers (botocore/issues/1255).
+        headers["Accept-Encoding"] = "identity"
+        if self._http is not None:
+            return await self._http.post(url, headers, body)
         http_session = self._client._endpoint.http_session
         if not self._aiohttp_checked:
             self._aiohttp = await _aiohttp_session(http_session, url)
@@ -236,8 +244,6 @@ class _DirectSender:
             http = await http_session.send(prepared)
             return int(http.status_code), http.headers, await http.content
         session, proxy, proxy_headers = self._aiohttp
-        # As aiobotocore asks: no compressed answers (botocore/issues/1255).
-        headers["Accept-Encoding"] = "identity"
         async with session.post(
             url, data=body, headers=headers, proxy=proxy, proxy_headers=proxy_headers
         ) as resp:
@@ -301,7 +307,7 @@ def supports_direct_path(client: Any) -> bool:
     )
 
 
-def direct_sender(dynamodb_client: Any) -> EncodedSender:
+def direct_sender(dynamodb_client: Any, http: ReqwestPoster | None = None) -> EncodedSender:
     """A :data:`BatchSender` making one SigV4-signed POST per batch with the client's parts.
 
     What the client provides is used as is: its credentials (refreshed through
@@ -320,4 +326,4 @@ def direct_sender(dynamodb_client: Any) -> EncodedSender:
     Raises :class:`~ddb_backup.errors.ConfigError` if the client is not an
     aiobotocore DynamoDB client (see :func:`supports_direct_path`).
     """
-    return _DirectSender(dynamodb_client)
+    return _DirectSender(dynamodb_client, http)

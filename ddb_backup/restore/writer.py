@@ -61,6 +61,7 @@ from ddb_backup.restore.sender import (
     direct_sender,
     supports_direct_path,
 )
+from ddb_backup.restore.transport import ReqwestPoster
 from ddb_backup.storage import Storage, content_md5
 
 __all__ = [
@@ -171,12 +172,12 @@ def generic_sender(dynamodb: Any) -> BatchSender:
     return send
 
 
-def default_sender(dynamodb: Any) -> BatchSender:
+def default_sender(dynamodb: Any, http: ReqwestPoster | None = None) -> BatchSender:
     """The direct path (one signed POST per batch with the client's credentials,
-    endpoint and HTTP session; retries are this module's) when the client
-    supports it, else :func:`generic_sender`."""
+    endpoint and HTTP session, or through ``http``; retries are this module's)
+    when the client supports it, else :func:`generic_sender`."""
     if supports_direct_path(dynamodb):
-        return direct_sender(dynamodb)
+        return direct_sender(dynamodb, http)
     return generic_sender(dynamodb)
 
 

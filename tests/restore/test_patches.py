@@ -49,6 +49,9 @@ def test_the_http_session_exposes_its_aiohttp_session_and_proxies(aws: AwsClient
     proxies = vars(session)["_proxy_config"]
     assert callable(proxies.proxy_url_for)
     assert callable(proxies.proxy_headers_for)
+    # restore/transport.py gives reqwest the certificate check aiohttp would make.
+    verify = vars(session)["_verify"]
+    assert verify is False or verify is True or isinstance(verify, str)
 
 
 def test_the_per_call_context_is_importable() -> None:
