@@ -20,7 +20,6 @@ canonical JSON against the export's). JSON goes to
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import subprocess
 import sys
@@ -50,6 +49,7 @@ SETTLE_SECONDS = 5
 
 def _child(args: dict[str, Any]) -> None:
     """The restore (in its own process): ``restore_export`` into the sink."""
+    from ddb_backup import concurrency
     from ddb_backup.restore import restore_clients, restore_export
     from ddb_backup.storage import S3Storage
 
@@ -74,7 +74,7 @@ def _child(args: dict[str, Any]) -> None:
             "wall_s": wall,
         }
 
-    print(json.dumps(asyncio.run(main())))
+    print(json.dumps(concurrency.run(main())))
 
 
 def run(n: int, files: int, capacity: float, workers: int, budget: int | None) -> dict[str, Any]:

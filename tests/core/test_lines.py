@@ -473,3 +473,32 @@ def test_block_check_hands_each_item_over_once_in_order() -> None:
         seen: list[dict[str, Any]] = []
         check_item_lines(block, key="k", first_line_no=1, keys=KEYS, on_item=seen.append)
         assert seen == [orjson.loads(line)["Item"] for line in block]
+
+
+@pytest.mark.parametrize(
+    ("keys", "first", "second"),
+    [
+        ((("pk", "S"),), {"S": "a"}, {"S": "a"}),
+        ((("pk", "B"),), {"B": "AA=="}, {"B": "AB=="}),  # one byte, two spellings
+        ((("pk", "N"),), {"N": "1"}, {"N": "1.0E0"}),
+        ((("pk", ""),), {"N": "10"}, {"N": "1E1"}),  # a type unknown to an old checkpoint
+    ],
+    ids=["string", "binary", "number", "untyped"],
+)
+def test_two_spellings_of_one_key_are_one_key(
+    keys: tuple[tuple[str, str], ...], first: dict[str, str], second: dict[str, str]
+) -> None:
+    """The duplicate-key check sees keys as DynamoDB does, so a second spelling of
+    a key cannot slip a line past it (fewer items would land than were counted)."""
+    from ddb_backup.verify import DistinctKeys
+
+    distinct = DistinctKeys(keys)
+    distinct.add({"pk": first, "v": {"S": "x"}})
+    distinct.check(where="f")  # one key: fine
+    distinct.add({"pk": second, "v": {"S": "y"}})
+    with pytest.raises(CorruptDataError, match="two lines have the same target key"):
+        distinct.check(where="f")
+    other = DistinctKeys(keys)
+    for value in ("AAE=", "AAI=") if keys[0][1] == "B" else ("1", "2"):
+        other.add({"pk": {keys[0][1] or "S": value}})
+    other.check(where="f")  # two keys: fine
