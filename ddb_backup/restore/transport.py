@@ -1,10 +1,11 @@
 """The HTTP under the direct sender's BatchWriteItem calls: reqwest where it can.
 
 aiohttp's client costs about 107 µs of CPU per call (the floor pays it too);
-reqwest (Rust, through pyreqwest) on uvloop's event loop (:func:`ddb_backup.concurrency.run`)
-about 61 (``benchmarks/http_calls.py``), and with it a restore spends a fifth
-less CPU than on aiohttp (``benchmarks/restore_throughput.py``, docs/performance.md). Signing, the body
-and the answer's checks stay the direct sender's; this only moves bytes.
+reqwest (Rust, through pyreqwest) on uvloop's event loop
+(:func:`ddb_backup.concurrency.run`) about 61 (``benchmarks/http_calls.py``), and
+with it a restore spends a fifth less CPU than on aiohttp
+(``benchmarks/restore_throughput.py``, docs/performance.md). Signing, the body and
+the answer's checks stay the direct sender's; this only moves bytes.
 
 :func:`reqwest_poster` builds one for a DynamoDB client whose settings it can
 honour, and yields None otherwise, so the direct sender posts through the
