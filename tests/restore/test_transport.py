@@ -50,6 +50,19 @@ async def test_restore_clients_write_through_reqwest_item_for_item(moto: str) ->
         assert sorted(await scan_all(clients.dynamodb, TABLE), key=key) == sorted(ITEMS, key=key)
 
 
+async def test_dynamodbs_refusals_through_reqwest_are_the_clients_modelled_errors(
+    moto: str,
+) -> None:
+    """An answer with an error status is read from reqwest's headers and body into
+    the ``ClientError`` botocore would raise, with its code and HTTP status."""
+    async with restore_clients(2) as clients:
+        sender = default_sender(clients.dynamodb, clients.write_http)
+        with pytest.raises(clients.dynamodb.exceptions.ResourceNotFoundException) as missing:
+            await sender("no-such-table", [{"PutRequest": {"Item": ITEMS[0]}}])
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert not is_retryable(missing.value)
+
+
 async def test_a_proxy_or_a_client_certificate_keeps_the_clients_own_aiohttp_path(
     moto: str, tmp_path: Path
 ) -> None:
