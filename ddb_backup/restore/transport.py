@@ -12,9 +12,10 @@ honour, and yields None otherwise, so the direct sender posts through the
 client's own aiohttp session as before:
 
 * a proxy for the endpoint, or a client certificate: None (aiohttp's path);
-* the certificate check: the client's CA bundle is trusted (every certificate
-  in it, added to reqwest's built-in roots: a bundle widens, never narrows,
-  what is trusted), and ``verify=False`` is honoured;
+* the certificate check: the client's CA bundle (botocore's default one when
+  none is set) is trusted, every certificate in it added to reqwest's built-in
+  roots (so a bundle widens, never narrows, what is trusted), and
+  ``verify=False`` is honoured;
 * the client's pool size, connect and read timeouts; HTTP/1.1, no redirects,
   no decompression (DynamoDB is asked for identity bodies).
 
@@ -38,6 +39,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from botocore.httpsession import get_cert_path
 
 from ddb_backup.log import get_logger
 
@@ -134,8 +136,10 @@ def _builder(builder: Any, dynamodb: Any) -> Any:
         builder = builder.read_timeout(dt.timedelta(seconds=float(config.read_timeout)))
     verify = dynamodb._endpoint.http_session._verify
     if verify is False:
-        builder = builder.danger_accept_invalid_certs(True)
-    elif isinstance(verify, str):
-        for root in _roots(verify):
-            builder = builder.add_root_certificate_pem(root)
+        return builder.danger_accept_invalid_certs(True)
+    # The roots aiohttp would check against (the client's bundle, else botocore's
+    # default one) beside reqwest's own: a host without system roots still verifies.
+    bundle = get_cert_path(verify)
+    for root in _roots(bundle) if bundle else ():
+        builder = builder.add_root_certificate_pem(root)
     return builder
