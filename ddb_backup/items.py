@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NewType, cast
 
@@ -247,8 +249,8 @@ def check_item_lines(
             if not all(map(is_valid, docs)):
                 break
             if on_item is not None:
-                for doc in docs:
-                    on_item(doc["Item"])
+                # Consumed in C: the only Python step per item is on_item itself.
+                collections.deque(map(on_item, map(_ITEM, docs)), maxlen=0)
             every_canonical = every_canonical and _encodes_as(docs, part)
         else:
             return every_canonical
@@ -260,6 +262,8 @@ def check_item_lines(
         check_item_line(line, key=key, line_no=line_no, keys=keys)
     raise CorruptDataError(f"lines {first_line_no} on were refused", key=key)  # not reached
 
+
+_ITEM = operator.itemgetter("Item")
 
 #: Lines parsed before they are checked and dropped: parsed items are objects the
 #: cyclic collector tracks, and a whole block of them alive at once (thousands)

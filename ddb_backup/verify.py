@@ -70,6 +70,7 @@ class DistinctKeys:
     """
 
     _BUCKETS = 256  # checked a bucket at a time: the set built for it stays small
+    _MASK = _BUCKETS - 1
 
     def __init__(self, keys: KeySpec) -> None:
         self._names = tuple(name for name, _ in keys)
@@ -79,7 +80,7 @@ class DistinctKeys:
     def add(self, item: WireItem) -> None:
         """Record a (checked) item's key."""
         h = hash(self._key(item))
-        self._hashes[h % self._BUCKETS].append(h)
+        self._hashes[h & self._MASK].append(h)
 
     def check(self, *, where: str) -> None:
         """Raise :class:`CorruptDataError` (naming ``where``) if a key came twice."""
@@ -101,6 +102,9 @@ def _key_of(keys: KeySpec) -> Callable[[WireItem], Hashable]:
     if not keys or any(t not in KEY_TYPES for _, t in keys):
         names = tuple(name for name, _ in keys)
         return lambda item: key_parts(item, names)
+    if [t for _, t in keys] == ["S", "S"]:  # the common case, in one step per item
+        (hash_name, _), (range_name, _) = keys
+        return lambda item: (item[hash_name]["S"], item[range_name]["S"])
     values = [_key_value(name, t) for name, t in keys]
     if len(values) == 1:
         return values[0]
