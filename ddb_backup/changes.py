@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import orjson
 
-from ddb_backup.digest import canonical_number
+from ddb_backup.digest import canonical_binary, canonical_number
 from ddb_backup.errors import CorruptDataError
 from ddb_backup.items import WireItem, check_wire_item
 
@@ -110,14 +110,20 @@ def key_identity(keys: WireItem, key_names: tuple[str, ...]) -> bytes:
 
 
 def key_parts(keys: WireItem, key_names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """``(type, value)`` per key attribute in key-schema order, numbers in the
-    digest's exact canonical form (:func:`~ddb_backup.digest.canonical_number`):
-    equal for two checked items exactly when DynamoDB sees one key (hashable)."""
+    """``(type, value)`` per key attribute in key-schema order, numbers and
+    binaries in the digest's canonical forms (:func:`~ddb_backup.digest.canonical_number`,
+    :func:`~ddb_backup.digest.canonical_binary`): equal for two checked items
+    exactly when DynamoDB sees one key (hashable)."""
     parts: list[tuple[str, Any]] = []
     for name in key_names:
         ((type_, value),) = keys[name].items()
-        parts.append((type_, canonical_number(value) if type_ == "N" else value))
+        canonical = _CANONICAL.get(type_)
+        parts.append((type_, canonical(value) if canonical is not None else value))
     return tuple(parts)
+
+
+#: Key values DynamoDB compares other than as they are spelt.
+_CANONICAL = {"N": canonical_number, "B": canonical_binary}
 
 
 def parse_change_line(

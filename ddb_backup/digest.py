@@ -45,6 +45,7 @@ from typing import Any
 
 __all__ = [
     "ContentDigest",
+    "canonical_binary",
     "canonical_item",
     "canonical_number",
     "digest_items",
@@ -71,6 +72,13 @@ def canonical_number(text: str) -> str:
     # Value = ds * 10**exponent; as DIGITS E e with DIGITS integer.
     exp = exponent + (len(ds) - len(stripped))
     return f"{'-' if sign else ''}{stripped}E{exp}"
+
+
+def canonical_binary(text: str) -> str:
+    """A binary's base64 as one text per value: ``AA==`` and ``AB==`` spell one
+    byte (the bits after it are not data), as the digest's decoded bytes say.
+    Used where a key must be text (the key identity of change records)."""
+    return base64.b64encode(base64.b64decode(text)).decode()
 
 
 def _len(b: bytes) -> bytes:

@@ -34,10 +34,10 @@ __all__ = [
     "Request",
     "WireItem",
     "WireRequest",
+    "canonical_puts",
     "check_item_line",
     "check_item_lines",
     "check_wire_item",
-    "encoded_puts",
     "from_botocore",
     "item_of_verified_line",
     "key_spec",
@@ -59,7 +59,7 @@ WireRequest = dict[str, Any]
 #: read again from the same pinned object: its bytes are that checked value, so
 #: no parser can read anything else in them, and it is a put request's value as
 #: it stands (``{"PutRequest":LINE}``). A type for the checker only (no copy at
-#: run time): a request that is ``bytes`` is one, and only :func:`encoded_puts` makes them.
+#: run time): a request that is ``bytes`` is one, and only :func:`canonical_puts` makes them.
 CanonicalLine = NewType("CanonicalLine", bytes)
 
 #: A request as the writer carries it: parsed, or a proven line.
@@ -74,7 +74,7 @@ def wire_request(request: Request) -> WireRequest:
     return request
 
 
-def encoded_puts(lines: list[bytes]) -> list[Request]:
+def canonical_puts(lines: list[bytes]) -> list[Request]:
     """Put requests carrying ``lines`` as they stand: only for lines of a file
     every line of which :func:`check_item_lines` proved canonical, read from the
     object it verified (see :data:`CanonicalLine`)."""

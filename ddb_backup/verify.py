@@ -9,7 +9,6 @@ bounded queue, each streaming its file in constant memory.
 
 from __future__ import annotations
 
-import base64
 from array import array
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 
 from ddb_backup.changes import key_parts
 from ddb_backup.concurrency import run_workers
-from ddb_backup.digest import ContentDigest, canonical_number
+from ddb_backup.digest import ContentDigest
 from ddb_backup.errors import (
     ChecksumMismatchError,
     CorruptDataError,
@@ -28,7 +27,7 @@ from ddb_backup.errors import (
     VerificationError,
 )
 from ddb_backup.export_folder import ExpectedFile, locate_export_folder, read_export_folder
-from ddb_backup.items import KEY_TYPES, KeySpec, WireItem, check_item_lines, key_spec
+from ddb_backup.items import KeySpec, WireItem, check_item_lines, key_spec
 from ddb_backup.keys import check_key_inside
 from ddb_backup.manifest import DataFile, TableBackup, TableSchema
 from ddb_backup.storage import Storage
@@ -95,29 +94,17 @@ class DistinctKeys:
 
 def _key_of(keys: KeySpec) -> Callable[[WireItem], Hashable]:
     """The function giving a checked item's key, equal for two items exactly
-    when DynamoDB sees one key: strings as they stand, binaries as their bytes
-    (two base64 texts can spell one value), numbers in canonical form (1, 1.0
-    and 1E0 are one number). Keys of unknown type (old checkpoints) go through
-    :func:`~ddb_backup.changes.key_parts`."""
-    if not keys or any(t not in KEY_TYPES for _, t in keys):
-        names = tuple(name for name, _ in keys)
-        return lambda item: key_parts(item, names)
-    if [t for _, t in keys] == ["S", "S"]:  # the common case, in one step per item
-        (hash_name, _), (range_name, _) = keys
+    when DynamoDB sees one key: :func:`~ddb_backup.changes.key_parts` (numbers
+    and binaries in canonical form), or for string keys, whose spelling is
+    their value, the strings read directly (one step per item)."""
+    names = tuple(name for name, _ in keys)
+    if keys and all(t == "S" for _, t in keys):
+        if len(names) == 1:
+            (only,) = names
+            return lambda item: item[only]["S"]
+        hash_name, range_name = names
         return lambda item: (item[hash_name]["S"], item[range_name]["S"])
-    values = [_key_value(name, t) for name, t in keys]
-    if len(values) == 1:
-        return values[0]
-    first, second = values
-    return lambda item: (first(item), second(item))
-
-
-def _key_value(name: str, type_: str) -> Callable[[WireItem], Hashable]:
-    if type_ == "S":
-        return lambda item: item[name]["S"]
-    if type_ == "B":
-        return lambda item: base64.b64decode(item[name]["B"])
-    return lambda item: canonical_number(item[name]["N"])
+    return lambda item: key_parts(item, names)
 
 
 async def verify_file(

@@ -43,7 +43,7 @@ from ddb_backup.restore.transport import ReqwestPoster
 
 __all__ = [
     "BatchSender",
-    "EncodedSender",
+    "CanonicalLineSender",
     "Unprocessed",
     "batch_body",
     "consumed_units",
@@ -68,8 +68,8 @@ class Unprocessed(list[WireRequest]):
 #: :class:`Unprocessed` list also carries the consumed capacity).
 BatchSender = Callable[[str, list[WireRequest]], Awaitable[list[WireRequest]]]
 #: A sender that also takes :data:`~ddb_backup.items.CanonicalLine` requests (and
-#: says so with a true ``takes_encoded`` attribute): the direct sender.
-EncodedSender = Callable[[str, Sequence[Request]], Awaitable[list[WireRequest]]]
+#: says so with a true ``takes_canonical_lines`` attribute): the direct sender.
+CanonicalLineSender = Callable[[str, Sequence[Request]], Awaitable[list[WireRequest]]]
 
 _OPERATION = "BatchWriteItem"
 
@@ -145,7 +145,7 @@ class _DirectSender:
     """
 
     #: It sends :data:`~ddb_backup.items.CanonicalLine` requests as they stand.
-    takes_encoded = True
+    takes_canonical_lines = True
 
     def __init__(self, client: Any, http: ReqwestPoster | None = None) -> None:
         if not supports_direct_path(client):
@@ -307,7 +307,7 @@ def supports_direct_path(client: Any) -> bool:
     )
 
 
-def direct_sender(dynamodb_client: Any, http: ReqwestPoster | None = None) -> EncodedSender:
+def direct_sender(dynamodb_client: Any, http: ReqwestPoster | None = None) -> CanonicalLineSender:
     """A :data:`BatchSender` making one SigV4-signed POST per batch with the client's parts.
 
     What the client provides is used as is: its credentials (refreshed through

@@ -24,7 +24,7 @@ from ddb_backup.errors import (
     DataFileChangedError,
     DdbBackupError,
 )
-from ddb_backup.items import Request, check_item_line, encoded_puts, item_of_verified_line
+from ddb_backup.items import Request, canonical_puts, check_item_line, item_of_verified_line
 from ddb_backup.keys import dead_letter_prefix
 from ddb_backup.restore.prepare import table_keys
 from ddb_backup.restore.state import FileState, TablePhase, TableState
@@ -126,7 +126,7 @@ async def _stream_file(
         # parsed a batch at a time, so only the batches in flight hold objects.
         requests: list[Request]
         if as_they_stand:
-            requests = encoded_puts(lines)
+            requests = canonical_puts(lines)
         elif pinned:
             requests = put_requests_of_verified(lines, key=key, first_line_no=start + 1)
         else:

@@ -55,7 +55,7 @@ from ddb_backup.manifest import DataFile
 from ddb_backup.restore.ratelimit import WriteControl
 from ddb_backup.restore.sender import (
     BatchSender,
-    EncodedSender,
+    CanonicalLineSender,
     Unprocessed,
     consumed_units,
     direct_sender,
@@ -143,11 +143,11 @@ def request_item(request: Request) -> WireItem:
     return put
 
 
-def taking_encoded(sender: BatchSender) -> EncodedSender:
+def taking_canonical_lines(sender: BatchSender) -> CanonicalLineSender:
     """``sender`` if it sends :data:`~ddb_backup.items.CanonicalLine` requests as
     they stand (the direct sender), else ``sender`` behind a step decoding them:
     any sender, a user's or a test's, sees parsed wire requests only."""
-    if getattr(sender, "takes_encoded", False):
+    if getattr(sender, "takes_canonical_lines", False):
         return sender  # type: ignore[return-value]  # it says so: its signature is wider
 
     async def send(table: str, requests: Sequence[Request]) -> list[WireRequest]:
@@ -337,7 +337,7 @@ class BatchWriter:
         # The table's budget and adaptive concurrency (shared by its clear and writes).
         self.control = control or WriteControl(max_workers)
         self._accepted = 0  # requests of this table accepted so far, every batch
-        self._sender = taking_encoded(sender)
+        self._sender = taking_canonical_lines(sender)
         self._retry = retry or RetryPolicy()
         self._dead = dead_letters
         self._rng = rng or random.Random()

@@ -20,9 +20,9 @@ from ddb_backup.errors import ChecksumMismatchError, CorruptDataError, ItemCount
 from ddb_backup.export_folder import ExpectedFile
 from ddb_backup.items import (
     MAX_ITEM_BYTES,
+    canonical_puts,
     check_item_line,
     check_item_lines,
-    encoded_puts,
     item_of_verified_line,
     wire_item_size,
 )
@@ -186,7 +186,7 @@ def test_no_line_can_make_a_request_touch_another_key_or_table(
 def as_the_restore_sends(line: bytes) -> bytes:
     """The body of a verified line: as it stands when proven canonical, else parsed."""
     canonical = check_item_lines([line], key="data/x.json.gz", first_line_no=1, canonical=True)
-    return batch_body(TARGET, encoded_puts([line]) if canonical else [put_request(check(line))])
+    return batch_body(TARGET, canonical_puts([line]) if canonical else [put_request(check(line))])
 
 
 @SETTINGS
@@ -292,7 +292,7 @@ def test_a_line_judged_canonical_reads_alike_in_every_parser(seed: int, item: An
 def test_canonical_lines_are_sent_byte_for_byte_and_mixed_bodies_parse_alike() -> None:
     assert check_item_lines(LINES, key="k", first_line_no=1, keys=KEYS, canonical=True)
     assert not check_item_lines(LINES, key="k", first_line_no=1, keys=KEYS)  # not asked
-    encoded = encoded_puts(LINES[:3])
+    encoded = canonical_puts(LINES[:3])
     mixed = [*encoded, put_request(check(LINES[3]))]
     body = batch_body(TARGET, mixed)
     for line in LINES[:3]:
@@ -489,8 +489,13 @@ def test_two_spellings_of_one_key_are_one_key(
     keys: tuple[tuple[str, str], ...], first: dict[str, str], second: dict[str, str]
 ) -> None:
     """The duplicate-key check sees keys as DynamoDB does, so a second spelling of
-    a key cannot slip a line past it (fewer items would land than were counted)."""
+    a key cannot slip a line past it (fewer items would land than were counted);
+    so does the key identity of change records (a window's later change of one
+    key must supersede its earlier one, whatever the spelling)."""
+    from ddb_backup.changes import key_identity
     from ddb_backup.verify import DistinctKeys
+
+    assert key_identity({"pk": first}, ("pk",)) == key_identity({"pk": second}, ("pk",))
 
     distinct = DistinctKeys(keys)
     distinct.add({"pk": first, "v": {"S": "x"}})

@@ -16,7 +16,9 @@ from ddb_backup.audit import verify_backup
 from ddb_backup.aws import AwsClients, aws_clients
 from ddb_backup.config import RestoreConfig
 from ddb_backup.events import RestoreRequest
+from ddb_backup.items import canonical_puts
 from ddb_backup.restore import RestoreResult, restore_export, run_restore
+from ddb_backup.restore import write as write_pass
 from ddb_backup.restore.writer import RetryPolicy
 from ddb_backup.storage import LocalStorage, S3Storage
 from handlers.restore import handler
@@ -318,7 +320,7 @@ async def test_local_copy_swapped_after_verification_is_checked_in_full_again(
 
 
 async def test_lines_another_parser_could_read_otherwise_write_what_was_checked(
-    aws: AwsClients, bucket: str
+    aws: AwsClients, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Canonical lines are sent as they stand; a line with a name twice, or ``Item``
     twice, is valid JSON that parsers may read differently. Its bytes never reach
@@ -333,11 +335,21 @@ async def test_lines_another_parser_could_read_otherwise_write_what_was_checked(
     export = await write_aws_export(
         aws.s3, bucket, "exports/ambiguous", PK_SK_ITEMS[:30], files=2, extra_lines=ambiguous
     )
+    as_they_stand: list[bytes] = []  # the lines the restore framed without parsing
+
+    def spied(lines: list[bytes]) -> Any:
+        as_they_stand.extend(lines)
+        return canonical_puts(lines)
+
+    monkeypatch.setattr(write_pass, "canonical_puts", spied)
     result = await restore_export(
         S3Storage(aws.s3, bucket), export["folder"], TABLE, aws, retry=FAST
     )
 
     assert result.status_code == 200, result.body
+    # The second file (canonical lines only) went as it stood; the first never did.
+    assert len(as_they_stand) == 15
+    assert not set(ambiguous) & set(as_they_stand)
     checked = [orjson.loads(line)["Item"] for line in ambiguous]
     assert checked[0]["pk"] == {"S": "twice"}
     assert checked[1]["pk"] == {"S": "item-twice"}

@@ -24,7 +24,7 @@ from ddb_backup import concurrency
 from ddb_backup.aws import client_config, is_retryable
 from ddb_backup.restore import restore_clients
 from ddb_backup.restore.sender import _DirectSender
-from ddb_backup.restore.transport import ReqwestPoster, reqwest_poster
+from ddb_backup.restore.transport import ReqwestPoster, _roots, reqwest_poster
 from ddb_backup.restore.writer import BatchWriter, RetryPolicy, default_sender
 from tests.support.data import create_table, scan_all
 
@@ -34,8 +34,17 @@ ITEMS = [{"pk": {"S": f"p{i}"}, "sk": {"S": "s"}, "n": {"N": str(i)}} for i in r
 
 async def test_restore_clients_write_through_reqwest_item_for_item(moto: str) -> None:
     async with restore_clients(4) as clients:
-        assert isinstance(clients.write_http, ReqwestPoster)
-        sender = default_sender(clients.dynamodb, clients.write_http)
+        poster = clients.write_http
+        assert isinstance(poster, ReqwestPoster)
+        posted: list[str] = []
+        post = poster.post
+
+        async def counted(url: str, headers: Any, body: bytes) -> Any:
+            posted.append(url)
+            return await post(url, headers, body)
+
+        poster.post = counted  # type: ignore[method-assign]
+        sender = default_sender(clients.dynamodb, poster)
         assert isinstance(sender, _DirectSender)
         await create_table(clients.dynamodb, TABLE, pitr=False)
         async with BatchWriter(TABLE, sender, max_workers=4) as writer:
@@ -43,6 +52,7 @@ async def test_restore_clients_write_through_reqwest_item_for_item(moto: str) ->
                 await writer.submit([{"PutRequest": {"Item": it}} for it in ITEMS[i : i + 25]])
         assert writer.stats.written == len(ITEMS)
         assert writer.stats.failed == 0
+        assert len(posted) == 3  # every batch of 25 went through reqwest
 
         def key(item: dict[str, Any]) -> str:
             return str(item["pk"]["S"])
@@ -91,6 +101,11 @@ async def test_a_ca_bundle_is_trusted_certificate_by_certificate(moto: str, tmp_
     broken.write_bytes(
         b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
     )
+    roots = _roots(str(bundle))
+    assert [x509.load_pem_x509_certificate(r).subject.rfc4514_string() for r in roots] == [
+        "CN=one",
+        "CN=two",
+    ]
     for path, works in ((bundle, True), (broken, False)):
         async with (
             get_session().create_client("dynamodb", verify=str(path)) as ddb,
@@ -117,21 +132,32 @@ async def silent_server() -> AsyncIterator[str]:
         done.set()
 
 
-async def test_failures_are_the_botocore_errors_the_writer_retries(silent_server: str) -> None:
-    from pyreqwest.client import ClientBuilder
-
+async def _closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
     closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = closed.sockets[0].getsockname()[1]
+    port: int = closed.sockets[0].getsockname()[1]
     closed.close()
     await closed.wait_closed()
-    builder = ClientBuilder().http1_only().read_timeout(dt.timedelta(seconds=0.3))
-    async with builder.connect_timeout(dt.timedelta(seconds=2)).build() as client:
-        poster = ReqwestPoster(client)
+    return port
+
+
+async def test_failures_are_the_botocore_errors_the_writer_retries(
+    moto: str, silent_server: str
+) -> None:
+    """The client's timeouts are reqwest's: a server that never answers fails the
+    call after the client's 0.3 s read timeout (not reqwest's own default), as a
+    retryable botocore timeout; a refused connection as EndpointConnectionError."""
+    config = client_config(4, 1).merge(AioConfig(connect_timeout=2, read_timeout=0.3))
+    async with (
+        get_session().create_client("dynamodb", config=config) as ddb,
+        reqwest_poster(ddb) as poster,
+    ):
+        assert poster is not None
         with pytest.raises(EndpointConnectionError) as refused:
-            await poster.post(f"http://127.0.0.1:{port}/", {}, b"{}")
+            await poster.post(f"http://127.0.0.1:{await _closed_port()}/", {}, b"{}")
         # reqwest may call a server that never answers a connect or a read timeout.
         with pytest.raises((ReadTimeoutError, ConnectTimeoutError)) as slow:
-            await poster.post(silent_server, {}, b"{}")
+            await asyncio.wait_for(poster.post(silent_server, {}, b"{}"), timeout=10)
     assert is_retryable(refused.value)
     assert is_retryable(slow.value)
 
@@ -141,10 +167,7 @@ async def test_a_refused_connection_is_retried_then_counted_failed_never_written
 ) -> None:
     """An endpoint that refuses every connection: each batch is retried until the
     budget is spent and ends failed (counted), none is reported written."""
-    closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = closed.sockets[0].getsockname()[1]
-    closed.close()
-    await closed.wait_closed()
+    port = await _closed_port()
     async with restore_clients(2) as clients:
         assert clients.write_http is not None
 
