@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,20 @@ async def test_a_proxy_or_a_client_certificate_keeps_the_clients_own_aiohttp_pat
             reqwest_poster(ddb) as poster,
         ):
             assert poster is None
+
+
+async def test_without_pyreqwest_the_writes_take_aiohttps_path(
+    moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform without its wheels: no poster, and the restore still writes."""
+    monkeypatch.setitem(sys.modules, "pyreqwest.client", None)  # import raises ImportError
+    async with restore_clients(2) as clients:
+        assert clients.write_http is None
+        await create_table(clients.dynamodb, TABLE, pitr=False)
+        async with BatchWriter(TABLE, default_sender(clients.dynamodb), max_workers=2) as w:
+            await w.submit([{"PutRequest": {"Item": it}} for it in ITEMS[:25]])
+        assert w.stats.written == 25
+        assert len(await scan_all(clients.dynamodb, TABLE)) == 25
 
 
 async def test_a_ca_bundle_is_trusted_certificate_by_certificate(moto: str, tmp_path: Path) -> None:
